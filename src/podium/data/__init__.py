@@ -1,0 +1,1 @@
+"""Competition data: the embedded default, ingest and validation, duplicates, folds."""

@@ -1,0 +1,32 @@
+"""Leak-free folds: stratified by label, grouped so a duplicate cluster never spans two folds."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from podium.errors import PodiumInputError
+
+log = logging.getLogger(__name__)
+
+
+def make_folds(
+    ids: pd.Series, labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
+) -> pd.DataFrame:
+    """Assign every train image a fold in ``0..n_folds-1`` (``id, fold``)."""
+    n_groups = len(np.unique(groups))
+    if n_folds < 2 or n_folds > n_groups:
+        raise PodiumInputError(
+            f"config key folds.n_folds: {n_folds} folds need 2 or more and at most the "
+            f"{n_groups} independent image groups of train."
+        )
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold = np.full(len(ids), -1, dtype=np.int64)
+    for k, (_, valid) in enumerate(splitter.split(np.zeros(len(ids)), labels, groups)):
+        fold[valid] = k
+    folds = pd.DataFrame({"id": ids.to_numpy(), "fold": fold})
+    log.info("fold sizes: %s", folds["fold"].value_counts().sort_index().tolist())
+    return folds

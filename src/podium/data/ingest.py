@@ -1,0 +1,279 @@
+"""Ingest: read a competition folder, validate all of it, write the manifest.
+
+Everything that can be wrong with the input is checked here, before any heavy work, and all
+problems are reported at once (file, row and what to do), so a user fixes their folder in one
+round instead of one crash per training job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from podium.errors import PodiumInputError
+from podium.metrics import get_metric
+from podium.task import CLASSIFICATION_TASKS, TaskSpec
+from podium.tables import write_parquet
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED = 20
+_UNSAFE_ID = re.compile(r"[/\\]|^\.\.?$|\.\.")
+
+
+@dataclass(frozen=True)
+class CompetitionLayout:
+    """Where a competition keeps its files, as the config's ``competition`` section says."""
+
+    root: Path
+    train_csv: str = "train.csv"
+    sample_submission: str = "sample_submission.csv"
+    train_images: str = "train/{id}.png"
+    test_images: str = "test/{id}.png"
+    id_column: str = "id"
+    target: str = "label"
+    task: str = "multiclass"
+    metric: str = "accuracy"
+    classes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What ingest learns from one image file: its size, channels and byte hash."""
+
+    height: int
+    width: int
+    channels: int
+    md5: str
+
+
+class _Problems:
+    """Collects validation problems so they can be reported together."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.items.append(message)
+
+    def raise_if_any(self, what: str) -> None:
+        if not self.items:
+            return
+        shown = "\n  - ".join(self.items[:MAX_REPORTED])
+        more = len(self.items) - MAX_REPORTED
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        raise PodiumInputError(f"{what}: {len(self.items)} problem(s)\n  - {shown}{tail}")
+
+
+def _read_table(path: Path, config_key: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise PodiumInputError(
+            f"{path}: file not found (config key {config_key}). "
+            "Point the key at the file relative to competition.dir."
+        )
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise PodiumInputError(f"{path}: not a readable CSV file ({err}).") from err
+
+
+def _require_columns(frame: pd.DataFrame, path: Path, columns: Iterable[tuple[str, str]]) -> None:
+    for column, key in columns:
+        if column not in frame.columns:
+            raise PodiumInputError(
+                f"{path}: no column {column!r} (config key {key}); "
+                f"the file has columns {list(frame.columns)}."
+            )
+
+
+def _check_ids(ids: pd.Series, path: Path, problems: _Problems) -> None:
+    """Ids become file names downstream: no empties, no duplicates, no path tricks."""
+    for row, value in ids.items():
+        line = int(row) + 2  # header is line 1
+        if value == "":
+            problems.add(f"{path} line {line}: empty id")
+        elif _UNSAFE_ID.search(value):
+            problems.add(
+                f"{path} line {line}: id {value!r} contains a path separator or '..'; "
+                "ids must be plain names"
+            )
+    duplicated = ids[ids.duplicated(keep=False) & (ids != "")]
+    for value, rows in duplicated.groupby(duplicated).groups.items():
+        lines = ", ".join(str(int(r) + 2) for r in rows)
+        problems.add(f"{path}: id {value!r} appears more than once (lines {lines})")
+
+
+def resolve_image_path(layout: CompetitionLayout, template: str, image_id: str) -> Path:
+    """The image file of one id, from a path template such as ``train/{id}.png``."""
+    return layout.root / template.format(id=image_id)
+
+
+def _ids_on_disk(layout: CompetitionLayout, template: str) -> set[str] | None:
+    """Ids of the files a ``dir/{id}.ext`` template matches, to catch strays and gaps."""
+    prefix, sep, suffix = template.partition("{id}")
+    if not sep or "/" in suffix or "{" in suffix:
+        return None
+    folder = (layout.root / prefix).parent if not prefix.endswith("/") else layout.root / prefix
+    name_prefix = "" if prefix.endswith("/") else Path(prefix).name
+    if not folder.is_dir():
+        return set()
+    found = set()
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.startswith(name_prefix) and name.endswith(suffix) and entry.is_file():
+            found.add(name[len(name_prefix) : len(name) - len(suffix) if suffix else None])
+    return found
+
+
+def inspect_image(path: Path) -> ImageInfo:
+    """Decode the whole file (so truncation shows) and hash its bytes."""
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        width, height = image.size
+        channels = len(image.getbands())
+    return ImageInfo(height, width, channels, hashlib.md5(data).hexdigest())
+
+
+def _inspect_or_report(path: Path) -> ImageInfo | str:
+    if not path.is_file():
+        return f"{path}: image file not found"
+    try:
+        return inspect_image(path)
+    except Exception as err:  # PIL raises many types for corrupt data
+        return f"{path}: unreadable or truncated image ({type(err).__name__}: {err})"
+
+
+def _check_labels(
+    labels: pd.Series, path: Path, layout: CompetitionLayout, problems: _Problems
+) -> tuple[str, ...]:
+    """Labels must be present and belong to the task's classes; returns the class order."""
+    for row, value in labels.items():
+        if value.strip() == "":
+            problems.add(f"{path} line {int(row) + 2}: label column {layout.target!r} is empty")
+    present = sorted({v for v in labels if v.strip() != ""}, key=_class_sort_key)
+    if layout.classes is None:
+        classes = tuple(present)
+    else:
+        classes = tuple(str(c) for c in layout.classes)
+        allowed = set(classes)
+        for row, value in labels.items():
+            if value.strip() != "" and value not in allowed:
+                problems.add(
+                    f"{path} line {int(row) + 2}: label {value!r} is not one of the classes "
+                    f"in config key competition.classes {list(classes)}"
+                )
+    if layout.task == "binary" and len(classes) != 2:
+        problems.add(
+            f"{path}: task is binary but column {layout.target!r} has {len(classes)} classes "
+            f"{list(classes)[:10]}; set competition.task to multiclass or fix the labels"
+        )
+    return classes
+
+
+def _class_sort_key(value: str) -> tuple[int, float | str]:
+    """Numeric labels sort as numbers (2 before 10), others alphabetically."""
+    try:
+        return (0, float(value))
+    except ValueError:
+        return (1, value)
+
+
+def ingest_competition(
+    layout: CompetitionLayout,
+    manifest_path: str | Path,
+    task_path: str | Path,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Validate the competition folder and write ``manifest.parquet`` and ``task.json``."""
+    if layout.task not in CLASSIFICATION_TASKS:
+        raise PodiumInputError(
+            f"config key competition.task: {layout.task!r} is not supported yet; "
+            f"use one of {list(CLASSIFICATION_TASKS)}."
+        )
+    get_metric(layout.metric)
+    if not layout.root.is_dir():
+        raise PodiumInputError(
+            f"{layout.root}: competition folder not found (config key competition.dir)."
+        )
+    train_path = layout.root / layout.train_csv
+    sample_path = layout.root / layout.sample_submission
+    train = _read_table(train_path, "competition.train_csv")
+    sample = _read_table(sample_path, "competition.sample_submission")
+    _require_columns(
+        train, train_path, [(layout.id_column, "competition.id_column"),
+                            (layout.target, "competition.target")]
+    )
+    _require_columns(sample, sample_path, [(layout.id_column, "competition.id_column")])
+
+    problems = _Problems()
+    train_ids, test_ids = train[layout.id_column], sample[layout.id_column]
+    _check_ids(train_ids, train_path, problems)
+    _check_ids(test_ids, sample_path, problems)
+    for value in sorted(set(train_ids) & set(test_ids) - {""}):
+        problems.add(
+            f"id {value!r} is in both {train_path.name} and {sample_path.name}; "
+            "an image must be either train or test"
+        )
+    classes = _check_labels(train[layout.target], train_path, layout, problems)
+    on_disk = _ids_on_disk(layout, layout.test_images)
+    if on_disk is not None:
+        folder = Path(layout.test_images).parent
+        for value in sorted(on_disk - set(test_ids))[:MAX_REPORTED]:
+            problems.add(
+                f"{layout.root / layout.test_images.format(id=value)}: test image has no row in "
+                f"{sample_path.name}; the sample submission's ids must match the images in "
+                f"{folder}/"
+            )
+        for value in sorted(set(test_ids) - on_disk - {""})[:MAX_REPORTED]:
+            problems.add(
+                f"{sample_path.name}: id {value!r} has no image "
+                f"{layout.root / layout.test_images.format(id=value)}"
+            )
+    problems.raise_if_any(f"competition folder {layout.root} failed validation")
+
+    frames = []
+    for split, ids, template in (
+        ("train", train_ids, layout.train_images),
+        ("test", test_ids, layout.test_images),
+    ):
+        paths = [resolve_image_path(layout, template, i) for i in ids]
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            infos = list(pool.map(_inspect_or_report, paths))
+        for info in infos:
+            if isinstance(info, str):
+                problems.add(info)
+        if problems.items:
+            continue
+        frames.append(pd.DataFrame({
+            "id": ids.to_numpy(),
+            "split": split,
+            "path": [str(p.resolve()) for p in paths],
+            layout.target: train[layout.target].to_numpy() if split == "train" else None,
+            "height": [i.height for i in infos],
+            "width": [i.width for i in infos],
+            "channels": [i.channels for i in infos],
+            "md5": [i.md5 for i in infos],
+        }))
+    problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
+
+    manifest = pd.concat(frames, ignore_index=True)
+    manifest[layout.target] = manifest[layout.target].astype("string")
+    spec = TaskSpec(
+        task=layout.task, target=layout.target, classes=classes, metric=layout.metric,
+        id_column=layout.id_column,
+    )
+    write_parquet(manifest, manifest_path)
+    spec.save(task_path)
+    log.info("manifest: %d train and %d test images, %d classes",
+             (manifest.split == "train").sum(), (manifest.split == "test").sum(), len(classes))
+    return manifest

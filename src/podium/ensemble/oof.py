@@ -1,0 +1,72 @@
+"""Reading, aligning and scoring out-of-fold predictions.
+
+Every model, blend and stacker is scored the same way: the metric on each fold's OOF rows,
+then mean and standard deviation over folds. That is what the leaderboard ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from podium.metrics import get_metric
+from podium.task import TaskSpec
+
+
+@dataclass(frozen=True)
+class TrainTruth:
+    """Train ids in fold order with their encoded labels and folds."""
+
+    ids: pd.Series
+    y: np.ndarray
+    fold: np.ndarray
+
+    @classmethod
+    def load(cls, folds_csv: str | Path, manifest_path: str | Path, spec: TaskSpec) -> TrainTruth:
+        folds = pd.read_csv(folds_csv, dtype={"id": str})
+        manifest = pd.read_parquet(manifest_path, columns=["id", spec.target])
+        labels = folds["id"].map(dict(zip(manifest["id"], manifest[spec.target], strict=True)))
+        return cls(folds["id"], spec.encode(labels), folds["fold"].to_numpy())
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.fold.max()) + 1
+
+
+def aligned_proba(frame: pd.DataFrame, ids: pd.Series, columns: list[str]) -> np.ndarray:
+    """Rows of ``frame`` in the order of ``ids``; a missing id is a broken artifact."""
+    indexed = frame.set_index("id")
+    missing = ids[~ids.isin(indexed.index)]
+    if len(missing):
+        raise ValueError(f"predictions lack {len(missing)} ids, e.g. {missing.iloc[0]!r}")
+    return indexed.loc[ids, columns].to_numpy(dtype=np.float64)
+
+
+def fold_scores(truth: TrainTruth, proba: np.ndarray, metric_name: str) -> list[float]:
+    """The metric on each fold's rows."""
+    metric = get_metric(metric_name)
+    return [metric(truth.y[truth.fold == k], proba[truth.fold == k])
+            for k in range(truth.n_folds)]
+
+
+def cv_summary(
+    name: str, kind: str, truth: TrainTruth, proba: np.ndarray, metric_name: str
+) -> dict:
+    """``cv.json`` content: per-fold scores, their mean and std, and the pooled OOF score."""
+    scores = fold_scores(truth, proba, metric_name)
+    return {
+        "name": name, "kind": kind, "metric": metric_name,
+        "cv_mean": float(np.mean(scores)), "cv_std": float(np.std(scores)),
+        "fold_scores": scores,
+        "oof_score": get_metric(metric_name)(truth.y, proba),
+    }
+
+
+def prediction_frame(ids: pd.Series, proba: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """``id`` plus one column per prediction target (DESIGN.md's prediction contract)."""
+    frame = pd.DataFrame(proba, columns=columns)
+    frame.insert(0, "id", ids.to_numpy())
+    return frame

@@ -1,0 +1,103 @@
+"""Level-2 stackers trained fold by fold on OOF predictions, with the level-1 folds.
+
+For fold k the stacker is fitted on the OOF rows of the other folds only and predicts fold k's
+rows, so no row is ever predicted by a model that saw its label; test predictions are the
+mean of the k stackers.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from podium.errors import PodiumInputError
+
+
+def _lightgbm(params: dict, seed: int, threads: int) -> Any:
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(**{"verbose": -1, **params}, random_state=seed, n_jobs=threads)
+
+
+def _xgboost(params: dict, seed: int, threads: int) -> Any:
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(**{"tree_method": "hist", **params}, random_state=seed, n_jobs=threads)
+
+
+def _catboost(params: dict, seed: int, threads: int) -> Any:
+    from catboost import CatBoostClassifier
+
+    return CatBoostClassifier(**{"verbose": False, **params}, random_seed=seed,
+                              thread_count=threads, allow_writing_files=False)
+
+
+def _logistic(params: dict, seed: int, threads: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(**{"max_iter": 1000, **params}, random_state=seed)
+
+
+STACKERS: dict[str, Callable[[dict, int, int], Any]] = {
+    "lightgbm": _lightgbm, "xgboost": _xgboost, "catboost": _catboost, "logistic": _logistic,
+}
+
+
+def make_stacker(library: str, params: dict, seed: int = 0, threads: int = 1) -> Any:
+    """A fresh, unfitted level-2 classifier by its config name."""
+    if library not in STACKERS:
+        close = difflib.get_close_matches(library, STACKERS, n=3, cutoff=0.3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise PodiumInputError(
+            f"config key ensemble.stackers.<name>.library: unknown stacker {library!r}.{hint} "
+            f"Known: {', '.join(STACKERS)}."
+        )
+    try:
+        return STACKERS[library](dict(params), seed, threads)
+    except TypeError as err:
+        raise PodiumInputError(
+            f"config key ensemble.stackers.<name>.params: {library} rejected the params ({err})."
+        ) from err
+
+
+def stack_features(frames: dict[str, pd.DataFrame], ids: pd.Series, columns: list[str]
+                   ) -> np.ndarray:
+    """Side-by-side probabilities of every level-1 model, rows in the order of ``ids``."""
+    blocks = [f.set_index("id").loc[ids, columns].to_numpy(np.float64)
+              for _, f in sorted(frames.items())]
+    return np.hstack(blocks)
+
+
+def _fit_predict(estimator: Any, x: np.ndarray, y: np.ndarray, targets: list[np.ndarray],
+                 n_classes: int) -> list[np.ndarray]:
+    """Fit on the classes present and spread the probabilities back over all ``n_classes``."""
+    present = np.unique(y)
+    outputs = [np.zeros((len(t), n_classes)) for t in targets]
+    if len(present) == 1:
+        for out in outputs:
+            out[:, present[0]] = 1.0
+        return outputs
+    estimator.fit(x, np.searchsorted(present, y))
+    for out, t in zip(outputs, targets, strict=True):
+        out[:, present] = estimator.predict_proba(t)
+    return outputs
+
+
+def stack_out_of_fold(
+    make_estimator: Callable[[], Any], features: np.ndarray, y: np.ndarray, fold: np.ndarray,
+    test_features: np.ndarray, n_classes: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """OOF probabilities (each fold predicted by a stacker fitted without it) and mean test."""
+    oof = np.zeros((len(y), n_classes))
+    tests = []
+    for k in np.unique(fold):
+        held = fold == k
+        oof_k, test_k = _fit_predict(make_estimator(), features[~held], y[~held],
+                                     [features[held], test_features], n_classes)
+        oof[held] = oof_k
+        tests.append(test_k)
+    return oof, np.mean(tests, axis=0)

@@ -1,0 +1,84 @@
+"""One metric registry for early stopping, CV, the leaderboard and scoring.
+
+Every metric takes the encoded truth (class index per row for binary and multiclass) and the
+probability matrix ``(n_rows, n_classes)`` that the models write, so every stage scores the
+same way. Look a metric up by its config name with :func:`get_metric`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+from podium.errors import PodiumInputError
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named score with its direction, so leaderboards and early stopping sort correctly."""
+
+    name: str
+    func: Callable[[np.ndarray, np.ndarray], float]
+    greater_is_better: bool
+
+    def __call__(self, y_true: np.ndarray, proba: np.ndarray) -> float:
+        return float(self.func(np.asarray(y_true), np.asarray(proba, dtype=np.float64)))
+
+    def is_better(self, candidate: float, incumbent: float) -> bool:
+        """True when ``candidate`` beats ``incumbent`` under this metric's direction."""
+        if np.isnan(incumbent):
+            return not np.isnan(candidate)
+        return candidate > incumbent if self.greater_is_better else candidate < incumbent
+
+
+def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    return skm.accuracy_score(y, p.argmax(axis=1))
+
+
+def _logloss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-15, 1.0)
+    p = p / p.sum(axis=1, keepdims=True)
+    return skm.log_loss(y, p, labels=np.arange(p.shape[1]))
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    if p.shape[1] == 2:
+        return skm.roc_auc_score(y, p[:, 1])
+    return skm.roc_auc_score(y, p, multi_class="ovr", labels=np.arange(p.shape[1]))
+
+
+def _f1_macro(y: np.ndarray, p: np.ndarray) -> float:
+    return skm.f1_score(y, p.argmax(axis=1), average="macro", labels=np.arange(p.shape[1]))
+
+
+def _qwk(y: np.ndarray, p: np.ndarray) -> float:
+    return skm.cohen_kappa_score(y, p.argmax(axis=1), weights="quadratic")
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("accuracy", _accuracy, True),
+        Metric("logloss", _logloss, False),
+        Metric("auc", _auc, True),
+        Metric("f1_macro", _f1_macro, True),
+        Metric("qwk", _qwk, True),
+    )
+}
+
+
+def get_metric(name: str) -> Metric:
+    """Look a metric up by name; an unknown name lists the close ones."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, METRICS, n=3, cutoff=0.3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise PodiumInputError(
+            f"config key competition.metric: unknown metric {name!r}.{hint} "
+            f"Known metrics: {', '.join(sorted(METRICS))}."
+        ) from None

@@ -1,0 +1,1 @@
+"""Preprocessing: decode, channel layout, resize and CLAHE, packed into one array per split."""

@@ -1,0 +1,1 @@
+"""Leaderboard, submission in the sample's format, and the held-out score."""

@@ -1,0 +1,41 @@
+"""Write submission.csv in exactly the sample submission's ids, order and columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from podium.errors import PodiumInputError
+from podium.task import TaskSpec
+
+
+def format_submission(sample: pd.DataFrame, predictions: pd.DataFrame, spec: TaskSpec
+                      ) -> pd.DataFrame:
+    """Fill the sample's columns: the target column gets class labels, class columns get
+    probabilities (named ``<class>`` or ``p_<class>``)."""
+    proba = predictions.set_index("id").loc[sample[spec.id_column],
+                                            spec.prediction_columns].to_numpy()
+    out = sample[[spec.id_column]].copy()
+    by_name = {c: i for i, c in enumerate(spec.classes)}
+    by_name.update({f"p_{c}": i for i, c in enumerate(spec.classes)})
+    for column in sample.columns:
+        if column == spec.id_column:
+            continue
+        if column == spec.target:
+            out[column] = np.asarray(spec.classes)[proba.argmax(axis=1)]
+        elif column in by_name:
+            out[column] = proba[:, by_name[column]]
+        else:
+            raise PodiumInputError(
+                f"sample submission column {column!r} is neither the target "
+                f"(config key competition.target = {spec.target!r}) nor a class "
+                f"({list(spec.classes)[:10]}); podium cannot fill it."
+            )
+    return out
+
+
+def read_sample(path: str | Path) -> pd.DataFrame:
+    """The sample submission, ids as strings exactly as written."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)

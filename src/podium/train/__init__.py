@@ -1,0 +1,1 @@
+"""Per-fold training: timm backbones, albumentations, AdamW + cosine, early stopping, TTA."""

@@ -1,0 +1,46 @@
+"""Datasets over packed uint8 arrays: rows are sliced from a memory map, never decoded again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class PackedImages(Dataset):
+    """``(image, label)`` pairs from rows of a packed ``N x H x W x C`` uint8 array."""
+
+    def __init__(
+        self, array: np.ndarray, rows: np.ndarray, labels: np.ndarray | None = None,
+        augment: A.Compose | None = None,
+    ) -> None:
+        self.array = array
+        self.rows = np.asarray(rows)
+        self.labels = labels
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = np.array(self.array[self.rows[i]])  # a writable copy of the mapped row
+        if self.augment is not None:
+            image = self.augment(image=image)["image"]
+            if image.ndim == 2:
+                image = image[:, :, None]
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        label = -1 if self.labels is None else int(self.labels[i])
+        return tensor, label
+
+
+def load_packed(array_path: str | Path) -> np.ndarray:
+    """Memory-map a packed split read-only: workers share pages instead of copies."""
+    return np.load(array_path, mmap_mode="r")
+
+
+def normalize(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 batch to float in [-1, 1], done on the device after transfer (4x less to copy)."""
+    return batch.float().div_(127.5).sub_(1.0)

@@ -1,0 +1,117 @@
+import os
+import sys
+from pathlib import Path
+
+# The workflow runs the podium next to it, whatever else is installed: jobs import src/podium,
+# and the code-hash params below hash the same files.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+)
+
+from podium.codehash import code_hash
+
+RESULTS = config["results"]
+COMPETITION = config["competition"]
+MODELS = sorted(config["models"])
+BLENDS = sorted(config["ensemble"]["blends"])
+STACKERS = sorted(config["ensemble"]["stackers"])
+FOLDS = list(range(config["folds"]["n_folds"]))
+SPLITS = ["train", "test"]
+EMBEDDED = COMPETITION["embedded"] is not None
+
+
+def _check_names():
+    """Models, blends and stackers share one leaderboard, so their names must differ."""
+    seen = {}
+    for section, names in (
+        ("models", MODELS),
+        ("ensemble.blends", BLENDS),
+        ("ensemble.stackers", STACKERS),
+    ):
+        for name in names:
+            if name in seen:
+                raise ValueError(
+                    f"config: name {name!r} is used in both {seen[name]} and {section}; "
+                    "models, blends and stackers need distinct names."
+                )
+            seen[name] = section
+
+
+_check_names()
+
+
+wildcard_constraints:
+    model="|".join(MODELS) or "(?!x)x",
+    blend="|".join(BLENDS) or "(?!x)x",
+    stacker="|".join(STACKERS) or "(?!x)x",
+    fold=r"\d+",
+    split="train|test",
+
+
+def res(path):
+    """A path inside the results folder."""
+    return f"{RESULTS}/{path}"
+
+
+def code(*modules):
+    """Content hash of the podium modules a rule runs (a param: code changes rerun it)."""
+    return code_hash("glue", "tables", "errors", *modules)
+
+
+def competition_dir():
+    if EMBEDDED:
+        return res("competition")
+    return COMPETITION["dir"]
+
+
+def competition_inputs():
+    """The folder the embedded rule writes, or the user's tables (images are checked inside)."""
+    if EMBEDDED:
+        return [competition_dir()]
+    return [
+        str(Path(competition_dir()) / COMPETITION[key])
+        for key in ("train_csv", "sample_submission")
+    ]
+
+
+def competition_layout():
+    """The ``competition`` section as ingest's layout, with the resolved folder."""
+    keys = (
+        "train_csv",
+        "sample_submission",
+        "train_images",
+        "test_images",
+        "id_column",
+        "target",
+        "task",
+        "metric",
+        "classes",
+    )
+    return {"root": competition_dir(), **{k: COMPETITION[k] for k in keys}}
+
+
+def model_files(name, kind="models"):
+    return {f: res(f"{kind}/{name}/{f}") for f in ("oof.parquet", "test.parquet", "cv.json")}
+
+
+def level1_inputs(kind):
+    """Every model's gathered ``oof`` or ``test`` predictions, in MODELS order."""
+    return [res(f"models/{m}/{kind}.parquet") for m in MODELS]
+
+
+def all_entries():
+    """(name, kind folder) of every leaderboard entry."""
+    return (
+        [(m, "models") for m in MODELS]
+        + [(b, "ensemble") for b in BLENDS]
+        + [(s, "ensemble") for s in STACKERS]
+    )
+
+
+def final_outputs():
+    outputs = [res("submission.csv"), res("leaderboard.csv")]
+    if EMBEDDED:
+        outputs.append(res("score.json"))
+    return outputs

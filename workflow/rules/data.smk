@@ -1,0 +1,74 @@
+if EMBEDDED:
+
+    rule make_digits_competition:
+        output:
+            directory(res("competition")),
+        params:
+            digits={"max_images": COMPETITION["embedded_max_images"]},
+            code=code("data"),
+        log:
+            res("logs/make_digits_competition/all.log"),
+        benchmark:
+            res("benchmarks/make_digits_competition/all.tsv")
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../scripts/make_digits.py"
+
+
+rule ingest_competition:
+    input:
+        competition_inputs(),
+    output:
+        manifest=res("data/manifest.parquet"),
+        task=res("data/task.json"),
+    params:
+        layout=competition_layout(),
+        code=code("data", "metrics", "task"),
+    threads: config["preprocess"]["threads"]
+    log:
+        res("logs/ingest_competition/all.log"),
+    benchmark:
+        res("benchmarks/ingest_competition/all.tsv")
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/ingest.py"
+
+
+rule find_duplicates:
+    input:
+        manifest=res("data/manifest.parquet"),
+    output:
+        clusters=res("dedup/clusters.csv"),
+        pairs=res("dedup/pairs.csv"),
+    params:
+        code=code("data"),
+    log:
+        res("logs/find_duplicates/all.log"),
+    benchmark:
+        res("benchmarks/find_duplicates/all.tsv")
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/dedup.py"
+
+
+rule make_folds:
+    input:
+        manifest=res("data/manifest.parquet"),
+        task=res("data/task.json"),
+        clusters=res("dedup/clusters.csv"),
+    output:
+        folds=res("folds.csv"),
+    params:
+        folds=config["folds"],
+        code=code("data", "task"),
+    log:
+        res("logs/make_folds/all.log"),
+    benchmark:
+        res("benchmarks/make_folds/all.tsv")
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/folds.py"

@@ -1,0 +1,59 @@
+rule build_leaderboard:
+    input:
+        cvs=[res(f"{kind}/{name}/cv.json") for name, kind in all_entries()],
+    output:
+        leaderboard=res("leaderboard.csv"),
+    params:
+        code=code("submit", "metrics"),
+    log:
+        res("logs/build_leaderboard/all.log"),
+    benchmark:
+        res("benchmarks/build_leaderboard/all.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    script:
+        "../scripts/leaderboard.py"
+
+
+rule write_submission:
+    input:
+        competition_inputs(),
+        leaderboard=res("leaderboard.csv"),
+        tests=[res(f"{kind}/{name}/test.parquet") for name, kind in all_entries()],
+        task=res("data/task.json"),
+    output:
+        submission=res("submission.csv"),
+    params:
+        names=[name for name, _ in all_entries()],
+        sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
+        code=code("submit", "task"),
+    log:
+        res("logs/write_submission/all.log"),
+    benchmark:
+        res("benchmarks/write_submission/all.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    script:
+        "../scripts/submit.py"
+
+
+if EMBEDDED:
+
+    rule score_submission:
+        input:
+            competition_inputs(),
+            submission=res("submission.csv"),
+            task=res("data/task.json"),
+        output:
+            score=res("score.json"),
+        params:
+            solution=str(Path(competition_dir()) / "solution.csv"),
+            code=code("submit", "task"),
+        log:
+            res("logs/score_submission/all.log"),
+        benchmark:
+            res("benchmarks/score_submission/all.tsv")
+        conda:
+            "../../envs/ensemble.yaml"
+        script:
+            "../scripts/score.py"

@@ -1,0 +1,52 @@
+rule train_model:
+    input:
+        train_array=res("preprocess/train.npy"),
+        train_index=res("preprocess/train_index.parquet"),
+        test_array=res("preprocess/test.npy"),
+        test_index=res("preprocess/test_index.parquet"),
+        folds=res("folds.csv"),
+        manifest=res("data/manifest.parquet"),
+        task=res("data/task.json"),
+    output:
+        weights=res("models/{model}/fold{fold}/model.pt"),
+        oof=res("models/{model}/fold{fold}/oof.parquet"),
+        test=res("models/{model}/fold{fold}/test.parquet"),
+        history=res("models/{model}/fold{fold}/history.csv"),
+        metrics=res("models/{model}/fold{fold}/metrics.json"),
+    params:
+        settings=lambda wildcards: config["models"][wildcards.model],
+        code=code("train", "metrics", "task"),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        res("logs/train_model/{model}_fold{fold}.log"),
+    benchmark:
+        res("benchmarks/train_model/{model}_fold{fold}.tsv")
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule gather_model:
+    input:
+        fold_oofs=expand(res("models/{{model}}/fold{fold}/oof.parquet"), fold=FOLDS),
+        fold_tests=expand(res("models/{{model}}/fold{fold}/test.parquet"), fold=FOLDS),
+        folds=res("folds.csv"),
+        manifest=res("data/manifest.parquet"),
+        task=res("data/task.json"),
+    output:
+        oof=res("models/{model}/oof.parquet"),
+        test=res("models/{model}/test.parquet"),
+        cv=res("models/{model}/cv.json"),
+    params:
+        code=code("ensemble", "metrics", "task"),
+    log:
+        res("logs/gather_model/{model}.log"),
+    benchmark:
+        res("benchmarks/gather_model/{model}.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    script:
+        "../scripts/gather.py"

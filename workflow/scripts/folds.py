@@ -1,0 +1,18 @@
+"""Assign leak-free folds to the train images."""
+
+import pandas as pd
+
+from podium.data.folds import make_folds
+from podium.glue import job_logging
+from podium.tables import write_csv
+from podium.task import TaskSpec
+
+with job_logging(snakemake):
+    spec = TaskSpec.load(snakemake.input.task)
+    manifest = pd.read_parquet(snakemake.input.manifest)
+    train = manifest[manifest["split"] == "train"]
+    clusters = pd.read_csv(snakemake.input.clusters, dtype={"id": str}).set_index("id")
+    folds = make_folds(train["id"], spec.encode(train[spec.target]),
+                       clusters.loc[train["id"], "cluster"].to_numpy(),
+                       snakemake.params.folds["n_folds"], snakemake.params.folds["seed"])
+    write_csv(folds, snakemake.output.folds)
