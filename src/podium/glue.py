@@ -26,8 +26,9 @@ def job_logging(smk: Any) -> Iterator[logging.Logger]:
     stream = open(log_path, "w", buffering=1) if log_path else sys.stderr  # noqa: SIM115
     console = sys.__stderr__
     root = logging.getLogger()
-    root.handlers[:] = [logging.StreamHandler(stream)]
-    root.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     try:

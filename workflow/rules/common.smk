@@ -6,8 +6,8 @@ from pathlib import Path
 # and the code-hash params below hash the same files.
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
 from podium.codehash import code_hash
@@ -56,7 +56,7 @@ def res(path):
 
 
 def code(*modules):
-    """Content hash of the podium modules a rule runs (a param: code changes rerun it)."""
+    """Content hash of the podium modules a job runs; as a param, a code change reruns the job."""
     return code_hash("glue", "tables", "errors", *modules)
 
 
@@ -67,7 +67,7 @@ def competition_dir():
 
 
 def competition_inputs():
-    """The folder the embedded rule writes, or the user's tables (images are checked inside)."""
+    """The embedded competition folder, or the user's tables (ingest checks the images)."""
     if EMBEDDED:
         return [competition_dir()]
     return [
@@ -93,7 +93,9 @@ def competition_layout():
 
 
 def model_files(name, kind="models"):
-    return {f: res(f"{kind}/{name}/{f}") for f in ("oof.parquet", "test.parquet", "cv.json")}
+    return {
+        f: res(f"{kind}/{name}/{f}") for f in ("oof.parquet", "test.parquet", "cv.json")
+    }
 
 
 def level1_inputs(kind):

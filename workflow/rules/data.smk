@@ -3,15 +3,15 @@ if EMBEDDED:
     rule make_digits_competition:
         output:
             directory(res("competition")),
-        params:
-            digits={"max_images": COMPETITION["embedded_max_images"]},
-            code=code("data"),
         log:
             res("logs/make_digits_competition/all.log"),
         benchmark:
             res("benchmarks/make_digits_competition/all.tsv")
         conda:
             "../../envs/data.yaml"
+        params:
+            digits={"max_images": COMPETITION["embedded_max_images"]},
+            code=code("data"),
         script:
             "../scripts/make_digits.py"
 
@@ -22,16 +22,16 @@ rule ingest_competition:
     output:
         manifest=res("data/manifest.parquet"),
         task=res("data/task.json"),
-    params:
-        layout=competition_layout(),
-        code=code("data", "metrics", "task"),
-    threads: config["preprocess"]["threads"]
     log:
         res("logs/ingest_competition/all.log"),
     benchmark:
         res("benchmarks/ingest_competition/all.tsv")
     conda:
         "../../envs/data.yaml"
+    threads: config["preprocess"]["threads"]
+    params:
+        layout=competition_layout(),
+        code=code("data", "metrics", "task"),
     script:
         "../scripts/ingest.py"
 
@@ -42,14 +42,14 @@ rule find_duplicates:
     output:
         clusters=res("dedup/clusters.csv"),
         pairs=res("dedup/pairs.csv"),
-    params:
-        code=code("data"),
     log:
         res("logs/find_duplicates/all.log"),
     benchmark:
         res("benchmarks/find_duplicates/all.tsv")
     conda:
         "../../envs/data.yaml"
+    params:
+        code=code("data"),
     script:
         "../scripts/dedup.py"
 
@@ -61,14 +61,14 @@ rule make_folds:
         clusters=res("dedup/clusters.csv"),
     output:
         folds=res("folds.csv"),
-    params:
-        folds=config["folds"],
-        code=code("data", "task"),
     log:
         res("logs/make_folds/all.log"),
     benchmark:
         res("benchmarks/make_folds/all.tsv")
     conda:
         "../../envs/data.yaml"
+    params:
+        folds=config["folds"],
+        code=code("data", "task"),
     script:
         "../scripts/folds.py"

@@ -9,16 +9,16 @@ rule blend_models:
         oof=res("ensemble/{blend}/oof.parquet"),
         test=res("ensemble/{blend}/test.parquet"),
         cv=res("ensemble/{blend}/cv.json"),
-    params:
-        settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
-        models=MODELS,
-        code=code("ensemble", "metrics", "task"),
     log:
         res("logs/blend_models/{blend}.log"),
     benchmark:
         res("benchmarks/blend_models/{blend}.tsv")
     conda:
         "../../envs/ensemble.yaml"
+    params:
+        settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
+        models=MODELS,
+        code=code("ensemble", "metrics", "task"),
     script:
         "../scripts/blend.py"
 
@@ -34,17 +34,17 @@ rule stack_models:
         oof=res("ensemble/{stacker}/oof.parquet"),
         test=res("ensemble/{stacker}/test.parquet"),
         cv=res("ensemble/{stacker}/cv.json"),
-    params:
-        settings=lambda wildcards: config["ensemble"]["stackers"][wildcards.stacker],
-        models=MODELS,
-        seed=config["ensemble"]["seed"],
-        code=code("ensemble", "metrics", "task"),
-    threads: config["ensemble"]["threads"]
     log:
         res("logs/stack_models/{stacker}.log"),
     benchmark:
         res("benchmarks/stack_models/{stacker}.tsv")
     conda:
         "../../envs/ensemble.yaml"
+    threads: config["ensemble"]["threads"]
+    params:
+        settings=lambda wildcards: config["ensemble"]["stackers"][wildcards.stacker],
+        models=MODELS,
+        seed=config["ensemble"]["seed"],
+        code=code("ensemble", "metrics", "task"),
     script:
         "../scripts/stack.py"

@@ -4,15 +4,15 @@ rule preprocess_images:
     output:
         array=res("preprocess/{split}.npy"),
         index=res("preprocess/{split}_index.parquet"),
-    params:
-        settings={k: v for k, v in config["preprocess"].items() if k != "threads"},
-        code=code("preprocess"),
-    threads: config["preprocess"]["threads"]
     log:
         res("logs/preprocess_images/{split}.log"),
     benchmark:
         res("benchmarks/preprocess_images/{split}.tsv")
     conda:
         "../../envs/data.yaml"
+    threads: config["preprocess"]["threads"]
+    params:
+        settings={k: v for k, v in config["preprocess"].items() if k != "threads"},
+        code=code("preprocess"),
     script:
         "../scripts/preprocess.py"

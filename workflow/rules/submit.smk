@@ -3,14 +3,14 @@ rule build_leaderboard:
         cvs=[res(f"{kind}/{name}/cv.json") for name, kind in all_entries()],
     output:
         leaderboard=res("leaderboard.csv"),
-    params:
-        code=code("submit", "metrics"),
     log:
         res("logs/build_leaderboard/all.log"),
     benchmark:
         res("benchmarks/build_leaderboard/all.tsv")
     conda:
         "../../envs/ensemble.yaml"
+    params:
+        code=code("submit", "metrics"),
     script:
         "../scripts/leaderboard.py"
 
@@ -23,16 +23,16 @@ rule write_submission:
         task=res("data/task.json"),
     output:
         submission=res("submission.csv"),
-    params:
-        names=[name for name, _ in all_entries()],
-        sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
-        code=code("submit", "task"),
     log:
         res("logs/write_submission/all.log"),
     benchmark:
         res("benchmarks/write_submission/all.tsv")
     conda:
         "../../envs/ensemble.yaml"
+    params:
+        names=[name for name, _ in all_entries()],
+        sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
+        code=code("submit", "task"),
     script:
         "../scripts/submit.py"
 
@@ -46,14 +46,14 @@ if EMBEDDED:
             task=res("data/task.json"),
         output:
             score=res("score.json"),
-        params:
-            solution=str(Path(competition_dir()) / "solution.csv"),
-            code=code("submit", "task"),
         log:
             res("logs/score_submission/all.log"),
         benchmark:
             res("benchmarks/score_submission/all.tsv")
         conda:
             "../../envs/ensemble.yaml"
+        params:
+            solution=str(Path(competition_dir()) / "solution.csv"),
+            code=code("submit", "task"),
         script:
             "../scripts/score.py"

@@ -13,18 +13,18 @@ rule train_model:
         test=res("models/{model}/fold{fold}/test.parquet"),
         history=res("models/{model}/fold{fold}/history.csv"),
         metrics=res("models/{model}/fold{fold}/metrics.json"),
-    params:
-        settings=lambda wildcards: config["models"][wildcards.model],
-        code=code("train", "metrics", "task"),
-    threads: config["train"]["threads"]
-    resources:
-        gpu=1,
     log:
         res("logs/train_model/{model}_fold{fold}.log"),
     benchmark:
         res("benchmarks/train_model/{model}_fold{fold}.tsv")
     conda:
         "../../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        settings=lambda wildcards: config["models"][wildcards.model],
+        code=code("train", "metrics", "task"),
     script:
         "../scripts/train.py"
 
@@ -40,13 +40,13 @@ rule gather_model:
         oof=res("models/{model}/oof.parquet"),
         test=res("models/{model}/test.parquet"),
         cv=res("models/{model}/cv.json"),
-    params:
-        code=code("ensemble", "metrics", "task"),
     log:
         res("logs/gather_model/{model}.log"),
     benchmark:
         res("benchmarks/gather_model/{model}.tsv")
     conda:
         "../../envs/ensemble.yaml"
+    params:
+        code=code("ensemble", "metrics", "task"),
     script:
         "../scripts/gather.py"

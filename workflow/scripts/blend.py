@@ -6,9 +6,9 @@ from podium.glue import job_logging
 from podium.task import TaskSpec
 
 with job_logging(snakemake):
-    i = snakemake.input
+    i, models = snakemake.input, snakemake.params.models
     spec = TaskSpec.load(i.task)
     run_blend(snakemake.wildcards.blend, snakemake.params.settings["method"], spec,
               TrainTruth.load(i.folds, i.manifest, spec),
-              dict(zip(snakemake.params.models, i.oofs)),
-              dict(zip(snakemake.params.models, i.tests)), dict(snakemake.output.items()))
+              dict(zip(models, i.oofs, strict=True)),
+              dict(zip(models, i.tests, strict=True)), dict(snakemake.output.items()))

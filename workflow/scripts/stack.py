@@ -6,10 +6,10 @@ from podium.glue import job_logging
 from podium.task import TaskSpec
 
 with job_logging(snakemake):
-    i, settings = snakemake.input, snakemake.params.settings
+    i, models, settings = snakemake.input, snakemake.params.models, snakemake.params.settings
     spec = TaskSpec.load(i.task)
     run_stacker(snakemake.wildcards.stacker, settings["library"], settings.get("params", {}),
                 snakemake.params.seed, snakemake.threads, spec,
                 TrainTruth.load(i.folds, i.manifest, spec),
-                dict(zip(snakemake.params.models, i.oofs)),
-                dict(zip(snakemake.params.models, i.tests)), dict(snakemake.output.items()))
+                dict(zip(models, i.oofs, strict=True)),
+                dict(zip(models, i.tests, strict=True)), dict(snakemake.output.items()))

@@ -9,7 +9,7 @@ from podium.task import TaskSpec
 
 with job_logging(snakemake) as log:
     best = pd.read_csv(snakemake.input.leaderboard)["name"].iloc[0]
-    tests = dict(zip(snakemake.params.names, snakemake.input.tests))
+    tests = dict(zip(snakemake.params.names, snakemake.input.tests, strict=True))
     submission = format_submission(read_sample(snakemake.params.sample),
                                    pd.read_parquet(tests[best]),
                                    TaskSpec.load(snakemake.input.task))

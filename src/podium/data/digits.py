@@ -15,6 +15,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from podium.errors import PodiumInputError
 from podium.tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ def write_digits_competition(
     ``max_images`` keeps a stratified subset, for tiny test configs.
     """
     out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise PodiumInputError(
+            f"{out}: folder is not empty; the digits competition is written to a new folder."
+        )
     digits = load_digits()
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
     labels = digits.target

@@ -21,8 +21,8 @@ from PIL import Image
 
 from podium.errors import PodiumInputError
 from podium.metrics import get_metric
-from podium.task import CLASSIFICATION_TASKS, TaskSpec
 from podium.tables import write_parquet
+from podium.task import CLASSIFICATION_TASKS, TaskSpec
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,20 @@ from podium.tables import write_parquet
 log = logging.getLogger(__name__)
 
 
+def _fill(packed: np.ndarray, paths: list[str], settings: PreprocessSettings, threads: int,
+          label: str) -> None:
+    """Preprocess every path into its row, one OpenCV thread per worker thread."""
+    cv2.setNumThreads(1)
+
+    def work(i: int) -> None:
+        packed[i] = preprocess_image(paths[i], settings)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for _ in tqdm(pool.map(work, range(len(paths))), total=len(paths),
+                      desc=f"preprocess {label}", mininterval=5):
+            pass
+
+
 def pack_split(
     manifest: pd.DataFrame,
     split: str,
@@ -37,15 +51,7 @@ def pack_split(
     shape = (len(rows), settings.size, settings.size, settings.channels)
     tmp = array_path.with_name(f".{array_path.name}.tmp")
     packed = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-    cv2.setNumThreads(1)
-
-    def work(i: int) -> None:
-        packed[i] = preprocess_image(rows.at[i, "path"], settings)
-
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        for _ in tqdm(pool.map(work, range(len(rows))), total=len(rows),
-                      desc=f"preprocess {split}", mininterval=5, file=None):
-            pass
+    _fill(packed, rows["path"].tolist(), settings, threads, split)
     packed.flush()
     del packed
     tmp.replace(array_path)

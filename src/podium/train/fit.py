@@ -154,8 +154,8 @@ def train_fold(
     generator = torch.Generator().manual_seed(settings.seed + fold)
     train_loader = DataLoader(
         PackedImages(train_images, train_rows, y[train_rows], augment),
-        batch_size=settings.batch_size, shuffle=True, drop_last=len(train_rows) > settings.batch_size,
-        generator=generator, **loader_args,
+        batch_size=settings.batch_size, shuffle=True,
+        drop_last=len(train_rows) > settings.batch_size, generator=generator, **loader_args,
     )
 
     def eval_loader(array: np.ndarray, rows: np.ndarray) -> DataLoader:

@@ -1,0 +1,134 @@
+"""Exact-duplicate clusters and the leak-free folds built on them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from podium.data.dedup import PAIR_COLUMNS, exact_duplicates
+from podium.data.folds import make_folds
+from podium.errors import PodiumInputError
+
+
+def manifest(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["id", "split", "md5"])
+
+
+# --- exact_duplicates -------------------------------------------------------------------------
+
+
+def test_identical_hashes_share_a_cluster_and_singletons_get_their_own() -> None:
+    clusters, _ = exact_duplicates(manifest([
+        ("a", "train", "h1"),
+        ("b", "train", "h2"),
+        ("c", "train", "h1"),
+        ("d", "train", "h3"),
+        ("e", "test", "h2"),
+        ("f", "test", "h1"),
+    ]))
+    assert list(clusters.columns) == ["id", "cluster", "split"]
+    assert clusters["id"].tolist() == ["a", "b", "c", "d", "e", "f"]
+    assert clusters["split"].tolist() == ["train"] * 4 + ["test"] * 2
+    # Numbered in manifest order of each hash's first appearance.
+    assert clusters["cluster"].tolist() == [0, 1, 0, 2, 1, 0]
+
+
+def test_pairs_cover_every_pair_in_a_cluster() -> None:
+    _, pairs = exact_duplicates(manifest([
+        ("a", "train", "h1"),
+        ("b", "train", "h2"),
+        ("c", "train", "h1"),
+        ("d", "train", "h3"),
+        ("e", "train", "h1"),
+    ]))
+    assert list(pairs.columns) == PAIR_COLUMNS
+    assert set(zip(pairs.id_a, pairs.id_b, strict=True)) == {("a", "c"), ("a", "e"), ("c", "e")}
+    assert (pairs["kind"] == "exact").all()
+    assert (pairs["score"] == 1.0).all()
+    # The singletons b and d take part in no pair.
+    assert not {"b", "d"} & (set(pairs.id_a) | set(pairs.id_b))
+
+
+def test_train_test_duplicate_pair_is_reported() -> None:
+    clusters, pairs = exact_duplicates(manifest([
+        ("tr1", "train", "x"),
+        ("tr2", "train", "y"),
+        ("te1", "test", "z"),
+        ("te2", "test", "y"),
+    ]))
+    assert pairs[["id_a", "id_b", "kind"]].values.tolist() == [["tr2", "te2", "exact"]]
+    linked = clusters.set_index("id")["cluster"]
+    assert linked["tr2"] == linked["te2"]
+    assert clusters["cluster"].nunique() == 3
+
+
+def test_no_duplicates_gives_empty_pairs_with_columns() -> None:
+    clusters, pairs = exact_duplicates(manifest([
+        ("a", "train", "h1"), ("b", "train", "h2"), ("c", "test", "h3"),
+    ]))
+    assert clusters["cluster"].tolist() == [0, 1, 2]
+    assert pairs.empty
+    assert list(pairs.columns) == PAIR_COLUMNS
+
+
+# --- make_folds -------------------------------------------------------------------------------
+
+
+def grouped_dataset(n_groups: int = 24, n_classes: int = 3, seed: int = 0
+                    ) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Groups of 1 to 4 duplicates; each group has one label, classes cycle over groups."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 5, size=n_groups)
+    groups = np.repeat(np.arange(n_groups), sizes)
+    labels = np.repeat(np.arange(n_groups) % n_classes, sizes)
+    order = rng.permutation(len(groups))  # members of a group are not adjacent
+    groups, labels = groups[order], labels[order]
+    ids = pd.Series([f"img_{i:03d}" for i in range(len(groups))])
+    return ids, labels, groups
+
+
+@pytest.mark.parametrize("n_folds", [2, 4, 5])
+def test_every_cluster_lies_in_exactly_one_fold(n_folds: int) -> None:
+    ids, labels, groups = grouped_dataset()
+    folds = make_folds(ids, labels, groups, n_folds=n_folds, seed=3)
+    assert list(folds.columns) == ["id", "fold"]
+    assert folds["id"].tolist() == ids.tolist()
+    assert set(folds["fold"]) == set(range(n_folds))
+    per_group = pd.Series(folds["fold"].to_numpy()).groupby(groups).nunique()
+    assert len(per_group) == len(np.unique(groups))
+    assert (per_group == 1).all()
+    assert (pd.Series(groups).value_counts() > 1).sum() > 5  # real multi-member clusters
+
+
+def test_each_fold_has_every_class() -> None:
+    ids, labels, groups = grouped_dataset(n_groups=30, n_classes=3)
+    folds = make_folds(ids, labels, groups, n_folds=5, seed=0)
+    for k in range(5):
+        assert set(labels[folds["fold"].to_numpy() == k]) == {0, 1, 2}
+
+
+def test_folds_are_deterministic_for_a_seed() -> None:
+    ids, labels, groups = grouped_dataset()
+    first = make_folds(ids, labels, groups, n_folds=4, seed=7)
+    again = make_folds(ids, labels, groups, n_folds=4, seed=7)
+    pd.testing.assert_frame_equal(first, again)
+    others = [make_folds(ids, labels, groups, n_folds=4, seed=s)["fold"] for s in range(1, 6)]
+    assert any(not other.equals(first["fold"]) for other in others)
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class")
+def test_more_folds_than_groups_is_refused() -> None:
+    ids = pd.Series([f"img_{i}" for i in range(10)])
+    groups = np.repeat(np.arange(5), 2)  # 10 images but only 5 independent groups
+    labels = groups % 2
+    with pytest.raises(PodiumInputError, match=r"folds\.n_folds.*5 independent image groups"):
+        make_folds(ids, labels, groups, n_folds=6, seed=0)
+    folds = make_folds(ids, labels, groups, n_folds=5, seed=0)
+    assert folds["fold"].nunique() == 5
+
+
+def test_fewer_than_two_folds_is_refused() -> None:
+    ids, labels, groups = grouped_dataset()
+    with pytest.raises(PodiumInputError, match=r"folds\.n_folds"):
+        make_folds(ids, labels, groups, n_folds=1, seed=0)

@@ -1,0 +1,307 @@
+"""ingest_competition: every bad input is refused with a message naming what is at fault."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from podium.data.digits import write_digits_competition
+from podium.data.ingest import CompetitionLayout, ingest_competition
+from podium.errors import PodiumInputError
+from podium.task import TaskSpec
+
+MANIFEST_COLUMNS = ["id", "split", "path", "label", "height", "width", "channels", "md5"]
+
+
+@pytest.fixture(scope="module")
+def digits_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One valid digits folder (30 train, 10 test), written once and copied per test.
+
+    ``test_fraction=0.25`` because with 40 images the default 0.2 leaves 8 test images for 10
+    classes, which the stratified split in ``write_digits_competition`` refuses.
+    """
+    root = tmp_path_factory.mktemp("digits_template") / "competition"
+    write_digits_competition(root, max_images=40, test_fraction=0.25)
+    return root
+
+
+@pytest.fixture
+def comp(digits_template: Path, tmp_path: Path) -> Path:
+    """A private, valid competition folder that a test may break."""
+    root = tmp_path / "competition"
+    shutil.copytree(digits_template, root)
+    return root
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False)
+
+
+def edit_csv(path: Path, edit: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    frame = edit(read_csv(path))
+    write_csv(frame, path)
+    return frame
+
+
+def outputs(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "out" / "manifest.parquet", tmp_path / "out" / "task.json"
+
+
+def ingest(root: Path, tmp_path: Path, threads: int = 1, **layout: object) -> pd.DataFrame:
+    manifest_path, task_path = outputs(tmp_path)
+    return ingest_competition(
+        CompetitionLayout(root=root, **layout), manifest_path, task_path, threads=threads
+    )
+
+
+def ingest_fails(root: Path, tmp_path: Path, **layout: object) -> str:
+    """Run ingest, expect PodiumInputError, check nothing was written; return the message."""
+    manifest_path, task_path = outputs(tmp_path)
+    with pytest.raises(PodiumInputError) as info:
+        ingest(root, tmp_path, **layout)
+    assert not manifest_path.exists()
+    assert not task_path.exists()
+    return str(info.value)
+
+
+def first_train_id(root: Path) -> str:
+    return read_csv(root / "train.csv")["id"].iloc[0]
+
+
+def first_test_id(root: Path) -> str:
+    return read_csv(root / "sample_submission.csv")["id"].iloc[0]
+
+
+# --- the happy path ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_manifest_of_valid_digits_folder(comp: Path, tmp_path: Path, threads: int) -> None:
+    manifest = ingest(comp, tmp_path, threads=threads)
+    manifest_path, task_path = outputs(tmp_path)
+
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    on_disk = pd.read_parquet(manifest_path)
+    assert list(on_disk.columns) == MANIFEST_COLUMNS
+    assert len(on_disk) == len(manifest) == 40
+
+    train = read_csv(comp / "train.csv")
+    sample = read_csv(comp / "sample_submission.csv")
+    assert on_disk["id"].tolist() == train["id"].tolist() + sample["id"].tolist()
+    assert on_disk["split"].tolist() == ["train"] * len(train) + ["test"] * len(sample)
+    assert on_disk.loc[on_disk.split == "train", "label"].tolist() == train["label"].tolist()
+    assert on_disk.loc[on_disk.split == "test", "label"].isna().all()
+
+    assert (on_disk["height"] == 8).all()
+    assert (on_disk["width"] == 8).all()
+    assert (on_disk["channels"] == 1).all()
+    for row in on_disk.itertuples():
+        path = Path(row.path)
+        assert path.is_absolute()
+        folder = "train" if row.split == "train" else "test"
+        assert path == (comp / folder / f"{row.id}.png").resolve()
+        assert row.md5 == hashlib.md5(path.read_bytes()).hexdigest()
+
+    spec = TaskSpec.load(task_path)
+    assert spec.classes == tuple(str(d) for d in range(10))
+    assert spec.task == "multiclass"
+    assert spec.metric == "accuracy"
+    assert spec.target == "label"
+    assert spec.id_column == "id"
+
+
+def test_numeric_classes_sort_as_numbers(comp: Path, tmp_path: Path) -> None:
+    # Digits 0..9 become labels 1..10: alphabetically '10' would come before '2'.
+    edit_csv(comp / "train.csv",
+             lambda f: f.assign(label=(f["label"].astype(int) + 1).astype(str)))
+    ingest(comp, tmp_path)
+    spec = TaskSpec.load(outputs(tmp_path)[1])
+    assert spec.classes == tuple(str(d) for d in range(1, 11))
+    assert spec.classes.index("2") < spec.classes.index("10")
+
+
+def test_configured_classes_keep_their_order(comp: Path, tmp_path: Path) -> None:
+    classes = tuple(str(d) for d in reversed(range(10)))
+    ingest(comp, tmp_path, classes=classes)
+    assert TaskSpec.load(outputs(tmp_path)[1]).classes == classes
+
+
+def test_failed_validation_leaves_existing_manifest_untouched(comp: Path, tmp_path: Path) -> None:
+    ingest(comp, tmp_path)
+    manifest_path, task_path = outputs(tmp_path)
+    before = manifest_path.read_bytes(), task_path.read_bytes()
+    (comp / "train" / f"{first_train_id(comp)}.png").unlink()
+    with pytest.raises(PodiumInputError):
+        ingest(comp, tmp_path)
+    assert (manifest_path.read_bytes(), task_path.read_bytes()) == before
+
+
+def test_all_problems_are_reported_together(comp: Path, tmp_path: Path) -> None:
+    def break_two_rows(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[3, "label"] = ""
+        frame.loc[5, "id"] = "a/b"
+        return frame
+
+    edit_csv(comp / "train.csv", break_two_rows)
+    message = ingest_fails(comp, tmp_path)
+    assert "2 problem(s)" in message
+    assert "line 5: label column 'label' is empty" in message
+    assert "line 7: id 'a/b'" in message
+
+
+# --- broken images ----------------------------------------------------------------------------
+
+
+def test_missing_image_file(comp: Path, tmp_path: Path) -> None:
+    image_id = first_train_id(comp)
+    image = comp / "train" / f"{image_id}.png"
+    image.unlink()
+    message = ingest_fails(comp, tmp_path)
+    assert f"{image}: image file not found" in message
+
+
+def test_truncated_png(comp: Path, tmp_path: Path) -> None:
+    image = comp / "train" / f"{first_train_id(comp)}.png"
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    message = ingest_fails(comp, tmp_path)
+    assert f"{image}: unreadable or truncated image" in message
+
+
+def test_unreadable_image(comp: Path, tmp_path: Path) -> None:
+    image = comp / "test" / f"{first_test_id(comp)}.png"
+    image.write_bytes(b"this is not a png at all" * 4)
+    message = ingest_fails(comp, tmp_path)
+    assert f"{image}: unreadable or truncated image" in message
+
+
+# --- broken ids -------------------------------------------------------------------------------
+
+
+def test_duplicate_train_id_names_id_and_both_lines(comp: Path, tmp_path: Path) -> None:
+    def duplicate(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[4, "id"] = frame.loc[1, "id"]
+        return frame
+
+    train = edit_csv(comp / "train.csv", duplicate)
+    message = ingest_fails(comp, tmp_path)
+    assert f"id {train.loc[1, 'id']!r} appears more than once (lines 3, 6)" in message
+    assert "train.csv" in message
+
+
+@pytest.mark.parametrize("bad_id", ["sub/digit", "..", "a..b"])
+def test_unsafe_train_id(comp: Path, tmp_path: Path, bad_id: str) -> None:
+    def rename(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[2, "id"] = bad_id
+        return frame
+
+    edit_csv(comp / "train.csv", rename)
+    message = ingest_fails(comp, tmp_path)
+    assert f"train.csv line 4: id {bad_id!r} contains a path separator or '..'" in message
+
+
+def test_unsafe_test_id(comp: Path, tmp_path: Path) -> None:
+    def rename(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[0, "id"] = "../escape"
+        return frame
+
+    edit_csv(comp / "sample_submission.csv", rename)
+    message = ingest_fails(comp, tmp_path)
+    assert "sample_submission.csv line 2: id '../escape' contains a path separator" in message
+
+
+def test_test_id_also_in_train(comp: Path, tmp_path: Path) -> None:
+    shared = first_test_id(comp)
+    edit_csv(comp / "train.csv",
+             lambda f: pd.concat([f, pd.DataFrame({"id": [shared], "label": ["3"]})]))
+    message = ingest_fails(comp, tmp_path)
+    assert f"id {shared!r} is in both train.csv and sample_submission.csv" in message
+
+
+def test_sample_submission_id_without_test_image(comp: Path, tmp_path: Path) -> None:
+    edit_csv(comp / "sample_submission.csv",
+             lambda f: pd.concat([f, pd.DataFrame({"id": ["ghost"], "label": ["0"]})]))
+    message = ingest_fails(comp, tmp_path)
+    assert "sample_submission.csv: id 'ghost' has no image" in message
+    assert str(comp / "test" / "ghost.png") in message
+
+
+def test_test_image_without_sample_submission_row(comp: Path, tmp_path: Path) -> None:
+    stray = comp / "test" / "stray_0001.png"
+    shutil.copy(comp / "test" / f"{first_test_id(comp)}.png", stray)
+    message = ingest_fails(comp, tmp_path)
+    assert f"{stray}: test image has no row in sample_submission.csv" in message
+
+
+# --- broken labels ----------------------------------------------------------------------------
+
+
+def test_empty_label(comp: Path, tmp_path: Path) -> None:
+    def blank(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[6, "label"] = ""
+        return frame
+
+    edit_csv(comp / "train.csv", blank)
+    message = ingest_fails(comp, tmp_path)
+    assert "train.csv line 8: label column 'label' is empty" in message
+
+
+def test_label_not_in_configured_classes(comp: Path, tmp_path: Path) -> None:
+    def relabel(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[0, "label"] = "11"
+        return frame
+
+    edit_csv(comp / "train.csv", relabel)
+    message = ingest_fails(comp, tmp_path, classes=tuple(str(d) for d in range(10)))
+    assert "train.csv line 2: label '11' is not one of the classes" in message
+    assert "competition.classes" in message
+
+
+def test_binary_task_with_three_classes(comp: Path, tmp_path: Path) -> None:
+    edit_csv(comp / "train.csv",
+             lambda f: f.assign(label=(f["label"].astype(int) % 3).astype(str)))
+    message = ingest_fails(comp, tmp_path, task="binary")
+    assert "task is binary but column 'label' has 3 classes ['0', '1', '2']" in message
+    assert "competition.task" in message
+
+
+# --- broken tables ----------------------------------------------------------------------------
+
+
+def test_train_csv_without_target_column(comp: Path, tmp_path: Path) -> None:
+    edit_csv(comp / "train.csv", lambda f: f.drop(columns=["label"]))
+    message = ingest_fails(comp, tmp_path)
+    assert re.search(r"train\.csv: no column 'label' \(config key competition\.target\)", message)
+
+
+def test_configured_target_not_in_train_csv(comp: Path, tmp_path: Path) -> None:
+    with pytest.raises(PodiumInputError, match=r"no column 'diagnosis' \(config key "
+                                               r"competition\.target\)"):
+        ingest(comp, tmp_path, target="diagnosis")
+
+
+def test_missing_train_csv(comp: Path, tmp_path: Path) -> None:
+    (comp / "train.csv").unlink()
+    message = ingest_fails(comp, tmp_path)
+    assert f"{comp / 'train.csv'}: file not found (config key competition.train_csv)" in message
+
+
+def test_missing_competition_folder(tmp_path: Path) -> None:
+    message = ingest_fails(tmp_path / "nowhere", tmp_path)
+    assert "competition.dir" in message
+    assert "nowhere" in message
+
+
+def test_unknown_metric_is_refused_before_reading(comp: Path, tmp_path: Path) -> None:
+    message = ingest_fails(comp, tmp_path, metric="acc")
+    assert "competition.metric" in message

@@ -1,0 +1,132 @@
+"""The metric registry: known values, directions and lookups by config name."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss, roc_auc_score
+
+from podium.errors import PodiumInputError
+from podium.metrics import METRICS, get_metric
+
+
+def one_hot(indices: list[int], n_classes: int) -> np.ndarray:
+    return np.eye(n_classes)[indices]
+
+
+def test_registry_names_and_directions() -> None:
+    directions = {name: metric.greater_is_better for name, metric in METRICS.items()}
+    assert directions == {
+        "accuracy": True, "logloss": False, "auc": True, "f1_macro": True, "qwk": True,
+    }
+    for name, metric in METRICS.items():
+        assert metric.name == name
+        assert get_metric(name) is metric
+
+
+@pytest.mark.parametrize(("name", "perfect"), [
+    ("accuracy", 1.0), ("logloss", 0.0), ("auc", 1.0), ("f1_macro", 1.0), ("qwk", 1.0),
+])
+def test_perfect_predictions_score_the_best_value(name: str, perfect: float) -> None:
+    y = np.array([0, 1, 2, 2, 1, 0])
+    assert get_metric(name)(y, one_hot(y.tolist(), 3)) == pytest.approx(perfect, abs=1e-9)
+
+
+def test_accuracy_uses_argmax() -> None:
+    y = np.array([0, 1, 2, 1])
+    proba = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.5, 0.4], [0.3, 0.4, 0.3]])
+    assert get_metric("accuracy")(y, proba) == pytest.approx(0.75)
+
+
+def test_accepts_lists() -> None:
+    assert get_metric("accuracy")([1, 0], [[0.2, 0.8], [0.9, 0.1]]) == 1.0
+
+
+def test_logloss_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(4), size=20)
+    y = rng.integers(0, 4, size=20)
+    expected = log_loss(y, proba, labels=[0, 1, 2, 3])
+    assert get_metric("logloss")(y, proba) == pytest.approx(expected, rel=1e-9)
+
+
+def test_logloss_known_value_and_zero_probability_is_finite() -> None:
+    metric = get_metric("logloss")
+    y = np.array([0, 1])
+    assert metric(y, [[0.5, 0.5], [0.25, 0.75]]) == pytest.approx(
+        -(math.log(0.5) + math.log(0.75)) / 2
+    )
+    worst = metric(np.array([0]), [[0.0, 1.0]])
+    assert math.isfinite(worst)
+    assert worst == pytest.approx(-math.log(1e-15), rel=1e-3)
+
+
+def test_logloss_class_absent_from_truth() -> None:
+    # Class 2 never occurs in y; the probability matrix still defines 3 classes.
+    y = np.array([0, 1, 0])
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+    expected = -(math.log(0.7) + math.log(0.8) + math.log(0.6)) / 3
+    assert get_metric("logloss")(y, proba) == pytest.approx(expected)
+
+
+def test_auc_binary_known_value() -> None:
+    y = np.array([0, 0, 1, 1])
+    p1 = np.array([0.1, 0.4, 0.35, 0.8])
+    proba = np.column_stack([1 - p1, p1])
+    assert get_metric("auc")(y, proba) == pytest.approx(0.75)
+
+
+def test_auc_multiclass_matches_sklearn_ovr() -> None:
+    rng = np.random.default_rng(1)
+    y = np.tile(np.arange(3), 10)
+    proba = rng.dirichlet(np.ones(3), size=30)
+    proba[np.arange(30), y] += 0.3  # some signal, not perfect
+    proba /= proba.sum(axis=1, keepdims=True)
+    expected = roc_auc_score(y, proba, multi_class="ovr")
+    score = get_metric("auc")(y, proba)
+    assert score == pytest.approx(expected)
+    assert 0.5 < score < 1.0
+
+
+def test_f1_macro_known_value() -> None:
+    # Predictions 0, 0, 1, 1 for truth 0, 1, 1, 1: class 0 F1 = 2/3, class 1 F1 = 0.8.
+    y = np.array([0, 1, 1, 1])
+    proba = one_hot([0, 0, 1, 1], 2)
+    assert get_metric("f1_macro")(y, proba) == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_qwk_known_value_and_distance_weighting() -> None:
+    qwk = get_metric("qwk")
+    # Hand computed: observed weighted disagreement 1/4, expected 5/4, kappa 1 - 0.2 = 0.8.
+    assert qwk(np.array([0, 1, 2]), one_hot([0, 2, 2], 3)) == pytest.approx(0.8)
+    y = np.array([0, 1, 2, 3, 4] * 2)
+    near = one_hot([0, 1, 2, 3, 3] * 2, 5)  # one class off
+    far = one_hot([0, 1, 2, 3, 0] * 2, 5)  # four classes off
+    assert qwk(y, near) > qwk(y, far)
+
+
+def test_is_better_follows_direction() -> None:
+    accuracy, logloss = get_metric("accuracy"), get_metric("logloss")
+    assert accuracy.is_better(0.9, 0.8)
+    assert not accuracy.is_better(0.8, 0.9)
+    assert logloss.is_better(0.2, 0.3)
+    assert not logloss.is_better(0.3, 0.2)
+    assert not accuracy.is_better(0.5, 0.5)
+    assert not logloss.is_better(0.5, 0.5)
+
+
+def test_is_better_with_nan() -> None:
+    for metric in METRICS.values():
+        assert metric.is_better(0.1, float("nan"))
+        assert not metric.is_better(float("nan"), float("nan"))
+        assert not metric.is_better(float("nan"), 0.1)
+
+
+def test_unknown_metric_suggests_the_close_name() -> None:
+    with pytest.raises(PodiumInputError, match=r"Did you mean accuracy") as info:
+        get_metric("acuracy")
+    message = str(info.value)
+    assert "'acuracy'" in message
+    assert "competition.metric" in message

@@ -1,0 +1,108 @@
+"""Per-fold training on tiny packed arrays: outputs, determinism, TTA, name errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from podium.errors import PodiumInputError
+from podium.task import TaskSpec
+from podium.train.augment import apply_tta, build_augmentation, check_tta
+from podium.train.fit import FoldOutputs, TrainSettings, train_fold
+from podium.train.models import build_model
+
+SPEC = TaskSpec(task="multiclass", target="label", classes=("0", "1", "2"), metric="accuracy",
+                id_column="id")
+
+
+def _packed_fold_inputs(root: Path, n_train: int = 48, n_test: int = 9) -> dict[str, Path]:
+    """Class k images are bright in stripe k, so a model can learn something in one epoch."""
+    rng = np.random.default_rng(0)
+
+    def images(labels: np.ndarray) -> np.ndarray:
+        out = rng.integers(0, 40, (len(labels), 16, 16, 1), dtype=np.uint8)
+        for i, k in enumerate(labels):
+            out[i, :, 5 * k : 5 * k + 5] = 220
+        return out
+
+    y = np.arange(n_train) % 3
+    ids = [f"tr{i}" for i in range(n_train)]
+    test_ids = [f"te{i}" for i in range(n_test)]
+    paths = {name: root / name for name in ("train.npy", "train_index.parquet", "test.npy",
+                                            "test_index.parquet", "folds.csv",
+                                            "manifest.parquet")}
+    np.save(paths["train.npy"], images(y))
+    np.save(paths["test.npy"], images(np.arange(n_test) % 3))
+    pd.DataFrame({"id": ids, "row": range(n_train)}).to_parquet(paths["train_index.parquet"])
+    pd.DataFrame({"id": test_ids, "row": range(n_test)}).to_parquet(paths["test_index.parquet"])
+    pd.DataFrame({"id": ids, "fold": np.arange(n_train) % 2}).to_csv(paths["folds.csv"],
+                                                                       index=False)
+    pd.DataFrame({"id": ids + test_ids, "label": [str(v) for v in y] + [None] * n_test}
+                 ).to_parquet(paths["manifest.parquet"])
+    return paths
+
+
+def _run(inputs: dict[str, Path], out: Path, **settings) -> dict:
+    outputs = FoldOutputs(*(out / n for n in ("model.pt", "oof.parquet", "test.parquet",
+                                              "history.csv", "metrics.json")))
+    base = {"backbone": "resnet10t", "epochs": 2, "batch_size": 16, "tta": ["identity",
+                                                                             "hflip"]}
+    return train_fold(TrainSettings(**{**base, **settings}), SPEC, 1, inputs["train.npy"],
+                      inputs["train_index.parquet"], inputs["test.npy"],
+                      inputs["test_index.parquet"], inputs["folds.csv"],
+                      inputs["manifest.parquet"], outputs, threads=1)
+
+
+def test_train_fold_writes_every_output_and_is_deterministic(tmp_path):
+    inputs = _packed_fold_inputs(tmp_path)
+    augment = {"transform": {"__class_fullname__": "Compose", "transforms": [
+        {"__class_fullname__": "Affine", "rotate": [-5, 5], "p": 0.5}]}}
+    summary = _run(inputs, tmp_path / "a", augment=augment)
+    _run(inputs, tmp_path / "b", augment=augment)
+    oof_a = pd.read_parquet(tmp_path / "a/oof.parquet")
+    oof_b = pd.read_parquet(tmp_path / "b/oof.parquet")
+    assert list(oof_a.columns) == ["id", "p_0", "p_1", "p_2"]
+    assert set(oof_a["id"]) == {f"tr{i}" for i in range(1, 48, 2)}
+    pd.testing.assert_frame_equal(oof_a, oof_b)
+    test = pd.read_parquet(tmp_path / "a/test.parquet")
+    assert list(test["id"]) == [f"te{i}" for i in range(9)]
+    history = pd.read_csv(tmp_path / "a/history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert {"train_loss", "valid_accuracy", "valid_logloss", "lr"} <= set(history.columns)
+    assert summary["device"] == "cpu" and summary["n_valid"] == 24
+    state = torch.load(tmp_path / "a/model.pt", weights_only=False)
+    assert state["backbone"] == "resnet10t" and state["in_chans"] == 1
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    inputs = _packed_fold_inputs(tmp_path)
+    summary = _run(inputs, tmp_path / "a", epochs=6, patience=1, lr=1e-6, warmup_epochs=0)
+    history = pd.read_csv(tmp_path / "a/history.csv")
+    assert len(history) < 6
+    assert summary["best_epoch"] == int(history["valid_accuracy"].idxmax()) + 1
+
+
+def test_tta_flips():
+    batch = torch.arange(8.0).reshape(1, 1, 2, 4)
+    assert torch.equal(apply_tta(batch, "identity"), batch)
+    assert torch.equal(apply_tta(batch, "hflip")[0, 0, 0], torch.tensor([3.0, 2, 1, 0]))
+    assert torch.equal(apply_tta(batch, "vflip")[0, 0, 0], torch.tensor([4.0, 5, 6, 7]))
+    with pytest.raises(PodiumInputError, match="hflip"):
+        check_tta(["hflp"])
+
+
+def test_unknown_names_list_close_ones():
+    with pytest.raises(PodiumInputError, match="resnet10t"):
+        build_model("resnet10", 3, 1)
+    with pytest.raises(PodiumInputError, match="Affine"):
+        build_augmentation({"transform": {"__class_fullname__": "Compose", "transforms": [
+            {"__class_fullname__": "Afine"}]}}, 0)
+
+
+def test_model_in_chans_and_classes():
+    model = build_model("regnetx_002", 7, 1)
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 7)

@@ -1,0 +1,186 @@
+"""Real snakemake runs of the whole DAG on the tiny config (120 digits, 2 folds, 1 epoch)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from podium.ensemble.oof import TrainTruth
+from podium.ensemble.stack import make_stacker, stack_features, stack_out_of_fold
+from podium.task import TaskSpec
+
+pytestmark = pytest.mark.slow
+
+ENTRIES = {"resnet10t": "models", "regnetx_002": "models", "mean": "ensemble",
+           "lightgbm": "ensemble", "xgboost": "ensemble", "catboost": "ensemble"}
+
+
+def test_manifest_contract(finished_tiny_run):
+    manifest = pd.read_parquet(finished_tiny_run.results / "data/manifest.parquet")
+    assert list(manifest.columns) == ["id", "split", "path", "label", "height", "width",
+                                      "channels", "md5"]
+    assert set(manifest["split"]) == {"train", "test"}
+    assert manifest["id"].is_unique
+    assert (manifest["height"] == 8).all() and (manifest["channels"] == 1).all()
+    assert manifest.loc[manifest.split == "test", "label"].isna().all()
+    assert manifest.loc[manifest.split == "train", "label"].notna().all()
+
+
+def test_dedup_and_folds_contract(finished_tiny_run):
+    results = finished_tiny_run.results
+    manifest = pd.read_parquet(results / "data/manifest.parquet")
+    clusters = pd.read_csv(results / "dedup/clusters.csv", dtype={"id": str})
+    pairs = pd.read_csv(results / "dedup/pairs.csv")
+    folds = pd.read_csv(results / "folds.csv", dtype={"id": str})
+    assert list(clusters.columns) == ["id", "cluster", "split"]
+    assert sorted(clusters["id"]) == sorted(manifest["id"])
+    assert list(pairs.columns) == ["id_a", "id_b", "kind", "score"]
+    assert list(folds.columns) == ["id", "fold"]
+    assert sorted(folds["id"]) == sorted(manifest.loc[manifest.split == "train", "id"])
+    assert set(folds["fold"]) == {0, 1}
+    joined = folds.merge(clusters, on="id")
+    assert (joined.groupby("cluster")["fold"].nunique() == 1).all()
+
+
+def test_prediction_contracts(finished_tiny_run):
+    results = finished_tiny_run.results
+    spec = TaskSpec.load(results / "data/task.json")
+    columns = ["id"] + [f"p_{c}" for c in spec.classes]
+    folds = pd.read_csv(results / "folds.csv", dtype={"id": str})
+    sample = pd.read_csv(results / "competition/sample_submission.csv", dtype=str)
+    for model in ("resnet10t", "regnetx_002"):
+        fold_oof_ids = []
+        for k in (0, 1):
+            fold_dir = results / f"models/{model}/fold{k}"
+            oof = pd.read_parquet(fold_dir / "oof.parquet")
+            test = pd.read_parquet(fold_dir / "test.parquet")
+            assert list(oof.columns) == columns and list(test.columns) == columns
+            assert set(oof["id"]) == set(folds.loc[folds.fold == k, "id"])
+            assert sorted(test["id"]) == sorted(sample["id"])
+            fold_oof_ids += list(oof["id"])
+            history = pd.read_csv(fold_dir / "history.csv")
+            assert len(history) == 1 and "valid_accuracy" in history
+            assert json.loads((fold_dir / "metrics.json").read_text())["fold"] == k
+            assert (fold_dir / "model.pt").stat().st_size > 0
+        assert sorted(fold_oof_ids) == sorted(folds["id"])
+    for name, kind in ENTRIES.items():
+        oof = pd.read_parquet(results / f"{kind}/{name}/oof.parquet")
+        test = pd.read_parquet(results / f"{kind}/{name}/test.parquet")
+        cv = json.loads((results / f"{kind}/{name}/cv.json").read_text())
+        assert list(oof.columns) == columns and list(test.columns) == columns
+        assert sorted(oof["id"]) == sorted(folds["id"])
+        assert sorted(test["id"]) == sorted(sample["id"])
+        np.testing.assert_allclose(oof[columns[1:]].sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(test[columns[1:]].sum(axis=1), 1.0, atol=1e-5)
+        assert len(cv["fold_scores"]) == 2
+        assert cv["cv_mean"] == pytest.approx(np.mean(cv["fold_scores"]))
+
+
+def test_leaderboard_and_submission(finished_tiny_run):
+    results = finished_tiny_run.results
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert list(board.columns) == ["name", "kind", "metric", "cv_mean", "cv_std"]
+    assert set(board["name"]) == set(ENTRIES)
+    assert set(board["kind"]) == {"model", "blend", "stacker"}
+    assert board["cv_mean"].is_monotonic_decreasing
+    sample = pd.read_csv(results / "competition/sample_submission.csv", dtype=str)
+    submission = pd.read_csv(results / "submission.csv", dtype=str)
+    assert list(submission.columns) == list(sample.columns)
+    assert list(submission["id"]) == list(sample["id"])
+    best = board["name"].iloc[0]
+    best_test = pd.read_parquet(results / f"{ENTRIES[best]}/{best}/test.parquet")
+    spec = TaskSpec.load(results / "data/task.json")
+    expected = np.asarray(spec.classes)[
+        best_test.set_index("id").loc[sample["id"], spec.prediction_columns].to_numpy()
+        .argmax(axis=1)]
+    assert list(submission["label"]) == list(expected)
+    score = json.loads((results / "score.json").read_text())
+    assert score["metric"] == "accuracy" and 0.0 <= score["score"] <= 1.0
+    assert "held-out accuracy" in (results / "logs/score_submission/all.log").read_text()
+
+
+def test_level2_oof_never_sees_its_own_labels(finished_tiny_run):
+    """Scrambling fold 0's labels must leave the stacker's fold-0 OOF predictions unchanged,
+    and the stacker artifact must equal a refit from the level-1 artifacts."""
+    results = finished_tiny_run.results
+    spec = TaskSpec.load(results / "data/task.json")
+    truth = TrainTruth.load(results / "folds.csv", results / "data/manifest.parquet", spec)
+    oofs = {m: pd.read_parquet(results / f"models/{m}/oof.parquet")
+            for m in ("resnet10t", "regnetx_002")}
+    tests = {m: pd.read_parquet(results / f"models/{m}/test.parquet") for m in oofs}
+    test_ids = tests["resnet10t"]["id"]
+    features = stack_features(oofs, truth.ids, spec.prediction_columns)
+    test_features = stack_features(tests, test_ids, spec.prediction_columns)
+    params = finished_tiny_run.config["ensemble"]["stackers"]["lightgbm"]["params"]
+
+    def fit(y):
+        return stack_out_of_fold(lambda: make_stacker("lightgbm", params, 0, 1), features, y,
+                                 truth.fold, test_features, spec.n_classes)[0]
+
+    original = fit(truth.y)
+    artifact = pd.read_parquet(results / "ensemble/lightgbm/oof.parquet")
+    np.testing.assert_allclose(artifact[spec.prediction_columns].to_numpy(), original,
+                               atol=1e-9)
+    scrambled = truth.y.copy()
+    held = truth.fold == 0
+    scrambled[held] = (scrambled[held] + 1) % spec.n_classes
+    refit = fit(scrambled)
+    np.testing.assert_array_equal(refit[held], original[held])
+    assert not np.allclose(refit[~held], original[~held])
+
+
+def test_rerun_plans_nothing(finished_tiny_run):
+    assert finished_tiny_run.planned_jobs() == {}
+
+
+def test_reruns_touch_exactly_what_changed(workflow):
+    workflow.snakemake()
+    assert workflow.planned_jobs() == {}
+
+    workflow.config["models"]["regnetx_002"]["lr"] = 0.001
+    workflow.write_config()
+    assert workflow.planned_jobs() == {
+        "train_model": 2, "gather_model": 1, "blend_models": 1, "stack_models": 3,
+        "build_leaderboard": 1, "write_submission": 1, "score_submission": 1, "all": 1,
+    }
+    workflow.config["models"]["regnetx_002"]["lr"] = 0.003
+    workflow.write_config()
+    assert workflow.planned_jobs() == {}
+
+    workflow.config["preprocess"]["clahe_clip_limit"] = 3.0
+    workflow.write_config()
+    planned = workflow.planned_jobs()
+    assert planned["preprocess_images"] == 2 and planned["train_model"] == 4
+    assert "ingest_competition" not in planned and "make_folds" not in planned
+    workflow.config["preprocess"]["clahe_clip_limit"] = 2.0
+    workflow.write_config()
+
+    fit = workflow.root / "src/podium/train/fit.py"
+    fit.write_text(fit.read_text() + "\n# a code change\n")
+    planned = workflow.planned_jobs()
+    assert planned["train_model"] == 4
+    assert "preprocess_images" not in planned and "ingest_competition" not in planned
+
+
+def test_bad_input_stops_before_training(workflow):
+    """A missing test image fails ingest with its path named, and nothing trains."""
+    workflow.snakemake("--until", "make_digits_competition")
+    competition = workflow.results / "competition"
+    victim = sorted((competition / "test").iterdir())[3]
+    victim.unlink()
+    proc = workflow.snakemake(check=False)
+    assert proc.returncode != 0
+    assert victim.stem in proc.output and "has no image" in proc.output
+    assert not (workflow.results / "models").exists()
+    assert (competition / "train.csv").exists()
+
+
+def test_config_type_error_names_the_key(workflow):
+    workflow.config["folds"]["n_folds"] = "five"
+    workflow.write_config()
+    proc = workflow.snakemake("-n", check=False)
+    assert proc.returncode != 0
+    assert "n_folds" in proc.output and "five" in proc.output
