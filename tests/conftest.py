@@ -41,7 +41,7 @@ class Workflow:
         self.root = root
         for name in ("Snakefile", "config.yaml"):
             shutil.copy2(REPO / name, root / name)
-        for name in ("workflow", "src"):
+        for name in ("workflow", "src", "envs"):
             shutil.copytree(REPO / name, root / name,
                             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         self.config = yaml.safe_load((root / "config.yaml").read_text())

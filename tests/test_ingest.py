@@ -305,3 +305,27 @@ def test_missing_competition_folder(tmp_path: Path) -> None:
 def test_unknown_metric_is_refused_before_reading(comp: Path, tmp_path: Path) -> None:
     message = ingest_fails(comp, tmp_path, metric="acc")
     assert "competition.metric" in message
+
+
+def test_class_order_ignores_set_order_and_non_finite_numbers() -> None:
+    from podium.data.ingest import _class_sort_key
+
+    labels = ["nan", "10", "2.0", "b", "2", "1", "inf", "a"]
+    expected = ["1", "2", "2.0", "10", "a", "b", "inf", "nan"]
+    assert sorted(labels, key=_class_sort_key) == expected
+    assert sorted(reversed(labels), key=_class_sort_key) == expected
+
+
+def test_small_embedded_subset_keeps_every_class_in_test(tmp_path: Path) -> None:
+    write_digits_competition(tmp_path / "small", max_images=25)
+    sample = pd.read_csv(tmp_path / "small/solution.csv")
+    assert sample["label"].nunique() == 10
+    with pytest.raises(PodiumInputError, match="embedded_max_images"):
+        write_digits_competition(tmp_path / "tiny", max_images=15)
+
+
+def test_digits_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(PodiumInputError, match="not empty"):
+        write_digits_competition(tmp_path)
+    assert (tmp_path / "keep.txt").read_text() == "mine"

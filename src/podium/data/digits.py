@@ -46,8 +46,15 @@ def write_digits_competition(
             index, train_size=max_images, stratify=labels, random_state=seed
         )
         index = np.sort(index)
+    n_classes = len(np.unique(labels))
+    n_test = max(n_classes, round(test_fraction * len(index)))
+    if len(index) - n_test < n_classes:
+        raise PodiumInputError(
+            f"config key competition.embedded_max_images: {len(index)} images are too few to "
+            f"hold every one of the {n_classes} classes in both train and test."
+        )
     train_idx, test_idx = train_test_split(
-        index, test_size=test_fraction, stratify=labels[index], random_state=seed
+        index, test_size=n_test, stratify=labels[index], random_state=seed
     )
     train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
     for split, rows in (("train", train_idx), ("test", test_idx)):

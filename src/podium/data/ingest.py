@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -180,12 +181,14 @@ def _check_labels(
     return classes
 
 
-def _class_sort_key(value: str) -> tuple[int, float | str]:
-    """Numeric labels sort as numbers (2 before 10), others alphabetically."""
+def _class_sort_key(value: str) -> tuple[int, float, str]:
+    """Finite numeric labels sort as numbers (2 before 10), the rest as strings after them;
+    ties break on the string, so the order never depends on set iteration."""
     try:
-        return (0, float(value))
+        number = float(value)
     except ValueError:
-        return (1, value)
+        return (1, 0.0, value)
+    return (0, number, value) if math.isfinite(number) else (1, 0.0, value)
 
 
 def ingest_competition(
