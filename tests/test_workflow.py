@@ -102,6 +102,13 @@ def test_leaderboard_and_submission(finished_tiny_run):
     assert "held-out accuracy" in (results / "logs/score_submission/all.log").read_text()
 
 
+def test_plots_are_images(finished_tiny_run):
+    for name in ("leaderboard", "learning_curves"):
+        png = finished_tiny_run.results / f"plots/{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size > 5000
+
+
 def test_level2_oof_never_sees_its_own_labels(finished_tiny_run):
     """Scrambling fold 0's labels must leave the stacker's fold-0 OOF predictions unchanged,
     and the stacker artifact must equal a refit from the level-1 artifacts."""
@@ -144,7 +151,8 @@ def test_reruns_touch_exactly_what_changed(workflow):
     workflow.write_config()
     assert workflow.planned_jobs() == {
         "train_model": 2, "gather_model": 1, "blend_models": 1, "stack_models": 3,
-        "build_leaderboard": 1, "write_submission": 1, "score_submission": 1, "all": 1,
+        "build_leaderboard": 1, "write_submission": 1, "score_submission": 1,
+        "plot_results": 1, "all": 1,
     }
     workflow.config["models"]["regnetx_002"]["lr"] = 0.003
     workflow.write_config()

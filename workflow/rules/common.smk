@@ -113,7 +113,12 @@ def all_entries():
 
 
 def final_outputs():
-    outputs = [res("submission.csv"), res("leaderboard.csv")]
+    outputs = [
+        res("submission.csv"),
+        res("leaderboard.csv"),
+        res("plots/leaderboard.png"),
+        res("plots/learning_curves.png"),
+    ]
     if EMBEDDED:
         outputs.append(res("score.json"))
     return outputs

@@ -57,3 +57,32 @@ if EMBEDDED:
             code=code("submit", "task"),
         script:
             "../scripts/score.py"
+
+
+rule plot_results:
+    input:
+        leaderboard=res("leaderboard.csv"),
+        histories=expand(
+            res("models/{model}/fold{fold}/history.csv"), model=MODELS, fold=FOLDS
+        ),
+    output:
+        leaderboard=report(
+            res("plots/leaderboard.png"),
+            caption="../report/leaderboard.rst",
+            category="Leaderboard",
+        ),
+        curves=report(
+            res("plots/learning_curves.png"),
+            caption="../report/learning_curves.rst",
+            category="Training",
+        ),
+    log:
+        res("logs/plot_results/all.log"),
+    benchmark:
+        res("benchmarks/plot_results/all.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    params:
+        code=code("submit"),
+    script:
+        "../scripts/plots.py"
