@@ -44,6 +44,7 @@ class Workflow:
         for name in ("workflow", "src", "envs"):
             shutil.copytree(REPO / name, root / name,
                             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        (root / "profiles").symlink_to("workflow/profiles")
         self.config = yaml.safe_load((root / "config.yaml").read_text())
 
     @property

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -192,3 +194,11 @@ def test_config_type_error_names_the_key(workflow):
     proc = workflow.snakemake("-n", check=False)
     assert proc.returncode != 0
     assert "n_folds" in proc.output and "five" in proc.output
+
+
+def test_default_profile_loads_without_flags(workflow):
+    """Plain `snakemake` picks up workflow/profiles/default (through the top-level link)."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=workflow.root,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "profile profiles/default" in proc.stdout + proc.stderr

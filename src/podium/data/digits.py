@@ -7,6 +7,7 @@ is stratified and seeded, so every machine writes the same folder, byte for byte
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def write_digits_competition(
         )
         index = np.sort(index)
     n_classes = len(np.unique(labels))
-    n_test = max(n_classes, round(test_fraction * len(index)))
+    n_test = max(n_classes, math.ceil(test_fraction * len(index)))
     if len(index) - n_test < n_classes:
         raise PodiumInputError(
             f"config key competition.embedded_max_images: {len(index)} images are too few to "
