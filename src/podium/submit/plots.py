@@ -35,17 +35,22 @@ def plot_learning_curves(histories: dict[tuple[str, int], pd.DataFrame], metric:
                          path: str | Path) -> None:
     """Train loss and validation metric per epoch, one line per fold, one column per model."""
     models = sorted({model for model, _ in histories})
+    last_epoch = max(int(h["epoch"].max()) for h in histories.values())
     fig, axes = plt.subplots(2, len(models), figsize=(4 * len(models), 6), squeeze=False)
     for col, model in enumerate(models):
         for (name, fold), history in sorted(histories.items()):
             if name != model:
                 continue
-            axes[0, col].plot(history["epoch"], history["train_loss"], label=f"fold {fold}")
-            axes[1, col].plot(history["epoch"], history[f"valid_{metric}"], label=f"fold {fold}")
+            style = {"marker": "o", "markersize": 3, "label": f"fold {fold}"}
+            axes[0, col].plot(history["epoch"], history["train_loss"], **style)
+            axes[1, col].plot(history["epoch"], history[f"valid_{metric}"], **style)
         axes[0, col].set_title(model)
         axes[0, col].set_ylabel("train loss")
         axes[1, col].set_ylabel(f"valid {metric}")
         axes[1, col].set_xlabel("epoch")
+        for ax in axes[:, col]:
+            ax.set_xlim(0.5, last_epoch + 0.5)
+            ax.set_xticks(range(1, last_epoch + 1, max(1, last_epoch // 8)))
         axes[0, col].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
