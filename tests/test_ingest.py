@@ -329,3 +329,33 @@ def test_digits_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(PodiumInputError, match="not empty"):
         write_digits_competition(tmp_path)
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_image_column_gives_per_row_paths(comp: Path, tmp_path: Path) -> None:
+    (comp / "nested").mkdir()
+    frame = read_csv(comp / "train.csv")
+    first = frame["id"].iloc[0]
+    shutil.move(comp / "train" / f"{first}.png", comp / "nested" / "moved.png")
+    frame["file"] = [f"train/{i}.png" for i in frame["id"]]
+    frame.loc[0, "file"] = "nested/moved.png"
+    write_csv(frame, comp / "train.csv")
+    manifest = ingest(comp, tmp_path, image_column="file")
+    assert manifest.loc[manifest["id"] == first, "path"].item() == str(
+        (comp / "nested/moved.png").resolve())
+
+
+@pytest.mark.parametrize("bad_path", ["../outside.png", "/etc/passwd", ""])
+def test_image_column_paths_must_stay_inside(comp: Path, tmp_path: Path, bad_path: str) -> None:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame["file"] = [f"train/{i}.png" for i in frame["id"]]
+        frame.loc[2, "file"] = bad_path
+        return frame
+
+    edit_csv(comp / "train.csv", edit)
+    message = ingest_fails(comp, tmp_path, image_column="file")
+    assert "line 4" in message and "image path" in message
+
+
+def test_missing_image_column_names_the_key(comp: Path, tmp_path: Path) -> None:
+    message = ingest_fails(comp, tmp_path, image_column="file")
+    assert "competition.image_column" in message

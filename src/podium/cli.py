@@ -21,8 +21,8 @@ def _layout_from_config(config_path: Path, directory: str | None):
     from podium.data.ingest import CompetitionLayout
 
     section = yaml.safe_load(config_path.read_text())["competition"]
-    keys = ("train_csv", "sample_submission", "train_images", "test_images", "id_column",
-            "target", "task", "metric")
+    keys = ("train_csv", "sample_submission", "train_images", "test_images", "image_column",
+            "id_column", "target", "task", "metric")
     classes = section.get("classes")
     return CompetitionLayout(
         root=Path(directory or section.get("dir") or "."),

@@ -83,6 +83,7 @@ def competition_layout():
         "sample_submission",
         "train_images",
         "test_images",
+        "image_column",
         "id_column",
         "target",
         "task",

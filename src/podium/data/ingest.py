@@ -39,6 +39,7 @@ class CompetitionLayout:
     train_csv: str = "train.csv"
     sample_submission: str = "sample_submission.csv"
     train_images: str = "train/{id}.png"
+    image_column: str | None = None
     test_images: str = "test/{id}.png"
     id_column: str = "id"
     target: str = "label"
@@ -116,6 +117,20 @@ def _check_ids(ids: pd.Series, path: Path, problems: _Problems) -> None:
 def resolve_image_path(layout: CompetitionLayout, template: str, image_id: str) -> Path:
     """The image file of one id, from a path template such as ``train/{id}.png``."""
     return layout.root / template.format(id=image_id)
+
+
+def _check_image_column(paths: pd.Series, csv_path: Path, problems: _Problems) -> None:
+    """Per-row image paths must be relative and stay inside the competition folder."""
+    for row, value in paths.items():
+        line = int(row) + 2
+        parts = Path(value).parts
+        if value.strip() == "":
+            problems.add(f"{csv_path} line {line}: empty image path")
+        elif Path(value).is_absolute() or ".." in parts:
+            problems.add(
+                f"{csv_path} line {line}: image path {value!r} must be relative to "
+                "competition.dir and must not contain '..'"
+            )
 
 
 def _ids_on_disk(layout: CompetitionLayout, template: str) -> set[str] | None:
@@ -216,6 +231,8 @@ def ingest_competition(
         train, train_path, [(layout.id_column, "competition.id_column"),
                             (layout.target, "competition.target")]
     )
+    if layout.image_column is not None:
+        _require_columns(train, train_path, [(layout.image_column, "competition.image_column")])
     _require_columns(sample, sample_path, [(layout.id_column, "competition.id_column")])
 
     problems = _Problems()
@@ -228,6 +245,8 @@ def ingest_competition(
             "an image must be either train or test"
         )
     classes = _check_labels(train[layout.target], train_path, layout, problems)
+    if layout.image_column is not None:
+        _check_image_column(train[layout.image_column], train_path, problems)
     on_disk = _ids_on_disk(layout, layout.test_images)
     if on_disk is not None:
         folder = Path(layout.test_images).parent
@@ -249,7 +268,10 @@ def ingest_competition(
         ("train", train_ids, layout.train_images),
         ("test", test_ids, layout.test_images),
     ):
-        paths = [resolve_image_path(layout, template, i) for i in ids]
+        if split == "train" and layout.image_column is not None:
+            paths = [layout.root / p for p in train[layout.image_column]]
+        else:
+            paths = [resolve_image_path(layout, template, i) for i in ids]
         with ThreadPoolExecutor(max(1, threads)) as pool:
             infos = list(pool.map(_inspect_or_report, paths))
         for info in infos:
