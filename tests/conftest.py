@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -57,10 +56,9 @@ class Workflow:
     def snakemake(self, *args: str, check: bool = True, timeout: int = 900
                   ) -> subprocess.CompletedProcess:
         """Run the real snakemake command in the copy; stdout and stderr together."""
-        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         proc = subprocess.run(
             [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=self.root,
-            env=env, text=True, capture_output=True, timeout=timeout,
+            text=True, capture_output=True, timeout=timeout,
         )
         proc.output = proc.stdout + proc.stderr
         if check and proc.returncode != 0:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -30,7 +29,6 @@ def job_logging(smk: Any) -> Iterator[logging.Logger]:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
     try:
         with contextlib.redirect_stderr(stream):
             yield logging.getLogger(f"podium.{smk.rule}")

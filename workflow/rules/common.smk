@@ -93,12 +93,6 @@ def competition_layout():
     return {"root": competition_dir(), **{k: COMPETITION[k] for k in keys}}
 
 
-def model_files(name, kind="models"):
-    return {
-        f: res(f"{kind}/{name}/{f}") for f in ("oof.parquet", "test.parquet", "cv.json")
-    }
-
-
 def level1_inputs(kind):
     """Every model's gathered ``oof`` or ``test`` predictions, in MODELS order."""
     return [res(f"models/{m}/{kind}.parquet") for m in MODELS]

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from podium.errors import PodiumInputError
 from podium.metrics import get_metric
 from podium.tables import write_csv, write_json, write_parquet
 from podium.task import TaskSpec
@@ -214,6 +215,12 @@ def train_fold(
             break
     fit_seconds = time.perf_counter() - fit_start
 
+    if best_state is None:
+        raise PodiumInputError(
+            f"models.{settings.backbone}: fold {fold} produced no finite validation "
+            f"{metric.name} in {len(history)} epochs (see history in the log); lower lr or "
+            "check the labels."
+        )
     predict_start = time.perf_counter()
     model.load_state_dict(best_state)
     oof = predict_proba(model, valid_loader, device, settings.tta, amp_dtype)
