@@ -149,14 +149,15 @@ def test_reruns_touch_exactly_what_changed(workflow):
     workflow.snakemake()
     assert workflow.planned_jobs() == {}
 
-    workflow.config["models"]["regnetx_002"]["lr"] = 0.001
+    original_lr = workflow.config["models"]["regnetx_002"]["lr"]
+    workflow.config["models"]["regnetx_002"]["lr"] = original_lr / 3
     workflow.write_config()
     assert workflow.planned_jobs() == {
         "train_model": 2, "gather_model": 1, "blend_models": 1, "stack_models": 3,
         "build_leaderboard": 1, "write_submission": 1, "score_submission": 1,
         "plot_results": 1, "all": 1,
     }
-    workflow.config["models"]["regnetx_002"]["lr"] = 0.003
+    workflow.config["models"]["regnetx_002"]["lr"] = original_lr
     workflow.write_config()
     assert workflow.planned_jobs() == {}
 
