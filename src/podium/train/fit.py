@@ -243,7 +243,7 @@ def train_fold(
         "tta": settings.tta, "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
         "device": str(device), "threads": threads, "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
-        "train_images_per_second": sum(len(train_rows) for _ in history) / fit_seconds,
+        "train_images_per_second": len(train_rows) * len(history) / fit_seconds,
     }
     write_json(summary, outputs.metrics)
     log.info("fold %d done: best %s %.4f at epoch %d, OOF with TTA %.4f", fold, metric.name,
