@@ -39,17 +39,27 @@ rule ingest_competition:
 rule find_duplicates:
     input:
         manifest=res("data/manifest.parquet"),
+        task=res("data/task.json"),
     output:
         clusters=res("dedup/clusters.csv"),
         pairs=res("dedup/pairs.csv"),
+        leaks=res("dedup/leaks.csv"),
+        conflicts=res("dedup/conflicts.csv"),
+        montage=report(
+            res("dedup/montage.png"),
+            caption="../report/montage.rst",
+            category="Duplicates",
+        ),
     log:
         res("logs/find_duplicates/all.log"),
     benchmark:
         res("benchmarks/find_duplicates/all.tsv")
     conda:
         "../../envs/data.yaml"
+    threads: config["dedup"]["threads"]
     params:
-        code=code("data"),
+        settings={k: v for k, v in config["dedup"].items() if k != "threads"},
+        code=code("data", "preprocess"),
     script:
         "../scripts/dedup.py"
 

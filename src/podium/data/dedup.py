@@ -1,8 +1,10 @@
-"""Duplicate images: clusters of identical files, and the pairs that link them.
+"""Duplicate images: clusters of identical or near-identical images, and the pairs that link
+them.
 
 Duplicates across folds leak labels into validation, and duplicates across train and test
-leak them into the leaderboard. This first version finds exact duplicates by file hash; the
-contract (``clusters.csv`` and ``pairs.csv``) is the one near-duplicate search will fill too.
+leak them into the leaderboard. Exact duplicates share a file hash (or a decoded-pixel hash,
+when ingest recorded one); near duplicates come from :mod:`podium.data.neardup`. All pairs
+are joined into clusters (connected components), which folds keep together.
 """
 
 from __future__ import annotations
@@ -10,32 +12,110 @@ from __future__ import annotations
 import itertools
 import logging
 
+import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from podium.data.neardup import (
+    NearDuplicateSettings,
+    compute_signatures,
+    find_near_duplicates,
+)
 
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["id_a", "id_b", "kind", "score"]
+EXACT_KEYS = (("md5", "exact"), ("pixel_md5", "pixel"))
+
+
+def exact_pairs(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of images with identical bytes (``exact``) or identical decoded pixels
+    (``pixel``, only for pairs whose bytes differ)."""
+    rows = []
+    for column, kind in EXACT_KEYS:
+        if column not in manifest.columns:
+            continue
+        for _, group in manifest.groupby(column, sort=False):
+            if len(group) < 2:
+                continue
+            for a, b in itertools.combinations(group.itertuples(index=False), 2):
+                if kind == "pixel" and a.md5 == b.md5:
+                    continue
+                rows.append((a.id, b.id, kind, 1.0))
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def cluster_pairs(manifest: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """``id, cluster, split``: connected components of the pairs; singletons get their own
+    cluster; clusters are numbered in manifest order of their first member."""
+    position = pd.Series(np.arange(len(manifest)), index=manifest["id"].to_numpy())
+    a = position.loc[pairs["id_a"]].to_numpy()
+    b = position.loc[pairs["id_b"]].to_numpy()
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(manifest), len(manifest)))
+    _, component = connected_components(graph, directed=False)
+    _, first_seen = np.unique(component, return_index=True)
+    renumber = np.empty(len(first_seen), dtype=np.int64)
+    renumber[np.argsort(np.argsort(first_seen))] = np.arange(len(first_seen))
+    return pd.DataFrame({
+        "id": manifest["id"].to_numpy(),
+        "cluster": renumber[component],
+        "split": manifest["split"].to_numpy(),
+    })
 
 
 def exact_duplicates(manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cluster images with identical bytes.
-
-    Returns ``clusters`` (``id, cluster, split``; singletons get their own cluster, numbered in
-    manifest order) and ``pairs`` (``id_a, id_b, kind, score`` for every pair in a cluster).
-    """
-    cluster_of_hash = {h: i for i, h in enumerate(pd.unique(manifest["md5"]))}
-    clusters = pd.DataFrame({
-        "id": manifest["id"].to_numpy(),
-        "cluster": manifest["md5"].map(cluster_of_hash).to_numpy(),
-        "split": manifest["split"].to_numpy(),
-    })
-    pairs = [
-        (a, b, "exact", 1.0)
-        for _, members in clusters.groupby("cluster", sort=True)["id"]
-        if len(members) > 1
-        for a, b in itertools.combinations(members.tolist(), 2)
-    ]
-    pairs_frame = pd.DataFrame(pairs, columns=PAIR_COLUMNS)
+    """Clusters and pairs of exact duplicates alone."""
+    pairs = exact_pairs(manifest)
+    clusters = cluster_pairs(manifest, pairs)
     log.info("exact duplicates: %d pairs in %d clusters of %d images",
-             len(pairs_frame), clusters["cluster"].nunique(), len(clusters))
-    return clusters, pairs_frame
+             len(pairs), clusters["cluster"].nunique(), len(clusters))
+    return clusters, pairs
+
+
+def label_conflicts(clusters: pd.DataFrame, manifest: pd.DataFrame, target: str
+                    ) -> pd.DataFrame:
+    """``cluster, id, label`` of train images in clusters whose train labels disagree."""
+    train = clusters.merge(manifest[["id", target]], on="id")
+    train = train[train["split"] == "train"]
+    disagree = train.groupby("cluster")[target].transform("nunique") > 1
+    return (train.loc[disagree, ["cluster", "id", target]]
+            .rename(columns={target: "label"}).reset_index(drop=True))
+
+
+def leaked_test_images(clusters: pd.DataFrame, manifest: pd.DataFrame, target: str) -> pd.DataFrame:
+    """``test_id, cluster, n_train, train_label, label_conflict`` for every test image that
+    shares a cluster with train images; ``train_label`` is the cluster's majority label."""
+    frame = clusters.merge(manifest[["id", target]], on="id")
+    train = frame[frame["split"] == "train"]
+    test = frame[frame["split"] == "test"]
+    summary = train.groupby("cluster")[target].agg(
+        n_train="size",
+        train_label=lambda labels: labels.value_counts().index[0],
+        label_conflict=lambda labels: labels.nunique() > 1,
+    )
+    leaks = test[["id", "cluster"]].merge(summary, left_on="cluster", right_index=True)
+    return leaks.rename(columns={"id": "test_id"}).reset_index(drop=True)
+
+
+def find_duplicates(
+    manifest: pd.DataFrame, near: NearDuplicateSettings | None, threads: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Exact pairs, then (unless ``near`` is None) confirmed near pairs between images whose
+    bytes differ; returns ``clusters`` and ``pairs`` sorted by kind and descending score."""
+    pairs = [exact_pairs(manifest)]
+    if near is not None:
+        signatures = compute_signatures(manifest, near.flip_invariant, threads)
+        found = find_near_duplicates(manifest["id"].to_numpy(), signatures, near, threads)
+        md5 = manifest.set_index("id")["md5"]
+        same_bytes = md5.loc[found["id_a"]].to_numpy() == md5.loc[found["id_b"]].to_numpy()
+        pairs.append(found[~same_bytes])
+    all_pairs = pd.concat(pairs, ignore_index=True)
+    all_pairs = all_pairs.sort_values(["kind", "score"], ascending=[True, False],
+                                      kind="stable").reset_index(drop=True)
+    clusters = cluster_pairs(manifest, all_pairs)
+    sizes = clusters["cluster"].value_counts()
+    log.info("duplicates: %s pairs; %d clusters with more than one image (largest %d)",
+             all_pairs["kind"].value_counts().to_dict(), int((sizes > 1).sum()),
+             int(sizes.max()) if len(sizes) else 0)
+    return clusters, all_pairs

@@ -1,0 +1,87 @@
+"""A real snakemake run on a user competition folder of planted JPEG duplicates: near
+duplicates found, clusters kept in one fold, the train/test leak and a label conflict
+reported."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from podium.synthetic import write_planted_set
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory):
+    from conftest import TINY_CONFIG, Workflow, _merge
+
+    root = tmp_path_factory.mktemp("planted_flow")
+    planted = write_planted_set(root / "raw", n_base=60, n_duplicates=20, size=64, seed=11)
+    files = planted.files.assign(label=lambda f: f["source"].str[3:].astype(int) % 3)
+    duplicated_sources = set(files.loc[files["id"].str.startswith("dup"), "source"])
+    test_ids = set(files.loc[~files["source"].isin(duplicated_sources), "id"][:8])
+    leaked = files[files["id"].str.startswith("dup")].iloc[0]
+    test_ids.add(leaked["id"])
+    conflicted = files[files["id"].str.startswith("dup") & ~files["id"].isin(test_ids)].iloc[0]
+    files.loc[files["id"] == conflicted["id"], "label"] = (conflicted["label"] + 1) % 3
+
+    competition = root / "competition"
+    for split in ("train", "test"):
+        (competition / split).mkdir(parents=True)
+    for row in files.itertuples():
+        split = "test" if row.id in test_ids else "train"
+        shutil.copy(row.path, competition / split / f"{row.id}.jpg")
+    train = files[~files["id"].isin(test_ids)]
+    train[["id", "label"]].to_csv(competition / "train.csv", index=False)
+    pd.DataFrame({"id": sorted(test_ids), "label": 0}).to_csv(
+        competition / "sample_submission.csv", index=False)
+
+    (root / "flow").mkdir()
+    flow = Workflow(root / "flow")
+    flow.config = _merge(flow.config, TINY_CONFIG)
+    flow.config["competition"] = {
+        **flow.config["competition"], "embedded": None, "dir": str(competition),
+        "train_images": "train/{id}.jpg", "test_images": "test/{id}.jpg",
+    }
+    flow.config["dedup"]["near"] = True
+    flow.config["preprocess"].update(size=32, channels=3)
+    flow.write_config()
+    flow.snakemake()
+    return flow, files, leaked, conflicted
+
+
+def test_near_duplicates_cluster_and_stay_in_one_fold(planted_run):
+    flow, files, _, _ = planted_run
+    results = flow.results
+    clusters = pd.read_csv(results / "dedup/clusters.csv")
+    pairs = pd.read_csv(results / "dedup/pairs.csv")
+    folds = pd.read_csv(results / "folds.csv")
+    assert "near" in set(pairs["kind"])
+    source = files.set_index("id")["source"]
+    assert (clusters.assign(source=source.loc[clusters["id"]].to_numpy())
+            .groupby("cluster")["source"].nunique() == 1).all()
+    assert clusters["cluster"].nunique() == files["source"].nunique()
+    assert (folds.merge(clusters, on="id").groupby("cluster")["fold"].nunique() == 1).all()
+    assert (results / "dedup/montage.png").stat().st_size > 5000
+
+
+def test_leak_and_conflict_are_reported(planted_run):
+    flow, _, leaked, conflicted = planted_run
+    leaks = pd.read_csv(flow.results / "dedup/leaks.csv")
+    assert leaked["id"] in set(leaks["test_id"])
+    conflicts = pd.read_csv(flow.results / "dedup/conflicts.csv")
+    assert conflicted["id"] in set(conflicts["id"])
+    submission = pd.read_csv(flow.results / "submission.csv")
+    assert len(submission) == 9
+
+
+def test_changing_a_dedup_setting_reruns_from_dedup(planted_run):
+    flow, _, _, _ = planted_run
+    flow.config["dedup"]["min_correlation"] = 0.95
+    flow.write_config()
+    planned = flow.planned_jobs()
+    assert planned["find_duplicates"] == 1 and planned["make_folds"] == 1
+    assert "ingest_competition" not in planned and "preprocess_images" not in planned
