@@ -8,6 +8,7 @@ JPEG re-encoding, 0.5x and 2x resizing, brightness and contrast, a 2-5 % crop, a
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,25 +81,31 @@ def alter(image: np.ndarray, how: str, rng: np.random.Generator) -> tuple[np.nda
 
 def write_planted_set(
     out_dir: str | Path, n_base: int, n_duplicates: int, size: int = 256, seed: int = 0,
-    flips: bool = False,
+    flips: bool = False, threads: int = 1,
 ) -> PlantedSet:
     """``n_base`` distinct JPEGs plus ``n_duplicates`` altered copies of random bases."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     alterations = ALTERATIONS + (("flip",) if flips else ())
-    rows, pairs = [], set()
-    bases = {}
-    for i in range(n_base):
+    sources = rng.integers(0, n_base, n_duplicates)
+    alter_seeds = rng.integers(0, 2**31, n_duplicates)
+
+    def write_base(i: int) -> dict:
         image = base_image(np.random.default_rng([seed, i]), size)
-        bases[i] = image
-        rows.append({**_save(out, f"img{i:06d}", image, 92), "source": f"img{i:06d}"})
-    for k in range(n_duplicates):
-        source = int(rng.integers(0, n_base))
-        image, quality = alter(bases[source], alterations[k % len(alterations)], rng)
-        row = {**_save(out, f"dup{k:06d}", image, quality), "source": f"img{source:06d}"}
-        rows.append(row)
-        pairs.add(frozenset((f"img{source:06d}", row["id"])))
+        return {**_save(out, f"img{i:06d}", image, 92), "source": f"img{i:06d}"}
+
+    def write_duplicate(k: int) -> dict:
+        source = int(sources[k])
+        base = base_image(np.random.default_rng([seed, source]), size)  # regenerated, not kept
+        image, quality = alter(base, alterations[k % len(alterations)],
+                               np.random.default_rng(alter_seeds[k]))
+        return {**_save(out, f"dup{k:06d}", image, quality), "source": f"img{source:06d}"}
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        rows = list(pool.map(write_base, range(n_base)))
+        rows += list(pool.map(write_duplicate, range(n_duplicates)))
+    pairs = {frozenset((row["source"], row["id"])) for row in rows[n_base:]}
     files = pd.DataFrame(rows)
     files["split"] = "train"
     return PlantedSet(files, pairs)
