@@ -1,7 +1,8 @@
 """Pack a split's preprocessed images into one memory-mappable ``.npy`` array plus an index.
 
-Training then reads contiguous uint8 rows instead of decoding files every epoch. Workers are
-threads: OpenCV releases the GIL, so threads scale without pickling images between processes.
+Training then reads contiguous uint8 (or uint16) rows instead of decoding files every epoch.
+Workers are threads: OpenCV releases the GIL, so threads scale without pickling images between
+processes.
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ def pack_split(
     index_path: str | Path,
     threads: int = 1,
 ) -> None:
-    """Preprocess the ``split`` rows of the manifest into ``array_path`` (N, S, S, C) uint8."""
+    """Preprocess the ``split`` rows of the manifest into ``array_path`` (N, S, S, C) of
+    ``settings.dtype``: uint16 keeps the precision of 16-bit PNG, TIFF and DICOM sources."""
     rows = manifest[manifest["split"] == split].reset_index(drop=True)
     array_path = Path(array_path)
     array_path.parent.mkdir(parents=True, exist_ok=True)
     shape = (len(rows), settings.size, settings.size, settings.channels)
     tmp = array_path.with_name(f".{array_path.name}.tmp")
-    packed = open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    packed = open_memmap(tmp, mode="w+", dtype=settings.dtype, shape=shape)
     _fill(packed, rows["path"].tolist(), settings, threads, split)
     packed.flush()
     del packed
