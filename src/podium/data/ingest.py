@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pydicom
 from PIL import Image
 
 from podium.errors import PodiumInputError
@@ -150,9 +151,23 @@ def _ids_on_disk(layout: CompetitionLayout, template: str) -> set[str] | None:
     return found
 
 
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+def _inspect_dicom(data: bytes) -> tuple[int, int, int]:
+    """Height, width and channels of a DICOM file; decoding its pixels shows truncation."""
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    if dataset.pixel_array.size == 0:  # decoding raises on truncated or corrupt pixel data
+        raise ValueError("the DICOM file holds no pixels")
+    return int(dataset.Rows), int(dataset.Columns), int(dataset.get("SamplesPerPixel") or 1)
+
+
 def inspect_image(path: Path) -> ImageInfo:
-    """Decode the whole file (so truncation shows) and hash its bytes."""
+    """Decode the whole file (so truncation shows) and hash its bytes; DICOM through pydicom."""
     data = path.read_bytes()
+    if path.suffix.lower() in DICOM_SUFFIXES or data[128:132] == b"DICM":
+        height, width, channels = _inspect_dicom(data)
+        return ImageInfo(height, width, channels, hashlib.md5(data).hexdigest())
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         width, height = image.size
@@ -165,7 +180,7 @@ def _inspect_or_report(path: Path) -> ImageInfo | str:
         return f"{path}: image file not found"
     try:
         return inspect_image(path)
-    except Exception as err:  # PIL raises many types for corrupt data
+    except Exception as err:  # PIL and pydicom raise many types for corrupt data
         return f"{path}: unreadable or truncated image ({type(err).__name__}: {err})"
 
 
