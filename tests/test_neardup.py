@@ -12,6 +12,7 @@ import pytest
 
 from podium.data.dedup import (
     cluster_pairs,
+    excluded_train_ids,
     find_duplicates,
     label_conflicts,
     leaked_test_images,
@@ -148,3 +149,32 @@ def test_montage_is_written(planted, tmp_path):
     assert (tmp_path / "montage.png").read_bytes()[:4] == b"\x89PNG"
     plot_pair_montage(pairs.iloc[:0], manifest, tmp_path / "empty.png")
     assert (tmp_path / "empty.png").stat().st_size > 0
+
+
+def test_drop_policies():
+    clusters = pd.DataFrame({"id": ["a", "b", "c", "d", "e", "t"], "cluster": [0, 0, 0, 1, 1, 0],
+                             "split": ["train"] * 5 + ["test"]})
+    pairs = pd.DataFrame({"id_a": ["a", "a", "d", "a"], "id_b": ["b", "c", "e", "t"],
+                          "kind": ["exact", "near", "pixel", "exact"], "score": 1.0})
+    conflicts = pd.DataFrame({"cluster": [1, 1], "id": ["d", "e"], "label": ["x", "y"]})
+    assert excluded_train_ids(clusters, pairs, conflicts, []).empty
+    exact = excluded_train_ids(clusters, pairs, conflicts, ["exact"])
+    assert exact.to_dict("list") == {"id": ["b", "e"], "reason": ["exact duplicate"] * 2}
+    both = excluded_train_ids(clusters, pairs, conflicts, ["exact", "conflicts"])
+    assert sorted(both["id"]) == ["b", "d", "e"]
+    with pytest.raises(ValueError, match="unknown"):
+        excluded_train_ids(clusters, pairs, conflicts, ["all"])
+
+
+def test_leak_labels_override_predictions_unless_labels_conflict():
+    from podium.submit.submission import apply_leak_labels
+    from podium.task import TaskSpec
+
+    spec = TaskSpec("multiclass", "label", ("cat", "dog"), "accuracy", "id")
+    predictions = pd.DataFrame({"id": ["t1", "t2", "t3"], "p_cat": [0.9, 0.8, 0.3],
+                                "p_dog": [0.1, 0.2, 0.7]})
+    leaks = pd.DataFrame({"test_id": ["t1", "t2"], "cluster": [0, 1], "n_train": [1, 2],
+                          "train_label": ["dog", "cat"], "label_conflict": [False, True]})
+    out = apply_leak_labels(predictions, leaks, spec)
+    assert out["p_dog"].tolist() == [1.0, 0.2, 0.7]
+    assert out["p_cat"].tolist() == [0.0, 0.8, 0.3]

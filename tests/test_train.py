@@ -106,3 +106,14 @@ def test_unknown_names_list_close_ones():
 def test_model_in_chans_and_classes():
     model = build_model("regnetx_002", 7, 1)
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 7)
+
+
+def test_images_missing_from_folds_are_neither_trained_nor_validated(tmp_path):
+    inputs = _packed_fold_inputs(tmp_path)
+    folds = pd.read_csv(inputs["folds.csv"])
+    folds[~folds["id"].isin([f"tr{i}" for i in range(6)])].to_csv(inputs["folds.csv"],
+                                                                    index=False)
+    summary = _run(inputs, tmp_path / "a", epochs=1)
+    assert summary["n_train"] == 21 and summary["n_valid"] == 21
+    oof = pd.read_parquet(tmp_path / "a/oof.parquet")
+    assert not {"tr1", "tr3", "tr5"} & set(oof["id"])

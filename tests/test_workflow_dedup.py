@@ -46,7 +46,7 @@ def planted_run(tmp_path_factory):
         **flow.config["competition"], "embedded": None, "dir": str(competition),
         "train_images": "train/{id}.jpg", "test_images": "test/{id}.jpg",
     }
-    flow.config["dedup"]["near"] = True
+    flow.config["dedup"].update(near=True, drop=["conflicts"], leak_labels=True)
     flow.config["preprocess"].update(size=32, channels=3)
     flow.write_config()
     flow.snakemake()
@@ -76,6 +76,23 @@ def test_leak_and_conflict_are_reported(planted_run):
     assert conflicted["id"] in set(conflicts["id"])
     submission = pd.read_csv(flow.results / "submission.csv")
     assert len(submission) == 9
+
+
+def test_drop_and_leak_policies(planted_run):
+    flow, files, leaked, conflicted = planted_run
+    results = flow.results
+    excluded = pd.read_csv(results / "dedup/excluded.csv")
+    assert conflicted["id"] in set(excluded["id"])
+    assert set(excluded["reason"]) == {"conflicting labels"}
+    folds = pd.read_csv(results / "folds.csv")
+    assert not set(excluded["id"]) & set(folds["id"])
+    oof = pd.read_parquet(results / "models/resnet10t/oof.parquet")
+    assert sorted(oof["id"]) == sorted(folds["id"])
+    leaks = pd.read_csv(results / "dedup/leaks.csv", dtype={"train_label": str})
+    submission = pd.read_csv(results / "submission.csv", dtype=str).set_index("id")
+    for leak in leaks[~leaks["label_conflict"]].itertuples():
+        assert submission.at[leak.test_id, "label"] == leak.train_label
+    assert leaked["id"] in set(leaks["test_id"])
 
 
 def test_changing_a_dedup_setting_reruns_from_dedup(planted_run):

@@ -45,6 +45,7 @@ rule find_duplicates:
         pairs=res("dedup/pairs.csv"),
         leaks=res("dedup/leaks.csv"),
         conflicts=res("dedup/conflicts.csv"),
+        excluded=res("dedup/excluded.csv"),
         montage=report(
             res("dedup/montage.png"),
             caption="../report/montage.rst",
@@ -58,7 +59,11 @@ rule find_duplicates:
         "../../envs/data.yaml"
     threads: config["dedup"]["threads"]
     params:
-        settings={k: v for k, v in config["dedup"].items() if k != "threads"},
+        settings={
+            k: v
+            for k, v in config["dedup"].items()
+            if k not in ("threads", "leak_labels")
+        },
         code=code("data", "preprocess"),
     script:
         "../scripts/dedup.py"
@@ -69,6 +74,7 @@ rule make_folds:
         manifest=res("data/manifest.parquet"),
         task=res("data/task.json"),
         clusters=res("dedup/clusters.csv"),
+        excluded=res("dedup/excluded.csv"),
     output:
         folds=res("folds.csv"),
     log:

@@ -19,6 +19,7 @@ rule write_submission:
     input:
         competition_inputs(),
         leaderboard=res("leaderboard.csv"),
+        leaks=res("dedup/leaks.csv"),
         tests=[res(f"{kind}/{name}/test.parquet") for name, kind in all_entries()],
         task=res("data/task.json"),
     output:
@@ -32,6 +33,7 @@ rule write_submission:
     params:
         names=[name for name, _ in all_entries()],
         sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
+        leak_labels=config["dedup"]["leak_labels"],
         code=code("submit", "task"),
     script:
         "../scripts/submit.py"

@@ -2,7 +2,12 @@
 
 import pandas as pd
 
-from podium.data.dedup import find_duplicates, label_conflicts, leaked_test_images
+from podium.data.dedup import (
+    excluded_train_ids,
+    find_duplicates,
+    label_conflicts,
+    leaked_test_images,
+)
 from podium.data.montage import plot_pair_montage
 from podium.data.neardup import NearDuplicateSettings
 from podium.glue import job_logging
@@ -11,6 +16,7 @@ from podium.task import TaskSpec
 
 with job_logging(snakemake) as log:
     settings = dict(snakemake.params.settings)
+    drop = settings.pop("drop")
     near = NearDuplicateSettings(**settings) if settings.pop("near") else None
     manifest = pd.read_parquet(snakemake.input.manifest)
     target = TaskSpec.load(snakemake.input.task).target
@@ -23,4 +29,5 @@ with job_logging(snakemake) as log:
     write_csv(pairs, snakemake.output.pairs)
     write_csv(leaks, snakemake.output.leaks)
     write_csv(conflicts, snakemake.output.conflicts)
+    write_csv(excluded_train_ids(clusters, pairs, conflicts, drop), snakemake.output.excluded)
     plot_pair_montage(pairs, manifest, snakemake.output.montage)

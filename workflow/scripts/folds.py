@@ -1,4 +1,4 @@
-"""Assign leak-free folds to the train images."""
+"""Assign leak-free folds to the train images that dedup.drop keeps."""
 
 import pandas as pd
 
@@ -7,10 +7,12 @@ from podium.glue import job_logging
 from podium.tables import write_csv
 from podium.task import TaskSpec
 
-with job_logging(snakemake):
+with job_logging(snakemake) as log:
     spec = TaskSpec.load(snakemake.input.task)
     manifest = pd.read_parquet(snakemake.input.manifest)
-    train = manifest[manifest["split"] == "train"]
+    excluded = set(pd.read_csv(snakemake.input.excluded, dtype={"id": str})["id"])
+    train = manifest[(manifest["split"] == "train") & ~manifest["id"].isin(excluded)]
+    log.info("%d train images left out of training by dedup.drop", len(excluded))
     clusters = pd.read_csv(snakemake.input.clusters, dtype={"id": str}).set_index("id")
     folds = make_folds(train["id"], spec.encode(train[spec.target]),
                        clusters.loc[train["id"], "cluster"].to_numpy(),

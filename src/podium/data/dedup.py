@@ -119,3 +119,34 @@ def find_duplicates(
              all_pairs["kind"].value_counts().to_dict(), int((sizes > 1).sum()),
              int(sizes.max()) if len(sizes) else 0)
     return clusters, all_pairs
+
+
+DROP_POLICIES = ("exact", "conflicts")
+
+
+def excluded_train_ids(
+    clusters: pd.DataFrame, pairs: pd.DataFrame, conflicts: pd.DataFrame, drop: list[str]
+) -> pd.DataFrame:
+    """``id, reason`` of train images left out of training by the ``dedup.drop`` policy.
+
+    ``exact`` keeps the first image (manifest order) of every group of byte- or
+    pixel-identical train images; ``conflicts`` drops every train image of a cluster whose
+    labels disagree (the label cannot be trusted).
+    """
+    unknown = set(drop) - set(DROP_POLICIES)
+    if unknown:
+        raise ValueError(f"unknown dedup.drop policies {sorted(unknown)}")
+    rows = []
+    if "exact" in drop:
+        train = set(clusters.loc[clusters["split"] == "train", "id"])
+        exact = pairs[pairs["kind"].isin(["exact", "pixel"])]
+        exact = exact[exact["id_a"].isin(train) & exact["id_b"].isin(train)]
+        order = {image_id: k for k, image_id in enumerate(clusters["id"])}
+        keepers = cluster_pairs(clusters[clusters["id"].isin(train)], exact)
+        keepers["order"] = keepers["id"].map(order)
+        first = keepers.groupby("cluster")["order"].transform("min")
+        rows += [(i, "exact duplicate") for i in keepers.loc[keepers["order"] != first, "id"]]
+    if "conflicts" in drop:
+        rows += [(i, "conflicting labels") for i in conflicts["id"]]
+    frame = pd.DataFrame(rows, columns=["id", "reason"])
+    return frame.drop_duplicates("id").reset_index(drop=True)

@@ -135,8 +135,11 @@ def train_fold(
     folds = pd.read_csv(folds_csv, dtype={"id": str})
     index = index.merge(folds, on="id", how="left", validate="one_to_one")
     y = spec.encode(index["id"].map(labels_by_id))
+    # Images missing from folds.csv were left out by dedup.drop: never trained or validated.
+    in_folds = index["fold"].notna().to_numpy()
     is_valid = (index["fold"] == fold).to_numpy()
-    train_rows, valid_rows = np.flatnonzero(~is_valid), np.flatnonzero(is_valid)
+    train_rows = np.flatnonzero(in_folds & ~is_valid)
+    valid_rows = np.flatnonzero(is_valid)
 
     train_images = load_packed(train_array)
     test_images = load_packed(test_array)
