@@ -359,3 +359,49 @@ def test_image_column_paths_must_stay_inside(comp: Path, tmp_path: Path, bad_pat
 def test_missing_image_column_names_the_key(comp: Path, tmp_path: Path) -> None:
     message = ingest_fails(comp, tmp_path, image_column="file")
     assert "competition.image_column" in message
+
+
+@pytest.fixture(scope="module")
+def full_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("full") / "comp"
+    write_digits_competition(root)
+    return root
+
+
+def _corrupt_middle_image(comp: Path) -> str:
+    ids = read_csv(comp / "train.csv")["id"]
+    assert len(ids) > 1000
+    victim = ids.iloc[len(ids) // 2]
+    path = comp / "train" / f"{victim}.png"
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    return victim
+
+
+def test_corrupt_image_among_a_thousand_is_named(full_digits: Path, tmp_path: Path) -> None:
+    comp = tmp_path / "comp"
+    shutil.copytree(full_digits, comp)
+    victim = _corrupt_middle_image(comp)
+    message = ingest_fails(comp, tmp_path, threads=2)
+    assert f"{victim}.png" in message and "truncated" in message
+
+
+def test_skip_policy_reports_and_leaves_out_bad_train_images(full_digits: Path,
+                                                               tmp_path: Path) -> None:
+    comp = tmp_path / "comp"
+    shutil.copytree(full_digits, comp)
+    victim = _corrupt_middle_image(comp)
+    skipped = tmp_path / "skipped.csv"
+    manifest_path, task_path = outputs(tmp_path)
+    manifest = ingest_competition(CompetitionLayout(root=comp, bad_train_images="skip"),
+                                  manifest_path, task_path, threads=2, skipped_path=skipped)
+    assert victim not in set(manifest["id"])
+    assert (manifest["split"] == "train").sum() == len(read_csv(comp / "train.csv")) - 1
+    report = pd.read_csv(skipped)
+    assert report["id"].tolist() == [victim] and "truncated" in report["problem"].iloc[0]
+
+
+def test_skip_policy_still_stops_on_bad_test_images(comp: Path, tmp_path: Path) -> None:
+    victim = sorted((comp / "test").iterdir())[0]
+    victim.write_bytes(b"not an image")
+    message = ingest_fails(comp, tmp_path, bad_train_images="skip")
+    assert victim.name in message

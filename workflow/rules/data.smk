@@ -22,6 +22,7 @@ rule ingest_competition:
     output:
         manifest=res("data/manifest.parquet"),
         task=res("data/task.json"),
+        skipped=res("data/skipped.csv"),
     log:
         res("logs/ingest_competition/all.log"),
     benchmark:

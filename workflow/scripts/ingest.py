@@ -12,4 +12,5 @@ with job_logging(snakemake):
         CompetitionLayout(**{**layout, "root": Path(layout["root"]),
                              "classes": tuple(classes) if classes is not None else None}),
         snakemake.output.manifest, snakemake.output.task, threads=snakemake.threads,
+        skipped_path=snakemake.output.skipped,
     )

@@ -17,13 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pydicom
 from PIL import Image
+from tqdm import tqdm
 
 from podium.errors import PodiumInputError
 from podium.metrics import get_metric
-from podium.tables import write_parquet
+from podium.tables import write_csv, write_parquet
 from podium.task import CLASSIFICATION_TASKS, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class CompetitionLayout:
     sample_submission: str = "sample_submission.csv"
     train_images: str = "train/{id}.png"
     image_column: str | None = None
+    bad_train_images: str = "error"
     test_images: str = "test/{id}.png"
     id_column: str = "id"
     target: str = "label"
@@ -226,6 +229,7 @@ def ingest_competition(
     manifest_path: str | Path,
     task_path: str | Path,
     threads: int = 1,
+    skipped_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Validate the competition folder and write ``manifest.parquet`` and ``task.json``."""
     if layout.task not in CLASSIFICATION_TASKS:
@@ -234,6 +238,11 @@ def ingest_competition(
             f"use one of {list(CLASSIFICATION_TASKS)}."
         )
     get_metric(layout.metric)
+    if layout.bad_train_images not in ("error", "skip"):
+        raise PodiumInputError(
+            f"config key competition.bad_train_images: {layout.bad_train_images!r} is not "
+            "'error' or 'skip'."
+        )
     if not layout.root.is_dir():
         raise PodiumInputError(
             f"{layout.root}: competition folder not found (config key competition.dir)."
@@ -278,7 +287,7 @@ def ingest_competition(
             )
     problems.raise_if_any(f"competition folder {layout.root} failed validation")
 
-    frames = []
+    frames, skipped = [], []
     for split, ids, template in (
         ("train", train_ids, layout.train_images),
         ("test", test_ids, layout.test_images),
@@ -288,21 +297,29 @@ def ingest_competition(
         else:
             paths = [resolve_image_path(layout, template, i) for i in ids]
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            infos = list(pool.map(_inspect_or_report, paths))
-        for info in infos:
-            if isinstance(info, str):
+            infos = list(tqdm(pool.map(_inspect_or_report, paths), total=len(paths),
+                              desc=f"inspect {split}", mininterval=5))
+        bad = np.array([isinstance(info, str) for info in infos], dtype=bool)
+        if split == "train" and layout.bad_train_images == "skip" and bad.any():
+            skipped += [{"id": i, "path": str(p), "problem": info}
+                        for i, p, info, b in zip(ids, paths, infos, bad, strict=True) if b]
+            log.warning("skipping %d unreadable train images (see skipped.csv)", int(bad.sum()))
+        else:
+            for info in np.asarray(infos, dtype=object)[bad]:
                 problems.add(info)
         if problems.items:
             continue
+        keep = ~bad
+        good = [info for info, k in zip(infos, keep, strict=True) if k]
         frames.append(pd.DataFrame({
-            "id": ids.to_numpy(),
+            "id": ids.to_numpy()[keep],
             "split": split,
-            "path": [str(p.resolve()) for p in paths],
-            layout.target: train[layout.target].to_numpy() if split == "train" else None,
-            "height": [i.height for i in infos],
-            "width": [i.width for i in infos],
-            "channels": [i.channels for i in infos],
-            "md5": [i.md5 for i in infos],
+            "path": [str(p.resolve()) for p, k in zip(paths, keep, strict=True) if k],
+            layout.target: train[layout.target].to_numpy()[keep] if split == "train" else None,
+            "height": [i.height for i in good],
+            "width": [i.width for i in good],
+            "channels": [i.channels for i in good],
+            "md5": [i.md5 for i in good],
         }))
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
 
@@ -314,6 +331,8 @@ def ingest_competition(
     )
     write_parquet(manifest, manifest_path)
     spec.save(task_path)
+    if skipped_path is not None:
+        write_csv(pd.DataFrame(skipped, columns=["id", "path", "problem"]), skipped_path)
     log.info("manifest: %d train and %d test images, %d classes",
              (manifest.split == "train").sum(), (manifest.split == "test").sum(), len(classes))
     return manifest
