@@ -21,7 +21,9 @@ def make_folds(
     if n_folds < 2 or n_folds > n_groups:
         raise PodiumInputError(
             f"config key folds.n_folds: {n_folds} folds need 2 or more and at most the "
-            f"{n_groups} independent image groups of train."
+            f"{n_groups} independent image groups of train (each duplicate cluster in "
+            "dedup/clusters.csv is one group: if dedup merged too much, raise "
+            "dedup.min_correlation or look at dedup/montage.png)."
         )
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.full(len(ids), -1, dtype=np.int64)
