@@ -16,7 +16,8 @@ from podium.data.ingest import CompetitionLayout, ingest_competition
 from podium.errors import PodiumInputError
 from podium.task import TaskSpec
 
-MANIFEST_COLUMNS = ["id", "split", "path", "label", "height", "width", "channels", "md5"]
+MANIFEST_COLUMNS = ["id", "split", "path", "label", "height", "width", "channels", "md5",
+                    "pixel_md5"]
 
 
 @pytest.fixture(scope="module")

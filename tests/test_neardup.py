@@ -178,3 +178,22 @@ def test_leak_labels_override_predictions_unless_labels_conflict():
     out = apply_leak_labels(predictions, leaks, spec)
     assert out["p_dog"].tolist() == [1.0, 0.2, 0.7]
     assert out["p_cat"].tolist() == [0.0, 0.8, 0.3]
+
+
+def test_same_pixels_in_another_file_format_are_pixel_duplicates(tmp_path):
+    from podium.data.ingest import inspect_image
+
+    image = base_image(np.random.default_rng(9), 48)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "b.png"), image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    cv2.imwrite(str(tmp_path / "c.tif"), image)
+    rows = []
+    for name in ("a.png", "b.png", "c.tif"):
+        info = inspect_image(tmp_path / name)
+        rows.append({"id": name, "split": "train", "md5": info.md5,
+                     "pixel_md5": info.pixel_md5})
+    manifest = pd.DataFrame(rows)
+    assert manifest["md5"].nunique() == 3 and manifest["pixel_md5"].nunique() == 1
+    clusters, pairs = find_duplicates(manifest, near=None)
+    assert set(pairs["kind"]) == {"pixel"} and len(pairs) == 3
+    assert clusters["cluster"].nunique() == 1

@@ -54,12 +54,14 @@ class CompetitionLayout:
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What ingest learns from one image file: its size, channels and byte hash."""
+    """What ingest learns from one image file: its size, channels, and hashes of its bytes
+    and of its decoded pixels (the same image re-saved losslessly keeps the pixel hash)."""
 
     height: int
     width: int
     channels: int
     md5: str
+    pixel_md5: str
 
 
 class _Problems:
@@ -157,25 +159,37 @@ def _ids_on_disk(layout: CompetitionLayout, template: str) -> set[str] | None:
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
-def _inspect_dicom(data: bytes) -> tuple[int, int, int]:
-    """Height, width and channels of a DICOM file; decoding its pixels shows truncation."""
+def _pixel_md5(kind: str, shape: tuple[int, ...], pixels: bytes) -> str:
+    digest = hashlib.md5(f"{kind}{shape}".encode())
+    digest.update(pixels)
+    return digest.hexdigest()
+
+
+def _inspect_dicom(data: bytes) -> tuple[int, int, int, str]:
+    """Height, width, channels and pixel hash of a DICOM file; decoding shows truncation."""
     dataset = pydicom.dcmread(io.BytesIO(data))
-    if dataset.pixel_array.size == 0:  # decoding raises on truncated or corrupt pixel data
+    pixels = dataset.pixel_array  # raises on truncated or corrupt pixel data
+    if pixels.size == 0:
         raise ValueError("the DICOM file holds no pixels")
-    return int(dataset.Rows), int(dataset.Columns), int(dataset.get("SamplesPerPixel") or 1)
+    pixel_md5 = _pixel_md5(str(pixels.dtype), pixels.shape, pixels.tobytes())
+    return (int(dataset.Rows), int(dataset.Columns), int(dataset.get("SamplesPerPixel") or 1),
+            pixel_md5)
 
 
 def inspect_image(path: Path) -> ImageInfo:
-    """Decode the whole file (so truncation shows) and hash its bytes; DICOM through pydicom."""
+    """Decode the whole file (so truncation shows) and hash its bytes and pixels; DICOM
+    through pydicom."""
     data = path.read_bytes()
+    md5 = hashlib.md5(data).hexdigest()
     if path.suffix.lower() in DICOM_SUFFIXES or data[128:132] == b"DICM":
-        height, width, channels = _inspect_dicom(data)
-        return ImageInfo(height, width, channels, hashlib.md5(data).hexdigest())
+        height, width, channels, pixel_md5 = _inspect_dicom(data)
+        return ImageInfo(height, width, channels, md5, pixel_md5)
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         width, height = image.size
         channels = len(image.getbands())
-    return ImageInfo(height, width, channels, hashlib.md5(data).hexdigest())
+        pixel_md5 = _pixel_md5(image.mode, image.size, image.tobytes())
+    return ImageInfo(height, width, channels, md5, pixel_md5)
 
 
 def _inspect_or_report(path: Path) -> ImageInfo | str:
@@ -320,6 +334,7 @@ def ingest_competition(
             "width": [i.width for i in good],
             "channels": [i.channels for i in good],
             "md5": [i.md5 for i in good],
+            "pixel_md5": [i.pixel_md5 for i in good],
         }))
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
 
