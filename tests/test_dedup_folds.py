@@ -132,3 +132,31 @@ def test_fewer_than_two_folds_is_refused() -> None:
     ids, labels, groups = grouped_dataset()
     with pytest.raises(PodiumInputError, match=r"folds\.n_folds"):
         make_folds(ids, labels, groups, n_folds=1, seed=0)
+
+
+def test_combine_groups_links_clusters_and_user_groups() -> None:
+    from podium.data.folds import combine_groups
+
+    clusters = np.array([0, 0, 1, 2, 3, 4])
+    patients = np.array(["p1", None, "p1", "p2", "p2", None], dtype=object)
+    groups = combine_groups(clusters, patients)
+    # rows 0-1 (cluster 0) and 2 (patient p1 with row 0) join; 3-4 share p2; 5 stands alone
+    assert groups[0] == groups[1] == groups[2]
+    assert groups[3] == groups[4] != groups[0]
+    assert len(set(groups)) == 3
+
+
+def test_patients_and_clusters_never_span_folds() -> None:
+    from podium.data.folds import combine_groups
+
+    rng = np.random.default_rng(0)
+    n = 200
+    clusters = np.arange(n)
+    clusters[1::7] = clusters[::7][: len(clusters[1::7])]
+    patients = rng.integers(0, 40, n).astype(str)
+    labels = rng.integers(0, 3, n)
+    folds = make_folds(pd.Series([f"i{k}" for k in range(n)]), labels,
+                       combine_groups(clusters, patients), n_folds=4, seed=0)
+    frame = folds.assign(cluster=clusters, patient=patients)
+    assert (frame.groupby("patient")["fold"].nunique() == 1).all()
+    assert (frame.groupby("cluster")["fold"].nunique() == 1).all()

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -406,3 +407,21 @@ def test_skip_policy_still_stops_on_bad_test_images(comp: Path, tmp_path: Path) 
     victim.write_bytes(b"not an image")
     message = ingest_fails(comp, tmp_path, bad_train_images="skip")
     assert victim.name in message
+
+
+def test_group_column_reaches_the_manifest(comp: Path, tmp_path: Path) -> None:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame["patient"] = [f"p{k % 5}" if k % 7 else "" for k in range(len(frame))]
+        return frame
+
+    frame = edit_csv(comp / "train.csv", edit)
+    manifest = ingest(comp, tmp_path, group_column="patient")
+    train = manifest[manifest["split"] == "train"].set_index("id")
+    expected = frame.set_index("id")["patient"].replace("", np.nan)
+    assert train["group"].isna().sum() == (expected.isna()).sum()
+    assert train["group"].dropna().to_dict() == expected.dropna().to_dict()
+    assert manifest.loc[manifest["split"] == "test", "group"].isna().all()
+
+
+def test_missing_group_column_names_the_key(comp: Path, tmp_path: Path) -> None:
+    assert "competition.group_column" in ingest_fails(comp, tmp_path, group_column="patient")

@@ -22,7 +22,7 @@ def _layout_from_config(config_path: Path, directory: str | None):
 
     section = yaml.safe_load(config_path.read_text())["competition"]
     keys = ("train_csv", "sample_submission", "train_images", "test_images", "image_column",
-            "bad_train_images", "id_column", "target", "task", "metric")
+            "group_column", "bad_train_images", "id_column", "target", "task", "metric")
     classes = section.get("classes")
     return CompetitionLayout(
         root=Path(directory or section.get("dir") or "."),

@@ -84,6 +84,7 @@ def competition_layout():
         "train_images",
         "test_images",
         "image_column",
+        "group_column",
         "bad_train_images",
         "id_column",
         "target",

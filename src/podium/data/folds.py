@@ -1,4 +1,5 @@
-"""Leak-free folds: stratified by label, grouped so a duplicate cluster never spans two folds."""
+"""Leak-free folds: stratified by label, grouped so that neither a duplicate cluster nor a
+user group (e.g. a patient) spans two folds."""
 
 from __future__ import annotations
 
@@ -6,11 +7,31 @@ import logging
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
 from podium.errors import PodiumInputError
 
 log = logging.getLogger(__name__)
+
+
+def combine_groups(*labels: np.ndarray) -> np.ndarray:
+    """One group id per row such that rows sharing any label (a duplicate cluster, a patient)
+    share a group: connected components of rows linked through their labels."""
+    n = len(labels[0])
+    rows, columns, offset = [], [], n
+    for label in labels:
+        codes, uniques = pd.factorize(pd.Series(label), use_na_sentinel=True)
+        linked = codes >= 0  # a missing label links a row to nothing
+        rows.append(np.flatnonzero(linked))
+        columns.append(codes[linked] + offset)
+        offset += len(uniques)
+    row = np.concatenate(rows)
+    column = np.concatenate(columns)
+    graph = coo_matrix((np.ones(len(row)), (row, column)), shape=(offset, offset))
+    _, component = connected_components(graph, directed=False)
+    return pd.factorize(component[:n])[0]
 
 
 def make_folds(

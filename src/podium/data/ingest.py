@@ -43,6 +43,7 @@ class CompetitionLayout:
     sample_submission: str = "sample_submission.csv"
     train_images: str = "train/{id}.png"
     image_column: str | None = None
+    group_column: str | None = None
     bad_train_images: str = "error"
     test_images: str = "test/{id}.png"
     id_column: str = "id"
@@ -269,8 +270,10 @@ def ingest_competition(
         train, train_path, [(layout.id_column, "competition.id_column"),
                             (layout.target, "competition.target")]
     )
-    if layout.image_column is not None:
-        _require_columns(train, train_path, [(layout.image_column, "competition.image_column")])
+    for column, key in ((layout.image_column, "image_column"),
+                        (layout.group_column, "group_column")):
+        if column is not None:
+            _require_columns(train, train_path, [(column, f"competition.{key}")])
     _require_columns(sample, sample_path, [(layout.id_column, "competition.id_column")])
 
     problems = _Problems()
@@ -339,6 +342,10 @@ def ingest_competition(
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
 
     manifest = pd.concat(frames, ignore_index=True)
+    if layout.group_column is not None:
+        groups = train.set_index(layout.id_column)[layout.group_column]
+        groups = groups.mask(groups.str.strip() == "")
+        manifest["group"] = manifest["id"].map(groups).astype("string")
     manifest[layout.target] = manifest[layout.target].astype("string")
     spec = TaskSpec(
         task=layout.task, target=layout.target, classes=classes, metric=layout.metric,
