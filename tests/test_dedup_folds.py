@@ -160,3 +160,25 @@ def test_patients_and_clusters_never_span_folds() -> None:
     frame = folds.assign(cluster=clusters, patient=patients)
     assert (frame.groupby("patient")["fold"].nunique() == 1).all()
     assert (frame.groupby("cluster")["fold"].nunique() == 1).all()
+
+
+def test_train_only_images_get_fold_minus_one_and_duplicates_of_validated_ones_go() -> None:
+    from podium.data.dedup import external_duplicates
+    from podium.data.folds import assign_folds
+
+    n = 40
+    manifest = pd.DataFrame({
+        "id": [f"c{k}" for k in range(n)] + ["x0", "x1", "t0"],
+        "split": ["train"] * (n + 2) + ["test"],
+        "source": ["competition"] * n + ["old", "old", "competition"],
+        "train_only": [False] * n + [True, True, False],
+    })
+    clusters = pd.DataFrame({"id": manifest["id"], "split": manifest["split"],
+                             "cluster": list(range(n)) + [3, n, n + 1]})
+    excluded = external_duplicates(clusters, manifest)
+    assert excluded["id"].tolist() == ["x0"]
+    labels = np.arange(n + 2) % 2
+    folds = assign_folds(manifest, clusters, set(excluded["id"]), labels, n_folds=2, seed=0)
+    assert "x0" not in set(folds["id"])
+    assert folds.set_index("id").at["x1", "fold"] == -1
+    assert set(folds.loc[folds["id"].str.startswith("c"), "fold"]) == {0, 1}

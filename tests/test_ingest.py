@@ -18,7 +18,7 @@ from podium.errors import PodiumInputError
 from podium.task import TaskSpec
 
 MANIFEST_COLUMNS = ["id", "split", "path", "label", "height", "width", "channels", "md5",
-                    "pixel_md5"]
+                    "pixel_md5", "source", "train_only"]
 
 
 @pytest.fixture(scope="module")
@@ -425,3 +425,54 @@ def test_group_column_reaches_the_manifest(comp: Path, tmp_path: Path) -> None:
 
 def test_missing_group_column_names_the_key(comp: Path, tmp_path: Path) -> None:
     assert "competition.group_column" in ingest_fails(comp, tmp_path, group_column="patient")
+
+
+def _external(tmp_path: Path, comp: Path, n: int = 6) -> Path:
+    """An external source holding copies of the first n competition train images."""
+    ext = tmp_path / "ext"
+    (ext / "imgs").mkdir(parents=True)
+    frame = read_csv(comp / "train.csv").iloc[:n]
+    for image_id in frame["id"]:
+        shutil.copy(comp / "train" / f"{image_id}.png", ext / "imgs" / f"{image_id}.png")
+    frame.to_csv(ext / "labels.csv", index=False)
+    return ext
+
+
+def test_external_source_joins_train(comp: Path, tmp_path: Path) -> None:
+    from podium.data.ingest import ExternalSource
+
+    ext = _external(tmp_path, comp)
+    source = ExternalSource(name="old", dir=ext, train_csv="labels.csv",
+                            train_images="imgs/{id}.png")
+    manifest = ingest(comp, tmp_path, external=(source,))
+    rows = manifest[manifest["source"] == "old"]
+    assert len(rows) == 6 and rows["id"].str.startswith("old__").all()
+    assert rows["train_only"].all() and (rows["split"] == "train").all()
+    assert not manifest.loc[manifest["source"] == "competition", "train_only"].any()
+
+
+def test_external_label_outside_classes_is_named(comp: Path, tmp_path: Path) -> None:
+    from podium.data.ingest import ExternalSource
+
+    ext = _external(tmp_path, comp)
+    edit_csv(ext / "labels.csv", lambda f: f.assign(label=["7", "99", "3", "1", "2", "0"]))
+    source = ExternalSource(name="old", dir=ext, train_csv="labels.csv",
+                            train_images="imgs/{id}.png")
+    message = ingest_fails(comp, tmp_path, external=(source,))
+    assert "labels.csv line 3" in message and "'99'" in message
+
+
+def test_missing_external_folder_names_the_key(comp: Path, tmp_path: Path) -> None:
+    from podium.data.ingest import ExternalSource
+
+    source = ExternalSource(name="old", dir=tmp_path / "nowhere")
+    assert "competition.external[old].dir" in ingest_fails(comp, tmp_path, external=(source,))
+
+
+def test_layout_from_config_section(tmp_path: Path) -> None:
+    layout = CompetitionLayout.from_config({
+        "dir": str(tmp_path), "target": "y", "classes": [0, 1], "embedded_max_images": None,
+        "external": [{"name": "old", "dir": "/data/old", "validate": True}],
+    })
+    assert layout.root == tmp_path and layout.target == "y" and layout.classes == ("0", "1")
+    assert layout.external[0].validate and layout.external[0].dir == Path("/data/old")

@@ -4,6 +4,7 @@ reported."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -39,12 +40,25 @@ def planted_run(tmp_path_factory):
     pd.DataFrame({"id": sorted(test_ids), "label": 0}).to_csv(
         competition / "sample_submission.csv", index=False)
 
+    # An external source: 6 new images plus a copy of a competition train image.
+    external = root / "external"
+    (external / "train").mkdir(parents=True)
+    extra = write_planted_set(root / "extra", n_base=6, n_duplicates=0, size=64, seed=99).files
+    for row in extra.itertuples():
+        shutil.copy(row.path, external / "train" / f"{row.id}.jpg")
+    copied = train["id"].iloc[0]
+    shutil.copy(competition / "train" / f"{copied}.jpg", external / "train" / "copy.jpg")
+    pd.DataFrame({"id": [*extra["id"], "copy"],
+                  "label": [*(k % 3 for k in range(6)), train["label"].iloc[0]]}).to_csv(
+        external / "train.csv", index=False)
+
     (root / "flow").mkdir()
     flow = Workflow(root / "flow")
     flow.config = _merge(flow.config, TINY_CONFIG)
     flow.config["competition"] = {
         **flow.config["competition"], "embedded": None, "dir": str(competition),
         "train_images": "train/{id}.jpg", "test_images": "test/{id}.jpg",
+        "external": [{"name": "old", "dir": str(external), "train_images": "train/{id}.jpg"}],
     }
     flow.config["dedup"].update(near=True, drop=["conflicts"], leak_labels=True)
     flow.config["preprocess"].update(size=32, channels=3)
@@ -57,8 +71,10 @@ def test_near_duplicates_cluster_and_stay_in_one_fold(planted_run):
     flow, files, _, _ = planted_run
     results = flow.results
     clusters = pd.read_csv(results / "dedup/clusters.csv")
+    clusters = clusters[~clusters["id"].str.startswith("old__")]
     pairs = pd.read_csv(results / "dedup/pairs.csv")
     folds = pd.read_csv(results / "folds.csv")
+    folds = folds[folds["fold"] >= 0]
     assert "near" in set(pairs["kind"])
     source = files.set_index("id")["source"]
     assert (clusters.assign(source=source.loc[clusters["id"]].to_numpy())
@@ -83,11 +99,13 @@ def test_drop_and_leak_policies(planted_run):
     results = flow.results
     excluded = pd.read_csv(results / "dedup/excluded.csv")
     assert conflicted["id"] in set(excluded["id"])
-    assert set(excluded["reason"]) == {"conflicting labels"}
+    assert set(excluded["reason"]) == {"conflicting labels",
+                                       "external duplicate of a validated train image"}
+    assert "old__copy" in set(excluded["id"])
     folds = pd.read_csv(results / "folds.csv")
     assert not set(excluded["id"]) & set(folds["id"])
     oof = pd.read_parquet(results / "models/resnet10t/oof.parquet")
-    assert sorted(oof["id"]) == sorted(folds["id"])
+    assert sorted(oof["id"]) == sorted(folds.loc[folds["fold"] >= 0, "id"])
     leaks = pd.read_csv(results / "dedup/leaks.csv", dtype={"train_label": str})
     submission = pd.read_csv(results / "submission.csv", dtype=str).set_index("id")
     for leak in leaks[~leaks["label_conflict"]].itertuples():
@@ -102,3 +120,18 @@ def test_changing_a_dedup_setting_reruns_from_dedup(planted_run):
     planned = flow.planned_jobs()
     assert planned["find_duplicates"] == 1 and planned["make_folds"] == 1
     assert "ingest_competition" not in planned and "preprocess_images" not in planned
+
+
+def test_external_images_train_in_every_fold_and_are_never_validated(planted_run):
+    flow, _, _, _ = planted_run
+    results = flow.results
+    folds = pd.read_csv(results / "folds.csv")
+    external = folds[folds["id"].str.startswith("old__")]
+    assert len(external) == 6 and (external["fold"] == -1).all()
+    oof = pd.read_parquet(results / "models/resnet10t/oof.parquet")
+    assert not oof["id"].str.startswith("old__").any()
+    manifest = pd.read_parquet(results / "data/manifest.parquet")
+    assert set(manifest.loc[manifest["id"].str.startswith("old__"), "source"]) == {"old"}
+    metrics = json.loads((results / "models/resnet10t/fold0/metrics.json").read_text())
+    validated = folds[folds["fold"] >= 0]
+    assert metrics["n_train"] == int((validated["fold"] != 0).sum()) + 6

@@ -17,25 +17,12 @@ from podium.errors import PodiumInputError
 WORKFLOW_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _layout_from_config(config_path: Path, directory: str | None):
-    from podium.data.ingest import CompetitionLayout
-
-    section = yaml.safe_load(config_path.read_text())["competition"]
-    keys = ("train_csv", "sample_submission", "train_images", "test_images", "image_column",
-            "group_column", "bad_train_images", "id_column", "target", "task", "metric")
-    classes = section.get("classes")
-    return CompetitionLayout(
-        root=Path(directory or section.get("dir") or "."),
-        **{k: section[k] for k in keys if k in section},
-        classes=tuple(str(c) for c in classes) if classes is not None else None,
-    )
-
-
 def _check(args: argparse.Namespace) -> int:
     """Validate a competition folder as ingest would, without running anything else."""
-    from podium.data.ingest import ingest_competition
+    from podium.data.ingest import CompetitionLayout, ingest_competition
 
-    layout = _layout_from_config(Path(args.config), args.dir)
+    section = yaml.safe_load(Path(args.config).read_text())["competition"]
+    layout = CompetitionLayout.from_config(section, args.dir)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = ingest_competition(layout, Path(tmp) / "manifest.parquet",
                                       Path(tmp) / "task.json", threads=args.threads)

@@ -68,31 +68,16 @@ def competition_dir():
 
 def competition_inputs():
     """The embedded competition folder, or the user's tables (ingest checks the images)."""
+    external = [
+        str(Path(e["dir"]) / e.get("train_csv", "train.csv"))
+        for e in COMPETITION.get("external") or []
+    ]
     if EMBEDDED:
-        return [competition_dir()]
+        return [competition_dir(), *external]
     return [
         str(Path(competition_dir()) / COMPETITION[key])
         for key in ("train_csv", "sample_submission")
-    ]
-
-
-def competition_layout():
-    """The ``competition`` section as ingest's layout, with the resolved folder."""
-    keys = (
-        "train_csv",
-        "sample_submission",
-        "train_images",
-        "test_images",
-        "image_column",
-        "group_column",
-        "bad_train_images",
-        "id_column",
-        "target",
-        "task",
-        "metric",
-        "classes",
-    )
-    return {"root": competition_dir(), **{k: COMPETITION[k] for k in keys}}
+    ] + external
 
 
 def level1_inputs(kind):

@@ -31,7 +31,10 @@ rule ingest_competition:
         "../../envs/data.yaml"
     threads: config["preprocess"]["threads"]
     params:
-        layout=competition_layout(),
+        competition=dict(
+            {k: v for k, v in COMPETITION.items() if not k.startswith("embedded")},
+            dir=competition_dir(),
+        ),
         code=code("data", "metrics", "task"),
     script:
         "../scripts/ingest.py"

@@ -4,6 +4,7 @@ import pandas as pd
 
 from podium.data.dedup import (
     excluded_train_ids,
+    external_duplicates,
     find_duplicates,
     label_conflicts,
     leaked_test_images,
@@ -29,5 +30,7 @@ with job_logging(snakemake) as log:
     write_csv(pairs, snakemake.output.pairs)
     write_csv(leaks, snakemake.output.leaks)
     write_csv(conflicts, snakemake.output.conflicts)
-    write_csv(excluded_train_ids(clusters, pairs, conflicts, drop), snakemake.output.excluded)
+    excluded = pd.concat([excluded_train_ids(clusters, pairs, conflicts, drop),
+                          external_duplicates(clusters, manifest)])
+    write_csv(excluded.drop_duplicates("id"), snakemake.output.excluded)
     plot_pair_montage(pairs, manifest, snakemake.output.montage)

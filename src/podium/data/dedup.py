@@ -150,3 +150,15 @@ def excluded_train_ids(
         rows += [(i, "conflicting labels") for i in conflicts["id"]]
     frame = pd.DataFrame(rows, columns=["id", "reason"])
     return frame.drop_duplicates("id").reset_index(drop=True)
+
+
+def external_duplicates(clusters: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """``id, reason`` of train-only external images that duplicate a competition train image.
+
+    A train-only image trains every fold's model; if its duplicate is validated in fold k, the
+    fold-k score would see its label. Such images add nothing new, so they are left out."""
+    frame = clusters.merge(manifest[["id", "source", "train_only"]], on="id")
+    competition_train = frame[(frame["split"] == "train") & ~frame["train_only"]]
+    leaking = frame["train_only"] & frame["cluster"].isin(competition_train["cluster"])
+    return pd.DataFrame({"id": frame.loc[leaking, "id"].to_numpy(),
+                         "reason": "external duplicate of a validated train image"})

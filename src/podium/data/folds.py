@@ -53,3 +53,29 @@ def make_folds(
     folds = pd.DataFrame({"id": ids.to_numpy(), "fold": fold})
     log.info("fold sizes: %s", folds["fold"].value_counts().sort_index().tolist())
     return folds
+
+
+def assign_folds(
+    manifest: pd.DataFrame, clusters: pd.DataFrame, excluded: set[str], labels: np.ndarray,
+    n_folds: int, seed: int,
+) -> pd.DataFrame:
+    """``id, fold`` for the train images dedup keeps: validated images get folds grouped by
+    cluster and user group; train-only (external) images get fold -1, trained on in every
+    fold and never validated, so CV stays comparable.
+
+    ``labels`` are the encoded labels of the manifest's train rows, in manifest order."""
+    is_train = (manifest["split"] == "train").to_numpy()
+    train = manifest[is_train].assign(y=labels)
+    train = train[~train["id"].isin(excluded)]
+    validated = train[~train["train_only"].astype(bool)]
+    cluster_of = clusters.set_index("id")["cluster"]
+    groups = [cluster_of.loc[validated["id"]].to_numpy()]
+    if "group" in validated.columns:
+        groups.append(validated["group"].to_numpy())
+    folds = make_folds(validated["id"], validated["y"].to_numpy(), combine_groups(*groups),
+                       n_folds, seed)
+    train_only = pd.DataFrame({"id": train.loc[train["train_only"].astype(bool), "id"],
+                               "fold": -1})
+    log.info("%d images left out by dedup; %d train-only images get fold -1",
+             len(excluded), len(train_only))
+    return pd.concat([folds, train_only], ignore_index=True)

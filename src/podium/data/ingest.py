@@ -35,6 +35,20 @@ _UNSAFE_ID = re.compile(r"[/\\]|^\.\.?$|\.\.")
 
 
 @dataclass(frozen=True)
+class ExternalSource:
+    """Another labelled folder in the competition's layout (e.g. an earlier competition)."""
+
+    name: str
+    dir: Path
+    train_csv: str = "train.csv"
+    train_images: str = "train/{id}.png"
+    image_column: str | None = None
+    id_column: str | None = None
+    target: str | None = None
+    validate: bool = False
+
+
+@dataclass(frozen=True)
 class CompetitionLayout:
     """Where a competition keeps its files, as the config's ``competition`` section says."""
 
@@ -45,6 +59,21 @@ class CompetitionLayout:
     image_column: str | None = None
     group_column: str | None = None
     bad_train_images: str = "error"
+    external: tuple[ExternalSource, ...] = ()
+
+    @classmethod
+    def from_config(cls, section: dict, root: str | Path | None = None) -> CompetitionLayout:
+        """The layout the config's ``competition`` section describes; ``root`` overrides its
+        ``dir`` (the embedded dataset lives in the results folder)."""
+        fields = set(cls.__dataclass_fields__) - {"root", "classes", "external"}
+        classes = section.get("classes")
+        return cls(
+            root=Path(root if root is not None else section.get("dir") or "."),
+            **{k: v for k, v in section.items() if k in fields},
+            classes=tuple(str(c) for c in classes) if classes is not None else None,
+            external=tuple(ExternalSource(**{**e, "dir": Path(e["dir"])})
+                           for e in section.get("external") or ()),
+        )
     test_images: str = "test/{id}.png"
     id_column: str = "id"
     target: str = "label"
@@ -239,6 +268,73 @@ def _class_sort_key(value: str) -> tuple[int, float, str]:
     return (0, number, value) if math.isfinite(number) else (1, 0.0, value)
 
 
+def _inspect_images(
+    split: str, ids: pd.Series, paths: list[Path], skip_bad: bool, threads: int,
+    problems: _Problems, skipped: list[dict],
+) -> pd.DataFrame | None:
+    """Manifest rows of one split's images; unreadable ones become problems, or skipped
+    rows when ``skip_bad`` (train only)."""
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        infos = list(tqdm(pool.map(_inspect_or_report, paths), total=len(paths),
+                          desc=f"inspect {split}", mininterval=5))
+    bad = np.array([isinstance(info, str) for info in infos], dtype=bool)
+    if split == "train" and skip_bad and bad.any():
+        skipped += [{"id": i, "path": str(p), "problem": info}
+                    for i, p, info, b in zip(ids, paths, infos, bad, strict=True) if b]
+        log.warning("skipping %d unreadable train images (see skipped.csv)", int(bad.sum()))
+    else:
+        for info in np.asarray(infos, dtype=object)[bad]:
+            problems.add(info)
+    if problems.items:
+        return None
+    good = [info for info, b in zip(infos, bad, strict=True) if not b]
+    return pd.DataFrame({
+        "id": ids.to_numpy()[~bad],
+        "split": split,
+        "path": [str(p.resolve()) for p, b in zip(paths, bad, strict=True) if not b],
+        "height": [i.height for i in good],
+        "width": [i.width for i in good],
+        "channels": [i.channels for i in good],
+        "md5": [i.md5 for i in good],
+        "pixel_md5": [i.pixel_md5 for i in good],
+    })
+
+
+def _read_external(
+    source: ExternalSource, layout: CompetitionLayout, taken: set[str],
+    classes: tuple[str, ...], problems: _Problems,
+) -> tuple[str, pd.Series, pd.Series, list[Path], str, bool]:
+    """Validate one external source; its ids become ``<name>__<id>`` in the manifest."""
+    key = f"competition.external[{source.name}]"
+    root = Path(source.dir)
+    if not root.is_dir():
+        raise PodiumInputError(f"{root}: external folder not found (config key {key}.dir).")
+    path = root / source.train_csv
+    table = _read_table(path, f"{key}.train_csv")
+    id_column = source.id_column or layout.id_column
+    target = source.target or layout.target
+    _require_columns(table, path, [(id_column, f"{key}.id_column"), (target, f"{key}.target")])
+    if source.image_column is not None:
+        _require_columns(table, path, [(source.image_column, f"{key}.image_column")])
+        _check_image_column(table[source.image_column], path, problems)
+    _check_ids(table[id_column], path, problems)
+    allowed = set(classes)
+    for row, value in table[target].items():
+        if value.strip() == "":
+            problems.add(f"{path} line {int(row) + 2}: label column {target!r} is empty")
+        elif value not in allowed:
+            problems.add(f"{path} line {int(row) + 2}: label {value!r} is not one of the "
+                         f"competition's classes {list(classes)[:10]}")
+    ids = source.name + "__" + table[id_column]
+    for value in sorted(set(ids) & taken):
+        problems.add(f"{path}: external id {value!r} clashes with a competition id")
+    if source.image_column is not None:
+        paths = [root / p for p in table[source.image_column]]
+    else:
+        paths = [root / source.train_images.format(id=i) for i in table[id_column]]
+    return "train", ids, table[target], paths, source.name, not source.validate
+
+
 def ingest_competition(
     layout: CompetitionLayout,
     manifest_path: str | Path,
@@ -302,46 +398,35 @@ def ingest_competition(
                 f"{sample_path.name}: id {value!r} has no image "
                 f"{layout.root / layout.test_images.format(id=value)}"
             )
+    external = [_read_external(e, layout, set(train_ids) | set(test_ids), classes, problems)
+                for e in layout.external]
     problems.raise_if_any(f"competition folder {layout.root} failed validation")
 
+    train_paths = (
+        [layout.root / p for p in train[layout.image_column]]
+        if layout.image_column is not None
+        else [resolve_image_path(layout, layout.train_images, i) for i in train_ids]
+    )
+    parts = [
+        ("train", train_ids, train[layout.target], train_paths, "competition", False),
+        ("test", test_ids, None, [resolve_image_path(layout, layout.test_images, i)
+                                  for i in test_ids], "competition", False),
+        *external,
+    ]
     frames, skipped = [], []
-    for split, ids, template in (
-        ("train", train_ids, layout.train_images),
-        ("test", test_ids, layout.test_images),
-    ):
-        if split == "train" and layout.image_column is not None:
-            paths = [layout.root / p for p in train[layout.image_column]]
-        else:
-            paths = [resolve_image_path(layout, template, i) for i in ids]
-        with ThreadPoolExecutor(max(1, threads)) as pool:
-            infos = list(tqdm(pool.map(_inspect_or_report, paths), total=len(paths),
-                              desc=f"inspect {split}", mininterval=5))
-        bad = np.array([isinstance(info, str) for info in infos], dtype=bool)
-        if split == "train" and layout.bad_train_images == "skip" and bad.any():
-            skipped += [{"id": i, "path": str(p), "problem": info}
-                        for i, p, info, b in zip(ids, paths, infos, bad, strict=True) if b]
-            log.warning("skipping %d unreadable train images (see skipped.csv)", int(bad.sum()))
-        else:
-            for info in np.asarray(infos, dtype=object)[bad]:
-                problems.add(info)
-        if problems.items:
+    for split, ids, labels, paths, source, train_only in parts:
+        frame = _inspect_images(split, ids, paths, layout.bad_train_images == "skip", threads,
+                                problems, skipped)
+        if frame is None:
             continue
-        keep = ~bad
-        good = [info for info, k in zip(infos, keep, strict=True) if k]
-        frames.append(pd.DataFrame({
-            "id": ids.to_numpy()[keep],
-            "split": split,
-            "path": [str(p.resolve()) for p, k in zip(paths, keep, strict=True) if k],
-            layout.target: train[layout.target].to_numpy()[keep] if split == "train" else None,
-            "height": [i.height for i in good],
-            "width": [i.width for i in good],
-            "channels": [i.channels for i in good],
-            "md5": [i.md5 for i in good],
-            "pixel_md5": [i.pixel_md5 for i in good],
-        }))
+        keep = ids.isin(frame["id"]).to_numpy()
+        frame[layout.target] = labels.to_numpy()[keep] if labels is not None else None
+        frames.append(frame.assign(source=source, train_only=train_only))
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
 
-    manifest = pd.concat(frames, ignore_index=True)
+    manifest = pd.concat(frames, ignore_index=True)[[
+        "id", "split", "path", layout.target, "height", "width", "channels", "md5", "pixel_md5",
+        "source", "train_only"]]
     if layout.group_column is not None:
         groups = train.set_index(layout.id_column)[layout.group_column]
         groups = groups.mask(groups.str.strip() == "")

@@ -27,6 +27,7 @@ class TrainTruth:
     @classmethod
     def load(cls, folds_csv: str | Path, manifest_path: str | Path, spec: TaskSpec) -> TrainTruth:
         folds = pd.read_csv(folds_csv, dtype={"id": str})
+        folds = folds[folds["fold"] >= 0].reset_index(drop=True)  # -1: train-only, no OOF
         manifest = pd.read_parquet(manifest_path, columns=["id", spec.target])
         labels = folds["id"].map(dict(zip(manifest["id"], manifest[spec.target], strict=True)))
         return cls(folds["id"], spec.encode(labels), folds["fold"].to_numpy())
