@@ -36,7 +36,7 @@ _BLOCK_ELEMENTS = 1 << 23
 class NearDuplicateSettings:
     """The config's ``dedup`` thresholds."""
 
-    max_hash_distance: int = 12
+    max_hash_distance: int = 16
     min_correlation: float = 0.9
     flip_invariant: bool = False
 
@@ -53,20 +53,19 @@ def _reduction(height: int, width: int) -> int:
 def load_gray_thumbnail(path: str | Path, height: int, width: int, channels: int) -> np.ndarray:
     """A ``HASH_SIDE``-square float32 gray thumbnail from one (reduced-size) decode.
 
-    Images with more than three channels (e.g. RGBY stacks) are averaged over all channels;
-    the others use OpenCV's reduced gray decode, which JPEG does in the DCT domain.
+    Images with more than three channels (e.g. RGBY stacks) and formats OpenCV cannot read
+    (DICOM) are decoded in full and averaged over all channels; the others use OpenCV's
+    reduced gray decode, which JPEG does in the DCT domain.
     """
-    factor = _reduction(height, width)
-    if channels > 3 or Path(path).suffix.lower() == ".dcm":
+    image = None
+    if channels <= 3:
+        flag = _REDUCED_FLAGS.get(_reduction(height, width), cv2.IMREAD_GRAYSCALE)
+        image = cv2.imread(str(path), flag)
+    if image is None:  # more than 3 channels, or a format OpenCV cannot read (DICOM)
         from podium.preprocess.transforms import decode_image
 
         image = decode_image(path).astype(np.float32).mean(axis=2)
-    else:
-        flag = _REDUCED_FLAGS.get(factor, cv2.IMREAD_GRAYSCALE)
-        image = cv2.imread(str(path), flag)
-        if image is None:
-            raise ValueError(f"{path}: OpenCV could not decode the image")
-        image = image.astype(np.float32)
+    image = image.astype(np.float32)
     return cv2.resize(image, (HASH_SIDE, HASH_SIDE), interpolation=cv2.INTER_AREA)
 
 
