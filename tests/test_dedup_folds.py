@@ -182,3 +182,25 @@ def test_train_only_images_get_fold_minus_one_and_duplicates_of_validated_ones_g
     assert "x0" not in set(folds["id"])
     assert folds.set_index("id").at["x1", "fold"] == -1
     assert set(folds.loc[folds["id"].str.startswith("c"), "fold"]) == {0, 1}
+
+
+def test_multilabel_folds_balance_every_label_better_than_chance() -> None:
+    from podium.data.folds import make_multilabel_folds
+
+    rng = np.random.default_rng(0)
+    n, n_labels, k = 600, 6, 5
+    rates = np.array([0.5, 0.2, 0.1, 0.05, 0.02, 0.01])
+    labels = (rng.random((n, n_labels)) < rates).astype(int)
+    groups = rng.integers(0, 300, n)
+    folds = make_multilabel_folds(pd.Series(range(n)), labels, groups, k, seed=0)
+    assert (pd.DataFrame({"g": groups, "f": folds["fold"]}).groupby("g")["f"].nunique()
+            == 1).all()
+
+    def worst_deviation(fold: np.ndarray) -> float:
+        per_fold = np.array([labels[fold == f].sum(axis=0) for f in range(k)])
+        return float((np.abs(per_fold - labels.sum(axis=0) / k)).max())
+
+    stratified = worst_deviation(folds["fold"].to_numpy())
+    chance = worst_deviation(rng.integers(0, k, 300)[groups])
+    assert stratified <= 2.0 < chance
+    assert np.ptp(np.bincount(folds["fold"], minlength=k)) <= 0.05 * n

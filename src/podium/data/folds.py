@@ -79,3 +79,45 @@ def assign_folds(
     log.info("%d images left out by dedup; %d train-only images get fold -1",
              len(excluded), len(train_only))
     return pd.concat([folds, train_only], ignore_index=True)
+
+
+def make_multilabel_folds(
+    ids: pd.Series, labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
+) -> pd.DataFrame:
+    """``id, fold`` for multilabel targets (``labels`` is an ``n x L`` 0/1 matrix): iterative
+    stratification (Sechidis et al. 2011) over whole groups, so each fold gets its share of
+    every label, rarest labels first, and no group spans two folds."""
+    group_codes, _ = pd.factorize(pd.Series(groups))
+    n_groups = int(group_codes.max()) + 1
+    if n_folds < 2 or n_folds > n_groups:
+        raise PodiumInputError(
+            f"config key folds.n_folds: {n_folds} folds need 2 or more and at most the "
+            f"{n_groups} independent image groups of train."
+        )
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_groups, labels.shape[1]))
+    np.add.at(counts, group_codes, np.asarray(labels, dtype=float))
+    sizes = np.bincount(group_codes, minlength=n_groups).astype(float)
+    want_labels = np.tile(counts.sum(axis=0) / n_folds, (n_folds, 1))
+    want_size = np.full(n_folds, sizes.sum() / n_folds)
+    fold_of_group = np.full(n_groups, -1)
+    remaining = counts.copy()
+    for _ in range(n_groups):
+        open_groups = fold_of_group < 0
+        if not open_groups.any():
+            break
+        totals = remaining[open_groups].sum(axis=0)
+        if totals.sum() > 0:  # the rarest label still to place decides the next group
+            label = int(np.argmin(np.where(totals > 0, totals, np.inf)))
+            candidates = np.flatnonzero(open_groups & (remaining[:, label] > 0))
+            desire = want_labels[:, label]
+        else:  # groups without labels fill the folds that lack images
+            candidates = np.flatnonzero(open_groups)
+            desire = want_size
+        group = candidates[rng.integers(len(candidates))]
+        fold = int(np.lexsort((rng.random(n_folds), want_size, desire))[-1])
+        fold_of_group[group] = fold
+        want_labels[fold] -= counts[group]
+        want_size[fold] -= sizes[group]
+        remaining[group] = 0
+    return pd.DataFrame({"id": ids.to_numpy(), "fold": fold_of_group[group_codes]})
