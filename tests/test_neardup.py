@@ -24,6 +24,7 @@ from podium.data.neardup import (
     d4_views,
     pair_correlation,
     phash,
+    phash_bits,
 )
 from podium.synthetic import base_image, score_pairs, write_planted_set
 
@@ -97,6 +98,8 @@ def test_hash_and_correlation_properties():
     image = base_image(np.random.default_rng(1), 128)[:, :, 0].astype(np.float32)
     thumb = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
     assert phash(thumb) == phash(thumb.copy())
+    reference = cv2.dct(thumb)[:8, :8].ravel()[1:]  # the batched DCT matches OpenCV's
+    np.testing.assert_array_equal(phash_bits(thumb[None])[0], reference > np.median(reference))
     brighter = np.clip(thumb * 1.2 + 10, 0, 255)
     assert np.bitwise_count(phash(thumb) ^ phash(brighter)) <= 4
     margin = 3  # a ~5 % crop of the 128-px image, resized back
@@ -139,7 +142,7 @@ def test_leaks_and_label_conflicts_are_reported():
 
 def test_signatures_shapes(planted):
     signatures = compute_signatures(planted.files.iloc[:10], flip_invariant=True)
-    assert signatures.hashes.shape == (10, 8) and signatures.thumbnails.shape == (10, 32, 32)
+    assert signatures.bits.shape == (10, 8, 63) and signatures.thumbnails.shape == (10, 32, 32)
 
 
 def test_montage_is_written(planted, tmp_path):
