@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from report import emit
 from threadpoolctl import threadpool_limits
 
 import podium.data.dedup as dedup
@@ -276,9 +277,7 @@ def main() -> None:
         report["flips"] = compare(*planted_set(args.flip_size, flips=True), True, args)
 
     out = OUT / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    emit(report, out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
+from report import emit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,9 +80,7 @@ def main() -> None:
             sum(m["train_images_per_second"] for m in fold_metrics) / len(fold_metrics), 1),
     }
     out = REPO / "benchmarks/out/e2e_default.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    emit(report, out)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ benchmarks/out/preprocess_naive.json).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from dedup_planted import OUT, measure, planted_set
+from report import emit
 
 from podium.preprocess.pack import pack_split
 from podium.preprocess.transforms import PreprocessSettings
@@ -108,9 +108,7 @@ def main() -> None:
         "output_shapes": {"podium": list(packed.shape[1:]), "naive": list(naive_out[0].shape[1:])},
     }
     out = OUT / "preprocess_naive.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    emit(report, out)
 
 
 if __name__ == "__main__":
