@@ -231,25 +231,40 @@ def _inspect_or_report(path: Path) -> ImageInfo | str:
         return f"{path}: unreadable or truncated image ({type(err).__name__}: {err})"
 
 
+def _report_bad_labels(
+    labels: pd.Series, path: Path, column: str, classes: tuple[str, ...] | None,
+    classes_name: str, problems: _Problems,
+) -> None:
+    """Empty labels, and (when ``classes`` is given) labels outside them, by line."""
+    allowed = set(classes) if classes is not None else None
+    for row, value in labels.items():
+        line = int(row) + 2  # header is line 1
+        if value.strip() == "":
+            problems.add(f"{path} line {line}: label column {column!r} is empty")
+        elif allowed is not None and value not in allowed:
+            problems.add(f"{path} line {line}: label {value!r} is not one of {classes_name} "
+                         f"{list(classes)[:20]}")
+
+
+def _image_paths(root: Path, table: pd.DataFrame, id_column: str, image_column: str | None,
+                 template: str) -> list[Path]:
+    """Each row's image: from its path column when there is one, else from the template."""
+    if image_column is not None:
+        return [root / p for p in table[image_column]]
+    return [root / template.format(id=i) for i in table[id_column]]
+
+
 def _check_labels(
     labels: pd.Series, path: Path, layout: CompetitionLayout, problems: _Problems
 ) -> tuple[str, ...]:
     """Labels must be present and belong to the task's classes; returns the class order."""
-    for row, value in labels.items():
-        if value.strip() == "":
-            problems.add(f"{path} line {int(row) + 2}: label column {layout.target!r} is empty")
-    present = sorted({v for v in labels if v.strip() != ""}, key=_class_sort_key)
     if layout.classes is None:
-        classes = tuple(present)
+        classes = tuple(sorted({v for v in labels if v.strip() != ""}, key=_class_sort_key))
+        _report_bad_labels(labels, path, layout.target, None, "", problems)
     else:
         classes = tuple(str(c) for c in layout.classes)
-        allowed = set(classes)
-        for row, value in labels.items():
-            if value.strip() != "" and value not in allowed:
-                problems.add(
-                    f"{path} line {int(row) + 2}: label {value!r} is not one of the classes "
-                    f"in config key competition.classes {list(classes)}"
-                )
+        _report_bad_labels(labels, path, layout.target, classes,
+                           "the classes in config key competition.classes", problems)
     if layout.task == "binary" and len(classes) != 2:
         problems.add(
             f"{path}: task is binary but column {layout.target!r} has {len(classes)} classes "
@@ -318,20 +333,12 @@ def _read_external(
         _require_columns(table, path, [(source.image_column, f"{key}.image_column")])
         _check_image_column(table[source.image_column], path, problems)
     _check_ids(table[id_column], path, problems)
-    allowed = set(classes)
-    for row, value in table[target].items():
-        if value.strip() == "":
-            problems.add(f"{path} line {int(row) + 2}: label column {target!r} is empty")
-        elif value not in allowed:
-            problems.add(f"{path} line {int(row) + 2}: label {value!r} is not one of the "
-                         f"competition's classes {list(classes)[:10]}")
+    _report_bad_labels(table[target], path, target, classes, "the competition's classes",
+                       problems)
     ids = source.name + "__" + table[id_column]
     for value in sorted(set(ids) & taken):
         problems.add(f"{path}: external id {value!r} clashes with a competition id")
-    if source.image_column is not None:
-        paths = [root / p for p in table[source.image_column]]
-    else:
-        paths = [root / source.train_images.format(id=i) for i in table[id_column]]
+    paths = _image_paths(root, table, id_column, source.image_column, source.train_images)
     return "train", ids, table[target], paths, source.name, not source.validate
 
 
@@ -402,11 +409,8 @@ def ingest_competition(
                 for e in layout.external]
     problems.raise_if_any(f"competition folder {layout.root} failed validation")
 
-    train_paths = (
-        [layout.root / p for p in train[layout.image_column]]
-        if layout.image_column is not None
-        else [resolve_image_path(layout, layout.train_images, i) for i in train_ids]
-    )
+    train_paths = _image_paths(layout.root, train, layout.id_column, layout.image_column,
+                               layout.train_images)
     parts = [
         ("train", train_ids, train[layout.target], train_paths, "competition", False),
         ("test", test_ids, None, [resolve_image_path(layout, layout.test_images, i)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from podium.ensemble.oof import TrainTruth, aligned_proba, cv_summary, prediction_frame
-from podium.tables import write_json, write_parquet
+from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
 from podium.task import TaskSpec
-
-log = logging.getLogger(__name__)
 
 
 def gather_model(
@@ -34,9 +30,5 @@ def gather_model(
     tests = [pd.read_parquet(p) for p in fold_tests]
     test_ids = tests[0]["id"]
     test_proba = np.mean([aligned_proba(t, test_ids, columns) for t in tests], axis=0)
-    summary = cv_summary(name, "model", truth, oof_proba, spec.metric)
-    write_parquet(prediction_frame(truth.ids, oof_proba, columns), oof_path)
-    write_parquet(prediction_frame(test_ids, test_proba, columns), test_path)
-    write_json(summary, cv_path)
-    log.info("%s: CV %s %.4f ± %.4f", name, spec.metric, summary["cv_mean"], summary["cv_std"])
-    return summary
+    return write_predictions(name, "model", spec, truth, test_ids, oof_proba, test_proba,
+                             {"oof": oof_path, "test": test_path, "cv": cv_path})

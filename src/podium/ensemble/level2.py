@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from podium.ensemble.blend import make_blend
-from podium.ensemble.oof import TrainTruth, aligned_proba, cv_summary, prediction_frame
+from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
 from podium.ensemble.stack import make_stacker, stack_features, stack_out_of_fold
-from podium.tables import write_json, write_parquet
 from podium.task import TaskSpec
-
-log = logging.getLogger(__name__)
 
 
 def _load(paths: dict[str, str | Path]) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(path) for name, path in paths.items()}
-
-
-def _write(name: str, kind: str, spec: TaskSpec, truth: TrainTruth, test_ids: pd.Series,
-           oof: np.ndarray, test: np.ndarray, out: dict[str, str | Path]) -> dict:
-    columns = spec.prediction_columns
-    summary = cv_summary(name, kind, truth, oof, spec.metric)
-    write_parquet(prediction_frame(truth.ids, oof, columns), out["oof"])
-    write_parquet(prediction_frame(test_ids, test, columns), out["test"])
-    write_json(summary, out["cv"])
-    log.info("%s %s: CV %s %.4f ± %.4f", kind, name, spec.metric, summary["cv_mean"],
-             summary["cv_std"])
-    return summary
 
 
 def run_blend(name: str, method: str, spec: TaskSpec, truth: TrainTruth,
@@ -43,7 +26,7 @@ def run_blend(name: str, method: str, spec: TaskSpec, truth: TrainTruth,
     oof_list = [aligned_proba(oofs[m], truth.ids, columns) for m in sorted(oofs)]
     test_list = [aligned_proba(tests[m], test_ids, columns) for m in sorted(tests)]
     blend = make_blend(method).fit(oof_list, truth.y)
-    return _write(name, "blend", spec, truth, test_ids, blend.predict_proba(oof_list),
+    return write_predictions(name, "blend", spec, truth, test_ids, blend.predict_proba(oof_list),
                   blend.predict_proba(test_list), out)
 
 
@@ -59,4 +42,4 @@ def run_stacker(name: str, library: str, params: dict, seed: int, threads: int,
     make_stacker(library, params, seed, threads)  # fail on a bad name or params before fitting
     oof, test = stack_out_of_fold(lambda: make_stacker(library, params, seed, threads),
                                   features, truth.y, truth.fold, test_features, spec.n_classes)
-    return _write(name, "stacker", spec, truth, test_ids, oof, test, out)
+    return write_predictions(name, "stacker", spec, truth, test_ids, oof, test, out)

@@ -6,6 +6,7 @@ then mean and standard deviation over folds. That is what the leaderboard ranks.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import numpy as np
 import pandas as pd
 
 from podium.metrics import get_metric
+from podium.tables import write_json, write_parquet
 from podium.task import TaskSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,3 +75,17 @@ def prediction_frame(ids: pd.Series, proba: np.ndarray, columns: list[str]) -> p
     frame = pd.DataFrame(proba, columns=columns)
     frame.insert(0, "id", ids.to_numpy())
     return frame
+
+
+def write_predictions(name: str, kind: str, spec: TaskSpec, truth: TrainTruth,
+                      test_ids: pd.Series, oof: np.ndarray, test: np.ndarray,
+                      out: dict[str, str | Path]) -> dict:
+    """Write ``oof.parquet``, ``test.parquet`` and ``cv.json`` of a model, blend or stacker."""
+    columns = spec.prediction_columns
+    summary = cv_summary(name, kind, truth, oof, spec.metric)
+    write_parquet(prediction_frame(truth.ids, oof, columns), out["oof"])
+    write_parquet(prediction_frame(test_ids, test, columns), out["test"])
+    write_json(summary, out["cv"])
+    log.info("%s %s: CV %s %.4f ± %.4f", kind, name, spec.metric, summary["cv_mean"],
+             summary["cv_std"])
+    return summary
