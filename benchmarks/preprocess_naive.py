@@ -2,8 +2,9 @@
 against the loop users write (PIL, scikit-image CLAHE and resize), same run, same files.
 
 Why: preprocessing runs once per image before any training, and the design claims OpenCV in
-threads is over 20x a PIL/scikit-image loop and scales with threads. Images are the 256-px
-distinct bases of the cached 20k planted set (see dedup_planted.py), brought to 128 px with
+threads is over 20x a PIL/scikit-image loop and scales with threads and with processes (two
+concurrent jobs of one thread each, as Snakemake runs them). Images are the 256-px distinct
+bases of the cached 20k planted set (see dedup_planted.py), brought to 128 px with
 3 channels, CLAHE clip 2 on an 8x8 tile grid. Prints JSON (and writes it to
 benchmarks/out/preprocess_naive.json).
 
@@ -13,7 +14,9 @@ benchmarks/out/preprocess_naive.json).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +50,21 @@ def naive_preprocess(paths: list[str]) -> np.ndarray:
 def run_podium(manifest: pd.DataFrame, threads: int, folder: Path) -> dict:
     pack_split(manifest, "train", SETTINGS, folder / f"train-{threads}.npy",
                folder / f"train-{threads}.parquet", threads=threads)
+    return {}
+
+
+def _pack_in_worker(manifest: pd.DataFrame, out: str) -> None:
+    pack_split(manifest, "train", SETTINGS, f"{out}.npy", f"{out}.parquet", threads=1)
+
+
+def run_processes(pool: ProcessPoolExecutor, manifest: pd.DataFrame, folder: Path) -> dict:
+    """Pack ``manifest`` split evenly over the pool's worker processes, one thread each: how
+    Snakemake scales preprocessing across concurrent jobs (train and test, or many users)."""
+    parts = np.array_split(np.arange(len(manifest)), pool._max_workers)
+    futures = [pool.submit(_pack_in_worker, manifest.iloc[part], str(folder / f"part-{k}"))
+               for k, part in enumerate(parts)]
+    for future in futures:
+        future.result()
     return {}
 
 
@@ -84,12 +102,24 @@ def main() -> None:
                 runs[threads].append(measure(
                     lambda t=threads: run_podium(manifest, t, Path(tmp)), args.quiet_wait))
         packed = np.load(Path(tmp) / "train-2.npy")
+        process_runs: dict[int, list[dict]] = {1: [], 2: []}
+        spawn = multiprocessing.get_context("spawn")
+        with (ProcessPoolExecutor(1, mp_context=spawn) as one,
+              ProcessPoolExecutor(2, mp_context=spawn) as two):
+            pools = {1: one, 2: two}
+            for workers, pool in pools.items():  # start and import before any timing
+                run_processes(pool, manifest.head(4 * workers), Path(tmp))
+            for _ in range(args.repeats):
+                for workers, pool in pools.items():
+                    process_runs[workers].append(measure(
+                        lambda p=pool: run_processes(p, manifest, Path(tmp)), args.quiet_wait))
     naive_paths = manifest["path"].head(args.naive_n).tolist()
     naive_out: list[np.ndarray] = []
     naive_runs = [measure(lambda: naive_out.append(naive_preprocess(naive_paths)) or {},
                           args.quiet_wait) for _ in range(args.repeats)]
 
     podium = {t: best(r, len(manifest)) for t, r in runs.items()}
+    processes = {w: best(r, len(manifest)) for w, r in process_runs.items()}
     naive = best(naive_runs, len(naive_paths))
     report = {
         "benchmark": "preprocess_naive",
@@ -100,6 +130,9 @@ def main() -> None:
         "podium_1_thread": podium[1],
         "podium_2_threads": podium[2],
         "thread_scaling_2_vs_1": round(podium[1]["seconds"] / podium[2]["seconds"], 2),
+        "podium_1_process": processes[1],
+        "podium_2_processes": processes[2],
+        "process_scaling_2_vs_1": round(processes[1]["seconds"] / processes[2]["seconds"], 2),
         "naive_images": len(naive_paths),
         "naive": naive,
         "speedup_2_threads_vs_naive": round(

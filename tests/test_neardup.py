@@ -19,8 +19,11 @@ from podium.data.dedup import (
 )
 from podium.data.montage import plot_pair_montage
 from podium.data.neardup import (
+    D4_PERMUTATIONS,
     NearDuplicateSettings,
+    batch_d4,
     compute_signatures,
+    correlation_vectors,
     d4_views,
     pair_correlation,
     phash,
@@ -109,10 +112,22 @@ def test_hash_and_correlation_properties():
                        (32, 32), interpolation=cv2.INTER_AREA)
     thumbs = np.stack([thumb, cropped, other, d4_views(thumb)[3]]).round().astype(np.uint8)
     i, j = np.array([0, 0, 0, 0]), np.array([0, 1, 2, 3])
-    plain = pair_correlation(thumbs, i, j, views=1)
+    vectors = correlation_vectors(thumbs)
+    plain = pair_correlation(vectors, i, j, views=1)
     assert plain[0] == pytest.approx(1.0, abs=1e-5)
     assert plain[1] > 0.9 and plain[2] < 0.8 and plain[3] < 0.8
-    assert pair_correlation(thumbs, i, j, views=8)[3] == pytest.approx(1.0, abs=1e-5)
+    assert pair_correlation(vectors, i, j, views=8)[3] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_flipped_vectors_are_a_permutation_of_the_projected_ones():
+    """pair_correlation permutes each image's vectors instead of projecting every flip and
+    turn again; that is exact only while blur, zoom and resize commute with D4."""
+    thumbs = np.random.default_rng(3).random((20, 32, 32)).astype(np.float32) * 255
+    vectors = correlation_vectors(thumbs)
+    for view in range(8):
+        projected = correlation_vectors(batch_d4(thumbs, view))
+        permuted = vectors[:, :, D4_PERMUTATIONS[view]]
+        np.testing.assert_allclose(projected, permuted, atol=1e-5)
 
 
 def test_clusters_are_transitive_and_numbered_in_manifest_order():

@@ -36,9 +36,8 @@ def exact_pairs(manifest: pd.DataFrame) -> pd.DataFrame:
     for column, kind in EXACT_KEYS:
         if column not in manifest.columns:
             continue
-        for _, group in manifest.groupby(column, sort=False):
-            if len(group) < 2:
-                continue
+        shared = manifest[manifest.duplicated(column, keep=False)]  # only groups of 2+
+        for _, group in shared.groupby(column, sort=False):
             for a, b in itertools.combinations(group.itertuples(index=False), 2):
                 if kind == "pixel" and a.md5 == b.md5:
                     continue

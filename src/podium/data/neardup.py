@@ -6,16 +6,17 @@ within a Hamming distance become candidates. A candidate is confirmed when its l
 blurred, zero-mean, unit-norm 16x16 thumbnails correlate above a threshold, which removes the
 hash's chance collisions (pHash alone loses precision at scale). The check also tries 2.5 %
 and 5 % centre zooms of either side, so small crops still correlate. Hamming distances come
-from one float32 GEMM per block of rows (with bits as +-1 the dot product is 63 - 2 x the
-distance): brute force is exact, and BLAS makes it fast up to ~10^5 images.
+from float32 GEMMs on cache-sized tiles in worker threads (with bits as +-1 the dot product is
+63 - 2 x the distance): brute force is exact, and BLAS makes it fast up to ~10^5 images.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -28,10 +29,12 @@ log = logging.getLogger(__name__)
 
 HASH_SIDE = 32
 CORR_SIDE = 16
+HASH_BITS = 8 * 8 - 1  # the 8x8 lowest DCT frequencies, DC left out
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
                   8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
-_BLOCK_ELEMENTS = 1 << 23
-_PAIR_CHUNK = 1 << 16
+_TILE_ROWS, _TILE_COLUMNS = 128, 2048  # a 1 MB float32 tile of dot products
+_PAIR_CHUNK = 2048  # pairs scored at once: their gathered vectors stay in cache
+_SIGNATURE_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,11 @@ class NearDuplicateSettings:
 
 
 def _reduction(height: int, width: int) -> int:
-    """The largest DCT-scaled decode factor that still leaves 2x the hash side."""
+    """The largest DCT-scaled decode factor that still leaves the hash side: at 1/8 a JPEG
+    decodes to its blocks' DC terms, the same block means an area resize would give."""
     factor = 1
     for candidate in (2, 4, 8):
-        if min(height, width) // candidate >= 2 * HASH_SIDE:
+        if min(height, width) // candidate >= HASH_SIDE:
             factor = candidate
     return factor
 
@@ -106,7 +110,7 @@ def d4_views(thumbnail: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(v) for v in views]
 
 
-def _batch_d4(thumbnails: np.ndarray, view: int) -> np.ndarray:
+def batch_d4(thumbnails: np.ndarray, view: int) -> np.ndarray:
     """View ``view`` (as numbered by :func:`d4_views`) of a batch ``(n, side, side)``."""
     rotated = np.rot90(thumbnails, view // 2, axes=(1, 2))
     return rotated[:, :, ::-1] if view % 2 else rotated
@@ -116,31 +120,29 @@ ZOOMS = (0.0, 0.025, 0.05)
 BLUR_SIGMA = 1.0
 
 
-def _correlation_operator(crop: float) -> np.ndarray:
-    """The linear map from a 32x32 thumbnail to its blurred, centre-zoomed (``crop`` of the
-    side removed) 16x16 version, built by applying the same steps to every basis image."""
+def correlation_steps(thumbnail: np.ndarray, crop: float) -> np.ndarray:
+    """What the correlation check compares: the 32x32 thumbnail blurred, zoomed into its
+    centre (``crop`` of the side removed) and area-resized to 16x16."""
     centre = (HASH_SIDE - 1) / 2
     scale = 1.0 - crop
     zoom = np.array([[scale, 0, centre * crop], [0, scale, centre * crop]], dtype=np.float32)
-    rows = []
-    for image in np.eye(HASH_SIDE * HASH_SIDE, dtype=np.float32).reshape(-1, HASH_SIDE,
-                                                                         HASH_SIDE):
-        blurred = cv2.GaussianBlur(image, (0, 0), BLUR_SIGMA, borderType=cv2.BORDER_REFLECT)
-        zoomed = cv2.warpAffine(blurred, zoom, (HASH_SIDE, HASH_SIDE),
-                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_REFLECT)
-        rows.append(cv2.resize(zoomed, (CORR_SIDE, CORR_SIDE),
-                               interpolation=cv2.INTER_AREA).ravel())
-    return np.array(rows, dtype=np.float32).T  # (CORR_SIDE**2, HASH_SIDE**2)
+    blurred = cv2.GaussianBlur(thumbnail, (0, 0), BLUR_SIGMA, borderType=cv2.BORDER_REFLECT)
+    zoomed = cv2.warpAffine(blurred, zoom, (HASH_SIDE, HASH_SIDE),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REFLECT)
+    return cv2.resize(zoomed, (CORR_SIDE, CORR_SIDE), interpolation=cv2.INTER_AREA)
 
 
-_OPERATORS: dict[float, np.ndarray] = {}
+@cache
+def correlation_factor(crop: float) -> np.ndarray:
+    """The ``(16, 32)`` matrix A with ``correlation_steps(T) == A @ T @ A.T``.
 
-
-def _operator(crop: float) -> np.ndarray:
-    if crop not in _OPERATORS:
-        _OPERATORS[crop] = _correlation_operator(crop)
-    return _OPERATORS[crop]
+    Blur, axis-aligned zoom and area resize each act on rows and columns alike and keep
+    constants constant, so the 2-D map factors; A's column y is what the steps make of an
+    image whose row y is ones. Two small GEMMs per batch replace a 256x1024 one."""
+    rows = np.zeros((HASH_SIDE, HASH_SIDE, HASH_SIDE), dtype=np.float32)
+    rows[np.arange(HASH_SIDE), np.arange(HASH_SIDE), :] = 1.0
+    return np.stack([correlation_steps(row, crop)[:, 0] for row in rows], axis=1)
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:
@@ -152,24 +154,30 @@ def _normalized(vectors: np.ndarray) -> np.ndarray:
 def correlation_vectors(thumbnails: np.ndarray) -> np.ndarray:
     """``(n, len(ZOOMS), 256)`` unit vectors of every thumbnail at every zoom, computed once
     per image so that scoring a candidate pair is a dot product."""
-    flat = thumbnails.reshape(len(thumbnails), -1).astype(np.float32)
-    return np.stack([_normalized(flat @ _operator(crop).T) for crop in ZOOMS], axis=1)
+    thumbnails = thumbnails.astype(np.float32)
+    return np.stack([
+        _normalized((correlation_factor(c) @ thumbnails @ correlation_factor(c).T)
+                    .reshape(len(thumbnails), -1))
+        for c in ZOOMS], axis=1)
 
 
-def pair_correlation(thumbnails: np.ndarray, i: np.ndarray, j: np.ndarray, views: int,
-                     vectors: np.ndarray | None = None) -> np.ndarray:
+D4_PERMUTATIONS = [batch_d4(np.arange(CORR_SIDE**2).reshape(1, CORR_SIDE, CORR_SIDE), v).ravel()
+                    for v in range(8)]
+
+
+def pair_correlation(vectors: np.ndarray, i: np.ndarray, j: np.ndarray, views: int
+                     ) -> np.ndarray:
     """Best correlation of each pair over the views of i and small zooms of either side.
 
-    ``vectors`` (from :func:`correlation_vectors`) saves recomputing the identity views."""
+    ``vectors`` come from :func:`correlation_vectors`. Blur, centred zoom and area resize
+    are all symmetric under flips and quarter turns, so the vectors of a flipped or turned
+    thumbnail are the same permutation of its own vectors: no view is projected again."""
     best = np.full(len(i), -1.0, dtype=np.float32)
     if len(i) == 0:
         return best
-    theirs = vectors[j] if vectors is not None else correlation_vectors(thumbnails[j])
+    theirs, own = vectors[j], vectors[i]
     for view in range(views):
-        if view == 0 and vectors is not None:
-            mine = vectors[i]
-        else:
-            mine = correlation_vectors(_batch_d4(thumbnails[i], view))
+        mine = own if view == 0 else own[:, :, D4_PERMUTATIONS[view]]
         for zoom in range(1, len(ZOOMS)):
             best = np.maximum(best, np.einsum("kd,kd->k", mine[:, zoom], theirs[:, 0]))
             best = np.maximum(best, np.einsum("kd,kd->k", mine[:, 0], theirs[:, zoom]))
@@ -177,57 +185,91 @@ def pair_correlation(thumbnails: np.ndarray, i: np.ndarray, j: np.ndarray, views
     return best
 
 
-def _thumbnails(records: list[tuple[str, int, int, int]]) -> list[np.ndarray]:
-    return [load_gray_thumbnail(*record) for record in records]
-
-
 @dataclass
 class Signatures:
-    """pHash bits of every view (``(n, views, 63)`` bool) and 32x32 uint8 thumbnails."""
+    """Per image: pHash bits of every view (``(n, views, 63)`` bool), the 32x32 uint8
+    thumbnail, and its correlation vectors (``(n, len(ZOOMS), 256)`` float32)."""
 
     bits: np.ndarray
     thumbnails: np.ndarray
+    vectors: np.ndarray
 
 
 def compute_signatures(
     rows: pd.DataFrame, flip_invariant: bool, threads: int = 1
 ) -> Signatures:
-    """Thumbnails (one reduced decode per image, in threads, in chunks to keep scheduling
-    overhead low) and the pHash bits of every view of every thumbnail, in one batch."""
+    """Thumbnails (one reduced decode per image), the pHash bits of every view of every
+    thumbnail and their correlation vectors, in chunks spread over ``threads`` threads.
+
+    Each worker decodes its chunk, hashes it and projects it itself (OpenCV and BLAS
+    release the GIL; one OpenCV and one BLAS thread per worker), so nothing is serial."""
     records = list(rows[["path", "height", "width", "channels"]].itertuples(index=False,
                                                                            name=None))
+    views = 8 if flip_invariant else 1
+    thumbnails = np.zeros((len(records), HASH_SIDE, HASH_SIDE), dtype=np.uint8)
+    bits = np.zeros((len(records), views, HASH_BITS), dtype=bool)
+    vectors = np.zeros((len(records), len(ZOOMS), CORR_SIDE * CORR_SIDE), dtype=np.float32)
+
+    def signature_chunk(start: int) -> None:
+        stop = min(len(records), start + _SIGNATURE_CHUNK)
+        chunk = np.stack([load_gray_thumbnail(*record) for record in records[start:stop]])
+        for view in range(views):
+            bits[start:stop, view] = phash_bits(batch_d4(chunk, view))
+        thumbnails[start:stop] = np.clip(np.rint(chunk), 0, 255)
+        vectors[start:stop] = correlation_vectors(thumbnails[start:stop])
+
     cv2.setNumThreads(1)
-    with ThreadPoolExecutor(max(1, threads)) as pool:  # OpenCV decodes without the GIL
-        thumbnails = [t for chunk in tqdm(
-            pool.map(_thumbnails, [records[k : k + 256] for k in range(0, len(records), 256)]),
-            total=-(-len(records) // 256), desc="thumbnails", mininterval=5) for t in chunk]
-    thumbnails = (np.stack(thumbnails) if thumbnails
-                  else np.zeros((0, HASH_SIDE, HASH_SIDE), dtype=np.float32))
-    views = range(8) if flip_invariant else range(1)
-    bits = np.stack([phash_bits(_batch_d4(thumbnails, v)) for v in views], axis=1)
-    return Signatures(bits, np.clip(thumbnails.round(), 0, 255).astype(np.uint8))
+    starts = range(0, len(records), _SIGNATURE_CHUNK)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max(1, threads)) as pool:
+        for _ in tqdm(pool.map(signature_chunk, starts), total=len(starts), desc="thumbnails",
+                      mininterval=5):
+            pass
+    return Signatures(bits, thumbnails, vectors)
 
 
-def _row_blocks(n: int, views: int) -> Iterator[tuple[int, int]]:
-    step = max(1, _BLOCK_ELEMENTS // max(1, n * views))
-    for start in range(0, n, step):
-        yield start, min(n, start + step)
+def _row_block_candidates(signs: np.ndarray, identity: np.ndarray, start: int, rows: int,
+                          min_dot: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j), i in ``[start, start + rows)``, j > i, whose hashes are within the
+    Hamming distance, one cache-sized tile of columns at a time.
 
-
-def _candidates_in_block(signs: np.ndarray, start: int, stop: int, min_dot: float
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i, j), i in [start, stop), j > i, whose hashes are within the Hamming distance.
-
-    With bits as +-1, the dot product is ``63 - 2 * hamming``, so one float32 GEMM per block
-    compares it with every later image. Any view of i is compared with the identity view of
-    j: the D4 group makes this symmetric."""
+    With bits as +-1 the dot product is ``63 - 2 * hamming``, so a float32 GEMM compares
+    the block with a tile of later images. Any view of i is compared with the identity view
+    of j: the D4 group makes this symmetric."""
+    stop = min(len(signs), start + rows)
     block = signs[start:stop]  # (b, views, 63)
-    dots = np.matmul(block.reshape(-1, block.shape[2]), signs[start:, 0].T)
-    dots = dots.reshape(block.shape[0], block.shape[1], -1).max(axis=1)
-    i, j = np.nonzero(dots >= min_dot)
-    i, j = i + start, j + start
-    keep = j > i
-    return i[keep], j[keep]
+    flat = block.reshape(-1, block.shape[2])
+    found_i, found_j = [], []
+    for column in range(start - start % _TILE_COLUMNS, len(signs), _TILE_COLUMNS):
+        dots = flat @ identity[column : column + _TILE_COLUMNS].T
+        if block.shape[1] > 1:
+            dots = dots.reshape(block.shape[0], block.shape[1], -1).max(axis=1)
+        i, j = np.nonzero(dots >= min_dot)
+        i, j = i + start, j + column
+        keep = j > i
+        found_i.append(i[keep])
+        found_j.append(j[keep])
+    return np.concatenate(found_i), np.concatenate(found_j)
+
+
+def hash_candidates(bits: np.ndarray, max_distance: int, threads: int = 1
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs ``i < j`` with some view of i within ``max_distance`` bits of j.
+
+    Brute force, exact, O(n^2) but at BLAS speed: row blocks go to ``threads`` worker
+    threads (one BLAS thread each, as GEMM and numpy's comparisons release the GIL), and
+    every tile of dot products stays in cache while it is thresholded."""
+    n, views, n_bits = bits.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    signs = np.where(bits, 1.0, -1.0).astype(np.float32)
+    identity = np.ascontiguousarray(signs[:, 0])
+    min_dot = n_bits - 2 * max_distance - 0.5
+    rows = max(8, _TILE_ROWS // views)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max(1, threads)) as pool:
+        found = list(pool.map(
+            lambda start: _row_block_candidates(signs, identity, start, rows, min_dot),
+            range(0, n, rows)))
+    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
 
 def find_near_duplicates(
@@ -235,18 +277,11 @@ def find_near_duplicates(
     threads: int = 1,
 ) -> pd.DataFrame:
     """Confirmed near-duplicate pairs: ``id_a, id_b, kind='near', score=correlation``."""
-    n, views, n_bits = signatures.bits.shape
-    signs = np.where(signatures.bits, 1.0, -1.0).astype(np.float32)
-    min_dot = n_bits - 2 * settings.max_hash_distance - 0.5
-    with threadpool_limits(limits=max(1, threads), user_api="blas"):
-        found = [_candidates_in_block(signs, start, stop, min_dot)
-                 for start, stop in _row_blocks(n, views)]
-    i = np.concatenate([f[0] for f in found]) if found else np.zeros(0, dtype=np.int64)
-    j = np.concatenate([f[1] for f in found]) if found else np.zeros(0, dtype=np.int64)
-    vectors = correlation_vectors(signatures.thumbnails)
+    views = signatures.bits.shape[1]
+    i, j = hash_candidates(signatures.bits, settings.max_hash_distance, threads)
     score = np.concatenate([
-        pair_correlation(signatures.thumbnails, i[k : k + _PAIR_CHUNK], j[k : k + _PAIR_CHUNK],
-                         views, vectors)
+        pair_correlation(signatures.vectors, i[k : k + _PAIR_CHUNK], j[k : k + _PAIR_CHUNK],
+                         views)
         for k in range(0, len(i), _PAIR_CHUNK)
     ]) if len(i) else np.zeros(0, dtype=np.float32)
     confirmed = score >= settings.min_correlation
