@@ -183,6 +183,16 @@ def test_train_only_images_get_fold_minus_one_and_duplicates_of_validated_ones_g
     assert folds.set_index("id").at["x1", "fold"] == -1
     assert set(folds.loc[folds["id"].str.startswith("c"), "fold"]) == {0, 1}
 
+    multilabel = np.stack([labels, 1 - labels, np.arange(n + 2) % 3 == 0], axis=1).astype(int)
+    folds = assign_folds(manifest, clusters, set(excluded["id"]), multilabel, n_folds=2, seed=0)
+    assert "x0" not in set(folds["id"]) and folds.set_index("id").at["x1", "fold"] == -1
+    validated = folds[folds["fold"] >= 0].merge(clusters, on="id")
+    assert (validated.groupby("cluster")["fold"].nunique() == 1).all()
+    rows = manifest.index[manifest["id"].isin(validated["id"])]
+    per_fold = [multilabel[rows][validated.set_index("id").loc[manifest.loc[rows, "id"], "fold"]
+                                 .to_numpy() == f].sum(axis=0) for f in (0, 1)]
+    assert (np.minimum(*per_fold) > 0).all()  # every label in both folds
+
 
 def test_multilabel_folds_balance_every_label_better_than_chance() -> None:
     from podium.data.folds import make_multilabel_folds

@@ -12,7 +12,7 @@ from podium.ensemble.oof import TrainTruth, cv_summary
 from podium.ensemble.stack import STACKERS, make_stacker, stack_out_of_fold
 from podium.errors import PodiumInputError
 from podium.submit.leaderboard import build_leaderboard
-from podium.submit.submission import format_submission
+from podium.submit.submission import apply_leak_labels, format_submission
 from podium.tables import read_json, write_json
 from podium.task import TaskSpec
 
@@ -140,3 +140,51 @@ def test_submission_follows_sample_format():
     assert probs.to_dict("list") == {"id": ["x"], "a": [0.7], "c": [0.1]}
     with pytest.raises(PodiumInputError, match="'Target'"):
         format_submission(pd.DataFrame({"id": ["x"], "Target": [0]}), predictions, SPEC)
+
+
+MULTILABEL = TaskSpec(task="multilabel", target="label", classes=("a", "b", "c"),
+                      metric="f1_macro", id_column="id")
+
+
+def test_multilabel_stackers_fit_one_binary_model_per_class_without_own_labels():
+    """Per-class stackers: probabilities are independent (rows need not sum to 1), and a
+    fold's OOF does not move when that fold's labels change."""
+    rng = np.random.default_rng(0)
+    y = (rng.random((90, 3)) < [0.5, 0.3, 0.7]).astype(int)
+    fold = np.arange(90) % 3
+    features = np.clip(y + rng.normal(0, 0.25, y.shape), 0, 1)
+
+    def fit(labels):
+        return stack_out_of_fold(lambda: make_stacker("logistic", {}, 0, 1), features, labels,
+                                 fold, features[:5], 3)
+
+    oof, test = fit(y)
+    assert oof.shape == (90, 3) and test.shape == (5, 3)
+    assert not np.allclose(oof.sum(axis=1), 1.0)
+    assert ((oof > 0.5) == y).mean() > 0.9
+    scrambled = y.copy()
+    scrambled[fold == 2] = 1 - scrambled[fold == 2]
+    np.testing.assert_array_equal(fit(scrambled)[0][fold == 2], oof[fold == 2])
+
+
+def test_multilabel_encode_decode_and_submission():
+    labels = MULTILABEL.encode(pd.Series(["a c", "b", "c a"]))
+    np.testing.assert_array_equal(labels, [[1, 0, 1], [0, 1, 0], [1, 0, 1]])
+    proba = np.array([[0.9, 0.2, 0.6], [0.1, 0.3, 0.2], [0.5, 0.5, 0.5]])
+    # row 2: nothing reaches 0.5, so the most likely class alone
+    assert MULTILABEL.decode(proba) == ["a c", "b", "a b c"]
+    predictions = pd.DataFrame({"id": ["x", "y", "z"], "p_a": proba[:, 0], "p_b": proba[:, 1],
+                                "p_c": proba[:, 2]})
+    sample = pd.DataFrame({"id": ["z", "x", "y"], "label": ["a"] * 3})
+    submission = format_submission(sample, predictions, MULTILABEL)
+    assert submission.to_dict("list") == {"id": ["z", "x", "y"],
+                                          "label": ["a b c", "a c", "b"]}
+
+
+def test_multilabel_leak_labels_copy_the_whole_set():
+    predictions = pd.DataFrame({"id": ["x", "y"], "p_a": [0.2, 0.2], "p_b": [0.2, 0.2],
+                                "p_c": [0.2, 0.2]})
+    leaks = pd.DataFrame({"test_id": ["x"], "train_label": ["a c"], "label_conflict": [False]})
+    out = apply_leak_labels(predictions, leaks, MULTILABEL)
+    assert out.loc[0, ["p_a", "p_b", "p_c"]].tolist() == [1.0, 0.0, 1.0]
+    assert out.loc[1, ["p_a", "p_b", "p_c"]].tolist() == [0.2, 0.2, 0.2]

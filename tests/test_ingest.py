@@ -277,6 +277,33 @@ def test_binary_task_with_three_classes(comp: Path, tmp_path: Path) -> None:
     assert "competition.task" in message
 
 
+def test_multilabel_sets_are_normalised_into_class_order(comp: Path, tmp_path: Path) -> None:
+    """Label sets are split on spaces, their classes inferred from every label, and each
+    cell rewritten in class order without repeats, so equal sets compare equal."""
+    def tag(frame: pd.DataFrame) -> pd.DataFrame:
+        digits = frame["label"].astype(int)
+        frame["label"] = [("small " if d < 5 else "big ") + ("odd" if d % 2 else "even")
+                          for d in digits]
+        frame.loc[0, "label"] = "odd  big big"  # extra spaces, repeats, out of order
+        return frame
+
+    edit_csv(comp / "train.csv", tag)
+    manifest = ingest(comp, tmp_path, task="multilabel")
+    spec = TaskSpec.load(outputs(tmp_path)[1])
+    assert spec.task == "multilabel" and spec.classes == ("big", "even", "odd", "small")
+    train = manifest[manifest["split"] == "train"]
+    assert train["label"].iloc[0] == "big odd"
+    encoded = spec.encode(train["label"])
+    assert encoded.shape == (len(train), 4) and (encoded.sum(axis=1) == 2).all()
+
+
+def test_multilabel_label_outside_classes_names_line(comp: Path, tmp_path: Path) -> None:
+    edit_csv(comp / "train.csv", lambda f: f.assign(label="cat").assign(
+        label=lambda g: g["label"].where(g.index != 3, "cat bird")))
+    message = ingest_fails(comp, tmp_path, task="multilabel", classes=("cat", "dog"))
+    assert "train.csv line 5: label 'bird' is not one of the classes" in message
+
+
 # --- broken tables ----------------------------------------------------------------------------
 
 

@@ -19,7 +19,8 @@ def one_hot(indices: list[int], n_classes: int) -> np.ndarray:
 def test_registry_names_and_directions() -> None:
     directions = {name: metric.greater_is_better for name, metric in METRICS.items()}
     assert directions == {
-        "accuracy": True, "logloss": False, "auc": True, "f1_macro": True, "qwk": True,
+        "accuracy": True, "logloss": False, "auc": True, "f1_macro": True, "f1_micro": True,
+        "qwk": True,
     }
     for name, metric in METRICS.items():
         assert metric.name == name
@@ -27,7 +28,8 @@ def test_registry_names_and_directions() -> None:
 
 
 @pytest.mark.parametrize(("name", "perfect"), [
-    ("accuracy", 1.0), ("logloss", 0.0), ("auc", 1.0), ("f1_macro", 1.0), ("qwk", 1.0),
+    ("accuracy", 1.0), ("logloss", 0.0), ("auc", 1.0), ("f1_macro", 1.0), ("f1_micro", 1.0),
+    ("qwk", 1.0),
 ])
 def test_perfect_predictions_score_the_best_value(name: str, perfect: float) -> None:
     y = np.array([0, 1, 2, 2, 1, 0])
@@ -130,3 +132,34 @@ def test_unknown_metric_suggests_the_close_name() -> None:
     message = str(info.value)
     assert "'acuracy'" in message
     assert "competition.metric" in message
+
+
+MULTILABEL_Y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+
+
+@pytest.mark.parametrize(("name", "perfect"), [
+    ("accuracy", 1.0), ("logloss", 0.0), ("auc", 1.0), ("f1_macro", 1.0), ("f1_micro", 1.0),
+])
+def test_multilabel_perfect_predictions(name: str, perfect: float) -> None:
+    proba = MULTILABEL_Y.astype(float)
+    assert get_metric(name)(MULTILABEL_Y, proba) == pytest.approx(perfect, abs=1e-9)
+
+
+def test_multilabel_known_values() -> None:
+    """One row wrong on one class: hand-computed F1, exact-set accuracy, BCE and AUC."""
+    proba = np.array([[0.9, 0.1, 0.8], [0.2, 0.7, 0.6], [0.6, 0.9, 0.1], [0.3, 0.2, 0.9]])
+    # predicted at 0.5: row 1 adds class 2 (a false positive); everything else is right
+    assert get_metric("accuracy")(MULTILABEL_Y, proba) == pytest.approx(3 / 4)
+    # class 2: tp 2, fp 1, fn 0 -> F1 0.8; classes 0 and 1 perfect
+    assert get_metric("f1_macro")(MULTILABEL_Y, proba) == pytest.approx((1 + 1 + 0.8) / 3)
+    assert get_metric("f1_micro")(MULTILABEL_Y, proba) == pytest.approx(2 * 6 / (2 * 6 + 1))
+    expected_bce = -np.mean(MULTILABEL_Y * np.log(proba) + (1 - MULTILABEL_Y) * np.log(1 - proba))
+    assert get_metric("logloss")(MULTILABEL_Y, proba) == pytest.approx(expected_bce)
+    per_class = [roc_auc_score(MULTILABEL_Y[:, c], proba[:, c]) for c in range(3)]
+    assert get_metric("auc")(MULTILABEL_Y, proba) == pytest.approx(np.mean(per_class))
+
+
+def test_multilabel_auc_skips_classes_without_both_outcomes() -> None:
+    y = np.array([[1, 0], [1, 1], [1, 0]])  # class 0 is always present: no AUC for it
+    proba = np.array([[0.2, 0.1], [0.3, 0.9], [0.1, 0.4]])
+    assert get_metric("auc")(y, proba) == pytest.approx(1.0)

@@ -117,3 +117,26 @@ def test_images_missing_from_folds_are_neither_trained_nor_validated(tmp_path):
     assert summary["n_train"] == 21 and summary["n_valid"] == 21
     oof = pd.read_parquet(tmp_path / "a/oof.parquet")
     assert not {"tr1", "tr3", "tr5"} & set(oof["id"])
+
+
+def test_multilabel_fold_trains_on_sets_and_predicts_sigmoids(tmp_path):
+    """Multilabel: BCE on 0/1 rows, one sigmoid per class (rows need not sum to 1)."""
+    inputs = _packed_fold_inputs(tmp_path)
+    manifest = pd.read_parquet(inputs["manifest.parquet"])
+    tags = {"0": "low", "1": "low odd", "2": "high"}
+    manifest["label"] = manifest["label"].map(tags)
+    manifest.to_parquet(inputs["manifest.parquet"])
+    spec = TaskSpec(task="multilabel", target="label", classes=("high", "low", "odd"),
+                    metric="f1_macro", id_column="id")
+    outputs = FoldOutputs(*(tmp_path / "out" / n for n in (
+        "model.pt", "oof.parquet", "test.parquet", "history.csv", "metrics.json")))
+    summary = train_fold(TrainSettings(backbone="resnet10t", epochs=3, batch_size=16, lr=0.01),
+                         spec, 1, inputs["train.npy"], inputs["train_index.parquet"],
+                         inputs["test.npy"], inputs["test_index.parquet"], inputs["folds.csv"],
+                         inputs["manifest.parquet"], outputs, threads=1)
+    oof = pd.read_parquet(outputs.oof)
+    proba = oof[["p_high", "p_low", "p_odd"]].to_numpy()
+    assert ((proba >= 0) & (proba <= 1)).all()
+    assert not np.allclose(proba.sum(axis=1), 1.0)
+    assert summary["metric"] == "f1_macro"
+    assert "valid_f1_macro" in pd.read_csv(outputs.history).columns

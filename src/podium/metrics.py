@@ -1,8 +1,10 @@
 """One metric registry for early stopping, CV, the leaderboard and scoring.
 
-Every metric takes the encoded truth (class index per row for binary and multiclass) and the
-probability matrix ``(n_rows, n_classes)`` that the models write, so every stage scores the
-same way. Look a metric up by its config name with :func:`get_metric`.
+Every metric takes the encoded truth (class index per row for binary and multiclass, an
+``n_rows x n_classes`` 0/1 matrix for multilabel) and the probability matrix
+``(n_rows, n_classes)`` that the models write, so every stage scores the same way. A 2-D truth
+means multilabel: each class is then an independent yes/no at ``MULTILABEL_THRESHOLD``.
+Look a metric up by its config name with :func:`get_metric`.
 """
 
 from __future__ import annotations
@@ -35,24 +37,47 @@ class Metric:
         return candidate > incumbent if self.greater_is_better else candidate < incumbent
 
 
+MULTILABEL_THRESHOLD = 0.5
+
+
+def _multilabel(y: np.ndarray) -> bool:
+    return y.ndim == 2
+
+
+def _predicted(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Hard predictions: the argmax class, or for multilabel the 0/1 matrix at 0.5."""
+    return (p >= MULTILABEL_THRESHOLD).astype(int) if _multilabel(y) else p.argmax(axis=1)
+
+
 def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
-    return skm.accuracy_score(y, p.argmax(axis=1))
+    return skm.accuracy_score(y, _predicted(y, p))  # multilabel: exact-set match
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-15, 1.0)
+    p = np.clip(p, 1e-15, 1.0 - 1e-15 if _multilabel(y) else 1.0)
+    if _multilabel(y):  # mean binary cross-entropy over classes
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
     p = p / p.sum(axis=1, keepdims=True)
     return skm.log_loss(y, p, labels=np.arange(p.shape[1]))
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    if _multilabel(y):  # macro over the classes that have both outcomes
+        scored = [c for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
+        return float(np.mean([skm.roc_auc_score(y[:, c], p[:, c]) for c in scored])
+                     ) if scored else float("nan")
     if p.shape[1] == 2:
         return skm.roc_auc_score(y, p[:, 1])
     return skm.roc_auc_score(y, p, multi_class="ovr", labels=np.arange(p.shape[1]))
 
 
-def _f1_macro(y: np.ndarray, p: np.ndarray) -> float:
-    return skm.f1_score(y, p.argmax(axis=1), average="macro", labels=np.arange(p.shape[1]))
+def _f1(average: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    def f1(y: np.ndarray, p: np.ndarray) -> float:
+        labels = None if _multilabel(y) else np.arange(p.shape[1])
+        return skm.f1_score(y, _predicted(y, p), average=average, labels=labels,
+                            zero_division=0.0)
+
+    return f1
 
 
 def _qwk(y: np.ndarray, p: np.ndarray) -> float:
@@ -65,7 +90,8 @@ METRICS: dict[str, Metric] = {
         Metric("accuracy", _accuracy, True),
         Metric("logloss", _logloss, False),
         Metric("auc", _auc, True),
-        Metric("f1_macro", _f1_macro, True),
+        Metric("f1_macro", _f1("macro"), True),
+        Metric("f1_micro", _f1("micro"), True),
         Metric("qwk", _qwk, True),
     )
 }

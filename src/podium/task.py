@@ -14,7 +14,13 @@ import pandas as pd
 
 from podium.tables import read_json, write_json
 
-CLASSIFICATION_TASKS = ("binary", "multiclass")
+CLASSIFICATION_TASKS = ("binary", "multiclass", "multilabel")
+LABEL_SEPARATOR = " "  # multilabel targets: "3 7 12", Kaggle's usual form
+
+
+def split_labels(value: str) -> list[str]:
+    """The labels of one multilabel cell (space-separated; extra spaces are ignored)."""
+    return value.split()
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,32 @@ class TaskSpec:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def is_multilabel(self) -> bool:
+        """Each image has a set of labels, one independent probability per class."""
+        return self.task == "multilabel"
+
     def encode(self, labels: pd.Series) -> np.ndarray:
-        """Class indices of string-or-number labels, in this spec's class order."""
+        """Class indices of string-or-number labels in this spec's class order, or for a
+        multilabel task an ``n x n_classes`` 0/1 matrix of space-separated label sets."""
         index = {c: i for i, c in enumerate(self.classes)}
-        return labels.astype(str).map(index).to_numpy(dtype=np.int64)
+        if not self.is_multilabel:
+            return labels.astype(str).map(index).to_numpy(dtype=np.int64)
+        matrix = np.zeros((len(labels), self.n_classes), dtype=np.int64)
+        for row, value in enumerate(labels.astype(str)):
+            matrix[row, [index[label] for label in split_labels(value)]] = 1
+        return matrix
+
+    def decode(self, proba: np.ndarray, threshold: float = 0.5) -> list[str]:
+        """Submission labels: the most likely class, or for multilabel every class at or
+        above ``threshold`` (the most likely one when none is: Kaggle scores an empty set
+        as wrong on every label)."""
+        classes = np.asarray(self.classes)
+        if not self.is_multilabel:
+            return classes[proba.argmax(axis=1)].tolist()
+        chosen = proba >= threshold
+        chosen[np.arange(len(proba)), proba.argmax(axis=1)] = True
+        return [LABEL_SEPARATOR.join(classes[row]) for row in chosen]
 
     def save(self, path: str | Path) -> None:
         write_json({**asdict(self), "classes": list(self.classes)}, path)

@@ -10,7 +10,10 @@ if EMBEDDED:
         conda:
             "../../envs/data.yaml"
         params:
-            digits={"max_images": COMPETITION["embedded_max_images"]},
+            digits={
+                "max_images": COMPETITION["embedded_max_images"],
+                "multilabel": COMPETITION["embedded"] == "digits_multilabel",
+            },
             code=code("data"),
         script:
             "../scripts/make_digits.py"

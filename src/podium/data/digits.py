@@ -22,15 +22,27 @@ from podium.tables import write_csv
 log = logging.getLogger(__name__)
 
 
+def digit_tags(digit: int) -> str:
+    """The multilabel demo's labels of a digit: parity, and whether it is large (5-9), has a
+    closed loop, or is prime. Every digit gets at least its parity; the sets overlap."""
+    digit = int(digit)
+    tags = ["even" if digit % 2 == 0 else "odd"]
+    tags += [tag for tag, members in (("large", (5, 6, 7, 8, 9)), ("loop", (0, 6, 8, 9)),
+                                      ("prime", (2, 3, 5, 7))) if digit in members]
+    return " ".join(sorted(tags))
+
+
 def write_digits_competition(
     out_dir: str | Path,
     test_fraction: float = 0.2,
     seed: int = 0,
     max_images: int | None = None,
+    multilabel: bool = False,
 ) -> None:
     """Write train.csv, train/, test/, sample_submission.csv and a held-out solution.csv.
 
-    ``max_images`` keeps a stratified subset, for tiny test configs.
+    ``max_images`` keeps a stratified subset, for tiny test configs. ``multilabel`` labels
+    each image with its :func:`digit_tags` instead of the digit (the multilabel demo).
     """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -62,8 +74,12 @@ def write_digits_competition(
         (out / split).mkdir(parents=True, exist_ok=True)
         for i in rows:
             Image.fromarray(images[i]).save(out / split / f"{ids[i]}.png")
-    write_csv(pd.DataFrame({"id": ids[train_idx], "label": labels[train_idx]}), out / "train.csv")
-    write_csv(pd.DataFrame({"id": ids[test_idx], "label": 0}), out / "sample_submission.csv")
-    write_csv(pd.DataFrame({"id": ids[test_idx], "label": labels[test_idx]}), out / "solution.csv")
+    written = np.array([digit_tags(d) for d in labels]) if multilabel else labels
+    write_csv(pd.DataFrame({"id": ids[train_idx], "label": written[train_idx]}),
+              out / "train.csv")
+    write_csv(pd.DataFrame({"id": ids[test_idx], "label": written[0]}),
+              out / "sample_submission.csv")
+    write_csv(pd.DataFrame({"id": ids[test_idx], "label": written[test_idx]}),
+              out / "solution.csv")
     log.info("wrote digits competition: %d train, %d test images to %s",
              len(train_idx), len(test_idx), out)

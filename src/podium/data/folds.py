@@ -63,17 +63,20 @@ def assign_folds(
     cluster and user group; train-only (external) images get fold -1, trained on in every
     fold and never validated, so CV stays comparable.
 
-    ``labels`` are the encoded labels of the manifest's train rows, in manifest order."""
+    ``labels`` are the encoded labels of the manifest's train rows, in manifest order: class
+    indices (stratified k-fold) or a 0/1 matrix for multilabel (iterative stratification)."""
     is_train = (manifest["split"] == "train").to_numpy()
-    train = manifest[is_train].assign(y=labels)
-    train = train[~train["id"].isin(excluded)]
-    validated = train[~train["train_only"].astype(bool)]
+    train = manifest[is_train].reset_index(drop=True)
+    kept = ~train["id"].isin(excluded).to_numpy()
+    validated = kept & ~train["train_only"].astype(bool).to_numpy()
     cluster_of = clusters.set_index("id")["cluster"]
-    groups = [cluster_of.loc[validated["id"]].to_numpy()]
-    if "group" in validated.columns:
-        groups.append(validated["group"].to_numpy())
-    folds = make_folds(validated["id"], validated["y"].to_numpy(), combine_groups(*groups),
-                       n_folds, seed)
+    groups = [cluster_of.loc[train.loc[validated, "id"]].to_numpy()]
+    if "group" in train.columns:
+        groups.append(train.loc[validated, "group"].to_numpy())
+    split = make_multilabel_folds if labels.ndim == 2 else make_folds
+    folds = split(train.loc[validated, "id"], labels[validated], combine_groups(*groups),
+                  n_folds, seed)
+    train = train[kept]
     train_only = pd.DataFrame({"id": train.loc[train["train_only"].astype(bool), "id"],
                                "fold": -1})
     log.info("%d images left out by dedup; %d train-only images get fold -1",

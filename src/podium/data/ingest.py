@@ -26,7 +26,7 @@ from tqdm import tqdm
 from podium.errors import PodiumInputError
 from podium.metrics import get_metric
 from podium.tables import write_csv, write_parquet
-from podium.task import CLASSIFICATION_TASKS, TaskSpec
+from podium.task import CLASSIFICATION_TASKS, LABEL_SEPARATOR, TaskSpec, split_labels
 
 log = logging.getLogger(__name__)
 
@@ -233,17 +233,34 @@ def _inspect_or_report(path: Path) -> ImageInfo | str:
 
 def _report_bad_labels(
     labels: pd.Series, path: Path, column: str, classes: tuple[str, ...] | None,
-    classes_name: str, problems: _Problems,
+    classes_name: str, problems: _Problems, multilabel: bool = False,
 ) -> None:
-    """Empty labels, and (when ``classes`` is given) labels outside them, by line."""
+    """Empty labels, and (when ``classes`` is given) labels outside them, by line; in a
+    multilabel task every space-separated label of a cell is checked."""
     allowed = set(classes) if classes is not None else None
     for row, value in labels.items():
         line = int(row) + 2  # header is line 1
         if value.strip() == "":
             problems.add(f"{path} line {line}: label column {column!r} is empty")
-        elif allowed is not None and value not in allowed:
-            problems.add(f"{path} line {line}: label {value!r} is not one of {classes_name} "
-                         f"{list(classes)[:20]}")
+            continue
+        if allowed is None:
+            continue
+        unknown = [v for v in (split_labels(value) if multilabel else [value])
+                   if v not in allowed]
+        if unknown:
+            problems.add(f"{path} line {line}: label {unknown[0]!r} is not one of "
+                         f"{classes_name} {list(classes)[:20]}")
+
+
+def normalized_labels(labels: pd.Series, spec_task: str, classes: tuple[str, ...]
+                      ) -> pd.Series:
+    """Multilabel cells rewritten as their label set in class order ("7 3 3" -> "3 7"), so
+    equal sets compare equal (dedup's label conflicts); other tasks are left as they are."""
+    if spec_task != "multilabel":
+        return labels
+    order = {c: i for i, c in enumerate(classes)}
+    return labels.map(lambda v: LABEL_SEPARATOR.join(sorted(set(split_labels(v)),
+                                                            key=order.__getitem__)))
 
 
 def _image_paths(root: Path, table: pd.DataFrame, id_column: str, image_column: str | None,
@@ -258,13 +275,16 @@ def _check_labels(
     labels: pd.Series, path: Path, layout: CompetitionLayout, problems: _Problems
 ) -> tuple[str, ...]:
     """Labels must be present and belong to the task's classes; returns the class order."""
+    multilabel = layout.task == "multilabel"
     if layout.classes is None:
-        classes = tuple(sorted({v for v in labels if v.strip() != ""}, key=_class_sort_key))
+        present = (v for cell in labels for v in (split_labels(cell) if multilabel else [cell]))
+        classes = tuple(sorted({v for v in present if v.strip() != ""}, key=_class_sort_key))
         _report_bad_labels(labels, path, layout.target, None, "", problems)
     else:
         classes = tuple(str(c) for c in layout.classes)
         _report_bad_labels(labels, path, layout.target, classes,
-                           "the classes in config key competition.classes", problems)
+                           "the classes in config key competition.classes", problems,
+                           multilabel)
     if layout.task == "binary" and len(classes) != 2:
         problems.add(
             f"{path}: task is binary but column {layout.target!r} has {len(classes)} classes "
@@ -334,7 +354,7 @@ def _read_external(
         _check_image_column(table[source.image_column], path, problems)
     _check_ids(table[id_column], path, problems)
     _report_bad_labels(table[target], path, target, classes, "the competition's classes",
-                       problems)
+                       problems, layout.task == "multilabel")
     ids = source.name + "__" + table[id_column]
     for value in sorted(set(ids) & taken):
         problems.add(f"{path}: external id {value!r} clashes with a competition id")
@@ -424,7 +444,8 @@ def ingest_competition(
         if frame is None:
             continue
         keep = ids.isin(frame["id"]).to_numpy()
-        frame[layout.target] = labels.to_numpy()[keep] if labels is not None else None
+        frame[layout.target] = (normalized_labels(labels, layout.task, classes).to_numpy()[keep]
+                                if labels is not None else None)
         frames.append(frame.assign(source=source, train_only=train_only))
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
 

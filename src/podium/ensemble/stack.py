@@ -91,7 +91,15 @@ def stack_out_of_fold(
     make_estimator: Callable[[], Any], features: np.ndarray, y: np.ndarray, fold: np.ndarray,
     test_features: np.ndarray, n_classes: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """OOF probabilities (each fold predicted by a stacker fitted without it) and mean test."""
+    """OOF probabilities (each fold predicted by a stacker fitted without it) and mean test.
+
+    A multilabel ``y`` (``n x n_classes`` 0/1) gets one binary stacker per class, each on
+    all the level-1 features, so it can use how the classes co-occur."""
+    if y.ndim == 2:
+        per_class = [stack_out_of_fold(make_estimator, features, y[:, c], fold, test_features, 2)
+                     for c in range(n_classes)]
+        return (np.stack([oof[:, 1] for oof, _ in per_class], axis=1),
+                np.stack([test[:, 1] for _, test in per_class], axis=1))
     oof = np.zeros((len(y), n_classes))
     tests = []
     for k in np.unique(fold):

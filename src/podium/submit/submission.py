@@ -13,8 +13,9 @@ from podium.task import TaskSpec
 
 def format_submission(sample: pd.DataFrame, predictions: pd.DataFrame, spec: TaskSpec
                       ) -> pd.DataFrame:
-    """Fill the sample's columns: the target column gets class labels, class columns get
-    probabilities (named ``<class>`` or ``p_<class>``)."""
+    """Fill the sample's columns: the target column gets class labels (for multilabel the
+    space-separated set at 0.5, never empty), class columns get probabilities (named
+    ``<class>`` or ``p_<class>``)."""
     proba = predictions.set_index("id").loc[sample[spec.id_column],
                                             spec.prediction_columns].to_numpy()
     out = sample[[spec.id_column]].copy()
@@ -24,7 +25,7 @@ def format_submission(sample: pd.DataFrame, predictions: pd.DataFrame, spec: Tas
         if column == spec.id_column:
             continue
         if column == spec.target:
-            out[column] = np.asarray(spec.classes)[proba.argmax(axis=1)]
+            out[column] = spec.decode(proba)
         elif column in by_name:
             out[column] = proba[:, by_name[column]]
         else:
@@ -43,7 +44,8 @@ def read_sample(path: str | Path) -> pd.DataFrame:
 
 def apply_leak_labels(predictions: pd.DataFrame, leaks: pd.DataFrame, spec: TaskSpec
                       ) -> pd.DataFrame:
-    """Test rows that duplicate train images get their train label with probability 1.
+    """Test rows that duplicate train images get their train label with probability 1 (for
+    multilabel, every label of the train image's set).
 
     Clusters whose train labels disagree are left to the model.
     """
@@ -52,9 +54,8 @@ def apply_leak_labels(predictions: pd.DataFrame, leaks: pd.DataFrame, spec: Task
                         strict=True))
     out = predictions.copy()
     rows = out["id"].astype(str).isin(label_of)
-    columns = spec.prediction_columns
-    one_hot = np.zeros((int(rows.sum()), len(columns)))
-    index = {c: i for i, c in enumerate(spec.classes)}
-    one_hot[np.arange(len(one_hot)), [index[label_of[i]] for i in out.loc[rows, "id"]]] = 1.0
-    out.loc[rows, columns] = one_hot
+    labels = spec.encode(out.loc[rows, "id"].astype(str).map(label_of))
+    if not spec.is_multilabel:
+        labels = np.eye(spec.n_classes)[labels]
+    out.loc[rows, spec.prediction_columns] = labels.astype(float)
     return out

@@ -11,7 +11,8 @@ from torch.utils.data import Dataset
 
 
 class PackedImages(Dataset):
-    """``(image, label)`` pairs from rows of a packed ``N x H x W x C`` uint8/uint16 array."""
+    """``(image, label)`` pairs from rows of a packed ``N x H x W x C`` uint8/uint16 array;
+    the label is a class index, or a float 0/1 row for multilabel (-1 when unlabelled)."""
 
     def __init__(
         self, array: np.ndarray, rows: np.ndarray, labels: np.ndarray | None = None,
@@ -25,15 +26,19 @@ class PackedImages(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         image = np.array(self.array[self.rows[i]])  # a writable copy of the mapped row
         if self.augment is not None:
             image = self.augment(image=image)["image"]
             if image.ndim == 2:
                 image = image[:, :, None]
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        label = -1 if self.labels is None else int(self.labels[i])
-        return tensor, label
+        if self.labels is None:
+            return tensor, -1
+        label = self.labels[i]
+        if np.ndim(label):  # multilabel: a 0/1 row, the float target BCE expects
+            return tensor, torch.as_tensor(label, dtype=torch.float32)
+        return tensor, int(label)
 
 
 def load_packed(array_path: str | Path) -> np.ndarray:

@@ -88,10 +88,35 @@ def _warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
+class SmoothedBCEWithLogits(torch.nn.Module):
+    """Multilabel loss: binary cross-entropy per class, targets pulled ``smoothing / 2``
+    towards 0.5 (label smoothing's two-outcome form)."""
+
+    def __init__(self, smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets * (1.0 - self.smoothing) + 0.5 * self.smoothing
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+
+
+def task_loss(spec: TaskSpec, label_smoothing: float) -> torch.nn.Module:
+    """Cross-entropy over classes, or per-class binary cross-entropy for multilabel."""
+    if spec.is_multilabel:
+        return SmoothedBCEWithLogits(label_smoothing)
+    return torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+
+def to_probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    """Softmax over classes, or an independent sigmoid per class for multilabel."""
+    return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+
+
 @torch.no_grad()
 def predict_proba(
     model: torch.nn.Module, loader: DataLoader, device: torch.device, tta: list[str],
-    amp_dtype: torch.dtype | None = None,
+    amp_dtype: torch.dtype | None = None, multilabel: bool = False,
 ) -> np.ndarray:
     """Class probabilities, averaged over the TTA views."""
     model.eval()
@@ -104,7 +129,7 @@ def predict_proba(
         for name in tta:
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(apply_tta(images, name))
-            views.append(torch.softmax(logits.float(), dim=1))
+            views.append(to_probabilities(logits.float(), multilabel))
         out.append(torch.stack(views).mean(0).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
@@ -174,7 +199,7 @@ def train_fold(
         optimizer, _warmup_cosine(steps, int(settings.warmup_epochs * len(train_loader)))
     )
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    loss_fn = task_loss(spec, settings.label_smoothing)
 
     history, best_score, best_epoch, best_state = [], float("nan"), -1, None
     fit_start = time.perf_counter()
@@ -198,7 +223,8 @@ def train_fold(
             scheduler.step()
             total += loss.item() * len(targets)
             seen += len(targets)
-        proba = predict_proba(model, valid_loader, device, ["identity"], amp_dtype)
+        proba = predict_proba(model, valid_loader, device, ["identity"], amp_dtype,
+                              spec.is_multilabel)
         score = metric(y[valid_rows], proba)
         row = {
             "epoch": epoch + 1, "train_loss": total / max(1, seen),
@@ -226,9 +252,9 @@ def train_fold(
         )
     predict_start = time.perf_counter()
     model.load_state_dict(best_state)
-    oof = predict_proba(model, valid_loader, device, settings.tta, amp_dtype)
+    oof = predict_proba(model, valid_loader, device, settings.tta, amp_dtype, spec.is_multilabel)
     test = predict_proba(model, eval_loader(test_images, np.arange(len(test_images))), device,
-                         settings.tta, amp_dtype)
+                         settings.tta, amp_dtype, spec.is_multilabel)
     predict_seconds = time.perf_counter() - predict_start
 
     columns = spec.prediction_columns
