@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +15,9 @@ import torch
 
 from podium.errors import PodiumInputError
 from podium.task import TaskSpec
-from podium.train.augment import apply_tta, build_augmentation, check_tta
+from podium.train.augment import build_augmentation
 from podium.train.fit import FoldOutputs, TrainSettings, train_fold
-from podium.train.models import build_model
+from podium.train.heads import build_classifier
 
 SPEC = TaskSpec(task="multiclass", target="label", classes=("0", "1", "2"), metric="accuracy",
                 id_column="id")
@@ -46,7 +50,8 @@ def _packed_fold_inputs(root: Path, n_train: int = 48, n_test: int = 9) -> dict[
     return paths
 
 
-def _run(inputs: dict[str, Path], out: Path, **settings) -> dict:
+def _run(inputs: dict[str, Path], out: Path, resume_dir: Path | None = None,
+         **settings) -> dict:
     outputs = FoldOutputs(*(out / n for n in ("model.pt", "oof.parquet", "test.parquet",
                                               "history.csv", "metrics.json")))
     base = {"backbone": "resnet10t", "epochs": 2, "batch_size": 16, "tta": ["identity",
@@ -54,7 +59,7 @@ def _run(inputs: dict[str, Path], out: Path, **settings) -> dict:
     return train_fold(TrainSettings(**{**base, **settings}), SPEC, 1, inputs["train.npy"],
                       inputs["train_index.parquet"], inputs["test.npy"],
                       inputs["test_index.parquet"], inputs["folds.csv"],
-                      inputs["manifest.parquet"], outputs, threads=1)
+                      inputs["manifest.parquet"], outputs, threads=1, resume_dir=resume_dir)
 
 
 def test_train_fold_writes_every_output_and_is_deterministic(tmp_path):
@@ -75,7 +80,7 @@ def test_train_fold_writes_every_output_and_is_deterministic(tmp_path):
     assert {"train_loss", "valid_accuracy", "valid_logloss", "lr"} <= set(history.columns)
     assert summary["device"] == "cpu" and summary["n_valid"] == 24
     state = torch.load(tmp_path / "a/model.pt", weights_only=False)
-    assert state["backbone"] == "resnet10t" and state["in_chans"] == 1
+    assert state["settings"]["backbone"] == "resnet10t" and state["in_chans"] == 1
 
 
 def test_early_stopping_keeps_the_best_epoch(tmp_path):
@@ -86,25 +91,16 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert summary["best_epoch"] == int(history["valid_accuracy"].idxmax()) + 1
 
 
-def test_tta_flips():
-    batch = torch.arange(8.0).reshape(1, 1, 2, 4)
-    assert torch.equal(apply_tta(batch, "identity"), batch)
-    assert torch.equal(apply_tta(batch, "hflip")[0, 0, 0], torch.tensor([3.0, 2, 1, 0]))
-    assert torch.equal(apply_tta(batch, "vflip")[0, 0, 0], torch.tensor([4.0, 5, 6, 7]))
-    with pytest.raises(PodiumInputError, match="hflip"):
-        check_tta(["hflp"])
-
-
 def test_unknown_names_list_close_ones():
     with pytest.raises(PodiumInputError, match="resnet10t"):
-        build_model("resnet10", 3, 1)
+        build_classifier("resnet10", 3, 1)
     with pytest.raises(PodiumInputError, match="Affine"):
         build_augmentation({"transform": {"__class_fullname__": "Compose", "transforms": [
             {"__class_fullname__": "Afine"}]}}, 0)
 
 
 def test_model_in_chans_and_classes():
-    model = build_model("regnetx_002", 7, 1)
+    model = build_classifier("regnetx_002", 7, 1)
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 7)
 
 
@@ -140,3 +136,77 @@ def test_multilabel_fold_trains_on_sets_and_predicts_sigmoids(tmp_path):
     assert not np.allclose(proba.sum(axis=1), 1.0)
     assert summary["metric"] == "f1_macro"
     assert "valid_f1_macro" in pd.read_csv(outputs.history).columns
+
+
+RESUMABLE = {"epochs": 25, "patience": 100, "tta": ["identity"]}
+
+
+def test_sigterm_saves_the_epoch_and_a_rerun_resumes_to_the_same_result(tmp_path):
+    """A fold stopped by SIGTERM exits 143 with its last epoch saved; rerunning the same job
+    continues from there and ends with the predictions of an uninterrupted run."""
+    inputs = _packed_fold_inputs(tmp_path)
+    reference = _run(inputs, tmp_path / "reference", **RESUMABLE)
+    resume_dir = tmp_path / "resume"
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from test_train import RESUMABLE, _run
+inputs = {{k: Path(v) for k, v in {({k: str(v) for k, v in inputs.items()})!r}.items()}}
+_run(inputs, Path({str(tmp_path / "killed")!r}), resume_dir=Path({str(resume_dir)!r}),
+     **RESUMABLE)
+"""], stderr=subprocess.PIPE, text=True)
+    state = resume_dir / "state.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 143, stderr[-2000:]
+    assert "interrupted by SIGTERM" in stderr
+    saved = torch.load(state, weights_only=False)["epochs_done"]
+    assert 1 <= saved < RESUMABLE["epochs"]
+    assert not (tmp_path / "killed/oof.parquet").exists()  # outputs only when complete
+
+    summary = _run(inputs, tmp_path / "resumed", resume_dir=resume_dir, **RESUMABLE)
+    assert summary["resumed_from_epoch"] == saved
+    assert not state.exists()  # cleared once the outputs are written
+    history = pd.read_csv(tmp_path / "resumed/history.csv")
+    assert list(history["epoch"]) == list(range(1, RESUMABLE["epochs"] + 1))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "resumed/oof.parquet"),
+                                  pd.read_parquet(tmp_path / "reference/oof.parquet"))
+    assert summary["best_epoch"] == reference["best_epoch"]
+
+
+def test_nan_loss_stops_the_fold_and_keeps_the_last_good_epoch(tmp_path):
+    """Epoch 1 trains the head alone; epoch 2 unfreezes a backbone with an absurd learning
+    rate, so the loss overflows. The fold stops with a message and epoch 1 stays saved."""
+    inputs = _packed_fold_inputs(tmp_path)
+    resume_dir = tmp_path / "resume"
+    with pytest.raises(PodiumInputError) as info:
+        _run(inputs, tmp_path / "out", resume_dir=resume_dir, epochs=3, optimizer="sgd",
+             lr=0.01, freeze_backbone_epochs=1, backbone_lr_mult=1e30, tta=["identity"])
+    message = str(info.value)
+    assert "models.resnet10t fold 1: training stopped" in message
+    assert "nan" in message.lower() and "epoch 2" in message and "clip_grad_norm" in message
+    assert f"the state after epoch 1 is kept in {resume_dir / 'state.pt'}" in message
+    assert torch.load(resume_dir / "state.pt", weights_only=False)["epochs_done"] == 1
+    assert not (tmp_path / "out/oof.parquet").exists()
+
+
+@pytest.mark.parametrize("options", [
+    {"ema_decay": 0.9, "accumulate_steps": 2, "clip_grad_norm": 1.0},
+    {"schedule": "onecycle", "optimizer": "sgd", "lr": 0.05},
+    {"schedule": "plateau", "backbone_lr_mult": 0.1, "freeze_backbone_epochs": 1},
+    {"sampler": "class_aware", "loss": [{"name": "focal", "params": {"gamma": 2}},
+                                       {"name": "cross_entropy", "weight": 0.5}]},
+    {"pooling": "gem", "hidden": [32], "tta": ["d4"], "tta_scales": [1.0, 1.25],
+     "tta_merge": "geomean"},
+])
+def test_training_options_run_and_learn(tmp_path, options):
+    inputs = _packed_fold_inputs(tmp_path)
+    _run(inputs, tmp_path / "out", **{"epochs": 4, "batch_size": 8, "lr": 0.01, **options})
+    losses = pd.read_csv(tmp_path / "out/history.csv")["train_loss"]
+    assert losses.iloc[-1] < 0.5 * losses.iloc[0]  # the options still train the model
+    oof = pd.read_parquet(tmp_path / "out/oof.parquet")
+    np.testing.assert_allclose(oof[["p_0", "p_1", "p_2"]].sum(axis=1), 1.0, atol=1e-5)

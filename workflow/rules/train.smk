@@ -24,6 +24,9 @@ rule train_model:
         gpu=1,
     params:
         settings=lambda wildcards: config["models"][wildcards.model],
+        resume_dir=lambda wildcards: res(
+            f"resume/{wildcards.model}/fold{wildcards.fold}"
+        ),
         code=code("train", "metrics", "task"),
     script:
         "../scripts/train.py"

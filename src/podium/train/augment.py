@@ -1,4 +1,4 @@
-"""Augmentation pipelines from albumentations' own serialised form, and test-time flips."""
+"""Augmentation pipelines from albumentations' own serialised form (train and TTA)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import difflib
 from typing import Any
 
 import albumentations as A
-import torch
 from albumentations.core.serialization import SERIALIZABLE_REGISTRY
 
 from podium.errors import PodiumInputError
@@ -36,23 +35,3 @@ def build_augmentation(serialized: dict | None, seed: int) -> A.Compose | None:
     pipeline = A.from_dict(serialized)
     pipeline.set_random_seed(seed)
     return pipeline
-
-
-TTA_FLIPS: dict[str, tuple[int, ...]] = {"identity": (), "hflip": (3,), "vflip": (2,),
-                                         "hvflip": (2, 3)}
-
-
-def check_tta(names: list[str]) -> None:
-    """Fail early on a TTA name that is not registered."""
-    for name in names:
-        if name not in TTA_FLIPS:
-            raise PodiumInputError(
-                f"config key models.<name>.tta: unknown TTA {name!r}; "
-                f"known: {', '.join(TTA_FLIPS)}."
-            )
-
-
-def apply_tta(batch: torch.Tensor, name: str) -> torch.Tensor:
-    """Flip an ``N x C x H x W`` batch as the TTA name says."""
-    dims = TTA_FLIPS[name]
-    return torch.flip(batch, dims) if dims else batch

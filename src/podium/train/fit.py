@@ -1,17 +1,19 @@
 """Train one model on one fold and write its weights, OOF and test predictions.
 
 The fold's declared outputs are written only after training finishes, so Snakemake never sees
-a half-trained fold as done.
+a half-trained fold as done. Each epoch's state is saved outside the outputs (see
+:mod:`podium.train.resume`), so a killed fold continues from its last completed epoch. Every
+random stream is reseeded from (seed, fold, epoch) at the start of each epoch, which makes a
+resumed fold take the same path as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +24,54 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from podium.errors import PodiumInputError
-from podium.metrics import get_metric
+from podium.metrics import Metric, get_metric
 from podium.tables import write_csv, write_json, write_parquet
 from podium.task import TaskSpec
-from podium.train.augment import apply_tta, build_augmentation, check_tta
+from podium.train.augment import build_augmentation
 from podium.train.data import PackedImages, load_packed, normalize
-from podium.train.models import build_model
+from podium.train.heads import build_classifier
+from podium.train.losses import build_loss
+from podium.train.optim import LrSchedule, build_optimizer, set_backbone_frozen
+from podium.train.resume import ResumeStore, TrainingInterrupted, resume_key, stop_on_sigterm
+from podium.train.samplers import build_sampler
+from podium.train.tta import TtaView, build_tta, check_merge, merge_views
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """One entry of the config's ``models`` section."""
+    """One entry of the config's ``models`` section (see the schema for each key)."""
 
     backbone: str
     pretrained: bool = False
+    pooling: str = "avg"
+    hidden: list[int] = field(default_factory=list)
+    drop_rate: float = 0.0
     epochs: int = 15
     batch_size: int = 64
+    patience: int = 5
+    optimizer: str = "adamw"
     lr: float = 3e-3
     weight_decay: float = 0.05
+    momentum: float = 0.9
+    backbone_lr_mult: float = 1.0
+    freeze_backbone_epochs: int = 0
+    schedule: str = "cosine"
     warmup_epochs: float = 1.0
-    patience: int = 5
-    drop_rate: float = 0.0
-    label_smoothing: float = 0.0
+    plateau_patience: int = 2
+    plateau_factor: float = 0.5
+    cycle_epochs: float = 2.0
+    accumulate_steps: int = 1
+    clip_grad_norm: float | None = None
+    ema_decay: float | None = None
+    loss: str | dict | list | None = None
+    sampler: str | dict | None = None
     augment: dict | None = None
-    tta: list[str] = field(default_factory=lambda: ["identity"])
+    augment_after_epochs: int = 0
+    tta: list = field(default_factory=lambda: ["identity"])
+    tta_scales: list[float] = field(default_factory=lambda: [1.0])
+    tta_merge: str = "mean"
     seed: int = 0
 
     @classmethod
@@ -66,46 +90,25 @@ class FoldOutputs:
     metrics: Path
 
 
+class NonFiniteLoss(Exception):
+    """The training loss became NaN or infinite."""
+
+
 def seed_everything(seed: int) -> None:
     """Same seed, same config, same CPU: the same predictions."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
+def epoch_seed(settings: TrainSettings, fold: int, epoch: int) -> int:
+    """The seed of every random stream in one epoch of one fold."""
+    return settings.seed * 1_000_003 + fold * 10_007 + epoch
+
+
 def pick_device() -> torch.device:
-    """CUDA when there is a GPU, else the CPU."""
+    """CUDA when there is a GPU (the one podium pinned this job to), else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _warmup_cosine(total_steps: int, warmup_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-class SmoothedBCEWithLogits(torch.nn.Module):
-    """Multilabel loss: binary cross-entropy per class, targets pulled ``smoothing / 2``
-    towards 0.5 (label smoothing's two-outcome form)."""
-
-    def __init__(self, smoothing: float = 0.0) -> None:
-        super().__init__()
-        self.smoothing = smoothing
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        targets = targets * (1.0 - self.smoothing) + 0.5 * self.smoothing
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-
-
-def task_loss(spec: TaskSpec, label_smoothing: float) -> torch.nn.Module:
-    """Cross-entropy over classes, or per-class binary cross-entropy for multilabel."""
-    if spec.is_multilabel:
-        return SmoothedBCEWithLogits(label_smoothing)
-    return torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
 
 def to_probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
@@ -113,25 +116,175 @@ def to_probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
     return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
 
+@dataclass
+class Runtime:
+    """The device and precision a fold runs with."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    loader_args: dict
+
+    @classmethod
+    def detect(cls, threads: int) -> Runtime:
+        device = pick_device()
+        cuda = device.type == "cuda"
+        amp = (torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else
+               torch.float16 if cuda else None)
+        return cls(device, amp, {"num_workers": max(0, threads - 1) if cuda else 0,
+                                 "pin_memory": cuda})
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        """Transfer, scale to [-1, 1] on the device, channels_last on CUDA."""
+        images = normalize(images.to(self.device, non_blocking=True))
+        return images.contiguous(memory_format=torch.channels_last) if self.cuda else images
+
+
 @torch.no_grad()
 def predict_proba(
-    model: torch.nn.Module, loader: DataLoader, device: torch.device, tta: list[str],
-    amp_dtype: torch.dtype | None = None, multilabel: bool = False,
+    model: torch.nn.Module, array: np.ndarray, rows: np.ndarray, runtime: Runtime,
+    views: list[TtaView], batch_size: int, multilabel: bool, merge: str = "mean",
 ) -> np.ndarray:
-    """Class probabilities, averaged over the TTA views."""
+    """Class probabilities of ``array[rows]``, merged over the TTA views. Named views run on
+    the device per batch; albumentations views get their own pass through the loader."""
     model.eval()
-    out = []
-    for images, _ in loader:
-        images = normalize(images.to(device, non_blocking=True))
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        views = []
-        for name in tta:
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(apply_tta(images, name))
-            views.append(to_probabilities(logits.float(), multilabel))
-        out.append(torch.stack(views).mean(0).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0))
+    per_view = []
+    for view in views:
+        augment = build_augmentation(view.pipeline, 0) if view.pipeline else None
+        loader = DataLoader(PackedImages(array, rows, augment=augment), batch_size=batch_size,
+                            **runtime.loader_args)
+        out = []
+        for images, _ in loader:
+            with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype,
+                                enabled=runtime.amp_dtype is not None):
+                logits = model(view.apply(runtime.batch(images)))
+            out.append(to_probabilities(logits.float(), multilabel).cpu())
+        per_view.append(torch.cat(out) if out else torch.zeros(0))
+    if not len(rows):
+        return np.zeros((0, 0))
+    return merge_views(per_view, merge, multilabel).numpy()
+
+
+def _labels_of(spec: TaskSpec, manifest_path: str | Path, ids: pd.Series) -> np.ndarray:
+    manifest = pd.read_parquet(manifest_path, columns=["id", spec.target])
+    labels_by_id = dict(zip(manifest["id"], manifest[spec.target], strict=True))
+    return spec.encode(ids.map(labels_by_id))
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _sampler_config(sampler: str | dict | None) -> tuple[str | None, dict]:
+    if isinstance(sampler, dict):
+        return sampler.get("name"), dict(sampler.get("params") or {})
+    return sampler, {}
+
+
+class FoldTrainer:
+    """One fold's model, optimiser, schedule, loss and loaders, trained epoch by epoch."""
+
+    def __init__(self, settings: TrainSettings, spec: TaskSpec, metric: Metric,
+                 train_images: np.ndarray, train_rows: np.ndarray, y_train: np.ndarray,
+                 in_chans: int, runtime: Runtime, fold: int, name: str) -> None:
+        self.settings, self.spec, self.metric = settings, spec, metric
+        self.runtime, self.fold = runtime, fold
+        self.model = build_classifier(
+            settings.backbone, spec.n_classes, in_chans, settings.pretrained,
+            pooling=settings.pooling, dropout=settings.drop_rate, hidden=list(settings.hidden),
+        ).to(runtime.device)
+        if runtime.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = build_loss(settings.loss, spec, key=f"models.{name}.loss").to(
+            runtime.device)
+        self.augment = build_augmentation(settings.augment, settings.seed + fold)
+        self.dataset = PackedImages(train_images, train_rows, y_train, self.augment)
+        self.generator = torch.Generator()
+        name, params = _sampler_config(settings.sampler)
+        self.sampler = build_sampler(name, y_train, self.generator, **params)
+        self.loader = DataLoader(
+            self.dataset, batch_size=settings.batch_size, shuffle=self.sampler is None,
+            sampler=self.sampler, drop_last=len(train_rows) > settings.batch_size,
+            generator=self.generator, **runtime.loader_args,
+        )
+        self.optimizer = build_optimizer(self.model, settings.optimizer, settings.lr,
+                                         settings.weight_decay, settings.backbone_lr_mult,
+                                         settings.momentum)
+        self.steps_per_epoch = math.ceil(len(self.loader) / settings.accumulate_steps)
+        self.schedule = LrSchedule(
+            self.optimizer, settings.schedule, settings.epochs, self.steps_per_epoch,
+            settings.warmup_epochs, metric.greater_is_better, settings.plateau_patience,
+            settings.plateau_factor, settings.cycle_epochs)
+        self.scaler = torch.amp.GradScaler(enabled=runtime.amp_dtype == torch.float16)
+        self.ema = None
+        if settings.ema_decay:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(self.model, decay=settings.ema_decay)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The EMA weights when EMA is on (what gets validated and saved), else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+                "ema": self.ema.module.state_dict() if self.ema is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["ema"])
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training rows; returns the mean loss."""
+        settings = self.settings
+        seed = epoch_seed(settings, self.fold, epoch)
+        torch.manual_seed(seed)
+        self.generator.manual_seed(seed)
+        augmenting = self.augment is not None and epoch >= settings.augment_after_epochs
+        self.dataset.augment = self.augment if augmenting else None
+        if augmenting:
+            self.augment.set_random_seed(seed)
+        set_backbone_frozen(self.model, epoch < settings.freeze_backbone_epochs)
+        self.model.train()
+        total, seen = 0.0, 0
+        bar = tqdm(self.loader, desc=f"fold {self.fold} epoch {epoch + 1}/{settings.epochs}",
+                   mininterval=10, leave=False)
+        self.optimizer.zero_grad(set_to_none=True)
+        for step, (images, targets) in enumerate(bar):
+            images = self.runtime.batch(images)
+            targets = targets.to(self.runtime.device, non_blocking=True)
+            with torch.autocast(self.runtime.device.type, dtype=self.runtime.amp_dtype,
+                                enabled=self.runtime.amp_dtype is not None):
+                loss = self.loss_fn(self.model(images), targets)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"the loss is {loss.item()} at epoch {epoch + 1}, "
+                                    f"batch {step + 1}")
+            self.scaler.scale(loss / settings.accumulate_steps).backward()
+            if (step + 1) % settings.accumulate_steps == 0 or step + 1 == len(self.loader):
+                self._optimizer_step()
+            total += loss.item() * len(targets)
+            seen += len(targets)
+        return total / max(1, seen)
+
+    def _optimizer_step(self) -> None:
+        if self.settings.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.after_step()
+        if self.ema is not None:
+            self.ema.update(self.model)
 
 
 def train_fold(
@@ -146,20 +299,27 @@ def train_fold(
     manifest_path: str | Path,
     outputs: FoldOutputs,
     threads: int = 1,
+    resume_dir: str | Path | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Fit on every fold but ``fold``, early-stop on the metric, predict OOF and test."""
-    check_tta(settings.tta)
-    seed_everything(settings.seed + fold)
+    """Fit on every fold but ``fold``, early-stop on the metric, predict OOF and test.
+
+    With ``resume_dir`` each completed epoch is saved there and a rerun of the same job
+    continues from it; the state is removed once the outputs are written."""
+    name = name or settings.backbone
+    views = build_tta(settings.tta, settings.tta_scales)
+    check_merge(settings.tta_merge)
+    if settings.accumulate_steps < 1:
+        raise PodiumInputError(f"config key models.{name}.accumulate_steps must be >= 1.")
+    seed_everything(epoch_seed(settings, fold, 0))
     torch.set_num_threads(max(1, threads))
-    device = pick_device()
+    runtime = Runtime.detect(threads)
     metric = get_metric(spec.metric)
 
-    manifest = pd.read_parquet(manifest_path, columns=["id", spec.target])
-    labels_by_id = dict(zip(manifest["id"], manifest[spec.target], strict=True))
     index = pd.read_parquet(train_index)
     folds = pd.read_csv(folds_csv, dtype={"id": str})
     index = index.merge(folds, on="id", how="left", validate="one_to_one")
-    y = spec.encode(index["id"].map(labels_by_id))
+    y = _labels_of(spec, manifest_path, index["id"])
     # Images missing from folds.csv were left out by dedup.drop: never trained or validated.
     in_folds = index["fold"].notna().to_numpy()
     is_valid = (index["fold"] == fold).to_numpy()
@@ -170,111 +330,118 @@ def train_fold(
     test_images = load_packed(test_array)
     test_ids = pd.read_parquet(test_index)["id"]
     in_chans = train_images.shape[3]
+    trainer = FoldTrainer(settings, spec, metric, train_images, train_rows, y[train_rows],
+                          in_chans, runtime, fold, name)
+    eval_batch = settings.batch_size * 2
+    store = None
+    if resume_dir is not None:
+        store = ResumeStore(resume_dir, resume_key(
+            {"settings": asdict(settings), "task": asdict(spec), "fold": fold, "name": name},
+            [train_array, train_index, folds_csv, manifest_path]))
 
-    model = build_model(settings.backbone, spec.n_classes, in_chans, settings.pretrained,
-                        settings.drop_rate).to(device)
-    cuda = device.type == "cuda"
-    amp_dtype = (torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else
-                 torch.float16 if cuda else None)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    augment = build_augmentation(settings.augment, settings.seed + fold)
-    loader_args = {"num_workers": max(0, threads - 1) if cuda else 0, "pin_memory": cuda}
-    generator = torch.Generator().manual_seed(settings.seed + fold)
-    train_loader = DataLoader(
-        PackedImages(train_images, train_rows, y[train_rows], augment),
-        batch_size=settings.batch_size, shuffle=True,
-        drop_last=len(train_rows) > settings.batch_size, generator=generator, **loader_args,
-    )
+    history: list[dict] = []
+    best_score, best_epoch, best_state = float("nan"), -1, None
+    start_epoch = 0
+    saved = store.load() if store is not None else None
+    if saved is not None:
+        trainer.load_state_dict(saved["trainer"])
+        history, best_score = saved["history"], saved["best_score"]
+        best_epoch, best_state = saved["best_epoch"], saved["best_state"]
+        start_epoch = saved["epochs_done"]
+        log.info("resuming %s fold %d from epoch %d of %d (state %s)", name, fold,
+                 start_epoch, settings.epochs, store.path)
 
-    def eval_loader(array: np.ndarray, rows: np.ndarray) -> DataLoader:
-        return DataLoader(PackedImages(array, rows), batch_size=settings.batch_size * 2,
-                          **loader_args)
-
-    valid_loader = eval_loader(train_images, valid_rows)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr,
-                                  weight_decay=settings.weight_decay)
-    steps = settings.epochs * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _warmup_cosine(steps, int(settings.warmup_epochs * len(train_loader)))
-    )
-    scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
-    loss_fn = task_loss(spec, settings.label_smoothing)
-
-    history, best_score, best_epoch, best_state = [], float("nan"), -1, None
     fit_start = time.perf_counter()
-    for epoch in range(settings.epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        total, seen = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{settings.epochs}", mininterval=10,
-                   leave=False)
-        for images, targets in bar:
-            images = normalize(images.to(device, non_blocking=True))
-            if cuda:
-                images = images.contiguous(memory_format=torch.channels_last)
-            targets = targets.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = loss_fn(model(images), targets)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            total += loss.item() * len(targets)
-            seen += len(targets)
-        proba = predict_proba(model, valid_loader, device, ["identity"], amp_dtype,
-                              spec.is_multilabel)
-        score = metric(y[valid_rows], proba)
-        row = {
-            "epoch": epoch + 1, "train_loss": total / max(1, seen),
-            "valid_logloss": get_metric("logloss")(y[valid_rows], proba),
-            f"valid_{metric.name}": score, "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - epoch_start,
-        }
-        history.append(row)
-        log.info("fold %d epoch %d/%d train_loss %.4f valid_%s %.4f (%.1fs)", fold, epoch + 1,
-                 settings.epochs, row["train_loss"], metric.name, score, row["seconds"])
-        if metric.is_better(score, best_score):
-            best_score, best_epoch = score, epoch + 1
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch + 1 - best_epoch >= settings.patience:
-            log.info("early stop: no better valid_%s for %d epochs", metric.name,
-                     settings.patience)
-            break
+    stopped_early = saved is not None and saved.get("stopped_early", False)
+    try:
+        with stop_on_sigterm():
+            for epoch in range(start_epoch, settings.epochs):
+                if stopped_early:
+                    break
+                epoch_start = time.perf_counter()
+                train_loss = trainer.train_epoch(epoch)
+                proba = predict_proba(trainer.eval_model, train_images, valid_rows, runtime,
+                                      [TtaView("identity")], eval_batch, spec.is_multilabel)
+                if not np.isfinite(proba).all():
+                    raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
+                score = metric(y[valid_rows], proba)
+                trainer.schedule.after_epoch(score)
+                row = {
+                    "epoch": epoch + 1, "train_loss": train_loss,
+                    "valid_logloss": get_metric("logloss")(y[valid_rows], proba),
+                    f"valid_{metric.name}": score,
+                    "lr": trainer.optimizer.param_groups[-1]["lr"],
+                    "backbone_frozen": epoch < settings.freeze_backbone_epochs,
+                    "seconds": time.perf_counter() - epoch_start,
+                }
+                history.append(row)
+                log.info("fold %d epoch %d/%d train_loss %.4f valid_%s %.4f lr %.2e (%.1fs)",
+                         fold, epoch + 1, settings.epochs, train_loss, metric.name, score,
+                         row["lr"], row["seconds"])
+                if metric.is_better(score, best_score):
+                    best_score, best_epoch = score, epoch + 1
+                    best_state = _cpu_state(trainer.eval_model)
+                elif epoch + 1 - best_epoch >= settings.patience:
+                    log.info("early stop: no better valid_%s for %d epochs", metric.name,
+                             settings.patience)
+                    stopped_early = True
+                if store is not None:
+                    store.save({"trainer": trainer.state_dict(), "history": history,
+                                "best_score": best_score, "best_epoch": best_epoch,
+                                "best_state": best_state, "epochs_done": epoch + 1,
+                                "stopped_early": stopped_early})
+    except NonFiniteLoss as err:
+        kept = (f"the state after epoch {len(history)} is kept in {store.path}"
+                if store is not None and history else "no epoch had completed")
+        raise PodiumInputError(
+            f"models.{name} fold {fold}: training stopped, {err}; {kept}. Lower lr, set "
+            "clip_grad_norm, or check the images and labels."
+        ) from None
+    except TrainingInterrupted:
+        where = (f"epoch {len(history)} is saved in {store.path}; rerun to continue"
+                 if store is not None else "no resume folder was given")
+        log.warning("%s fold %d interrupted by SIGTERM: %s", name, fold, where)
+        raise SystemExit(143) from None
     fit_seconds = time.perf_counter() - fit_start
 
     if best_state is None:
         raise PodiumInputError(
-            f"models.{settings.backbone}: fold {fold} produced no finite validation "
-            f"{metric.name} in {len(history)} epochs (see history in the log); lower lr or "
-            "check the labels."
+            f"models.{name}: fold {fold} produced no finite validation {metric.name} in "
+            f"{len(history)} epochs (see history in the log); lower lr or check the labels."
         )
     predict_start = time.perf_counter()
+    model = trainer.eval_model
     model.load_state_dict(best_state)
-    oof = predict_proba(model, valid_loader, device, settings.tta, amp_dtype, spec.is_multilabel)
-    test = predict_proba(model, eval_loader(test_images, np.arange(len(test_images))), device,
-                         settings.tta, amp_dtype, spec.is_multilabel)
+    oof = predict_proba(model, train_images, valid_rows, runtime, views, eval_batch,
+                        spec.is_multilabel, settings.tta_merge)
+    test = predict_proba(model, test_images, np.arange(len(test_images)), runtime, views,
+                         eval_batch, spec.is_multilabel, settings.tta_merge)
     predict_seconds = time.perf_counter() - predict_start
 
     columns = spec.prediction_columns
     outputs.weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": best_state, "backbone": settings.backbone,
+    torch.save({"state_dict": best_state, "settings": asdict(settings),
                 "num_classes": spec.n_classes, "in_chans": in_chans}, outputs.weights)
     write_parquet(pd.concat([index.loc[valid_rows, ["id"]].reset_index(drop=True),
                              pd.DataFrame(oof, columns=columns)], axis=1), outputs.oof)
     write_parquet(pd.concat([test_ids.reset_index(drop=True),
                              pd.DataFrame(test, columns=columns)], axis=1), outputs.test)
     write_csv(pd.DataFrame(history), outputs.history)
+    epochs_run = len(history) - start_epoch
     summary = {
         "fold": fold, "metric": metric.name, "best_epoch": best_epoch,
         "best_valid_score": best_score, "oof_score_tta": metric(y[valid_rows], oof),
-        "tta": settings.tta, "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
-        "device": str(device), "threads": threads, "fit_seconds": fit_seconds,
+        "tta": [v.name for v in views], "tta_merge": settings.tta_merge,
+        "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
+        "device": str(runtime.device), "amp": str(runtime.amp_dtype), "threads": threads,
+        "resumed_from_epoch": start_epoch, "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
-        "train_images_per_second": len(train_rows) * len(history) / fit_seconds,
+        "train_images_per_second": len(train_rows) * epochs_run / max(fit_seconds, 1e-9),
     }
     write_json(summary, outputs.metrics)
+    if store is not None:
+        store.clear()
     log.info("fold %d done: best %s %.4f at epoch %d, OOF with TTA %.4f", fold, metric.name,
              best_score, best_epoch, summary["oof_score_tta"])
     return summary
+

@@ -1,0 +1,70 @@
+"""A real snakemake run whose training jobs are killed with SIGKILL mid-way: the next
+`snakemake` call resumes each fold from its last saved epoch instead of starting over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 30
+
+
+def _training_job_pids(root: Path) -> list[int]:
+    """Processes running this workflow copy's train script (Snakemake runs it by path)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(root) in cmdline and "train.py" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_sigkilled_training_resumes_from_its_last_epoch(workflow):
+    workflow.config["competition"]["embedded_max_images"] = 200
+    workflow.config["models"] = {"resnet10t": {
+        "backbone": "resnet10t", "epochs": EPOCHS, "patience": EPOCHS, "batch_size": 32}}
+    workflow.write_config()
+    state = workflow.results / "resume/resnet10t/fold0/state.pt"
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2"],
+                           cwd=workflow.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    deadline = time.monotonic() + 300
+    while not state.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed = _training_job_pids(workflow.root)
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    output, _ = run.communicate(timeout=300)
+    assert killed and state.exists(), output[-3000:]
+    assert run.returncode != 0  # the killed jobs failed; Snakemake removed their outputs
+    fold_dir = workflow.results / "models/resnet10t/fold0"
+    assert not (fold_dir / "oof.parquet").exists()
+    saved = torch.load(state, weights_only=False)["epochs_done"]
+    assert 1 <= saved < EPOCHS
+
+    workflow.snakemake()  # the next plain call finishes the job
+
+    log = (workflow.results / "logs/train_model/resnet10t_fold0.log").read_text()
+    assert f"resuming resnet10t fold 0 from epoch {saved} of {EPOCHS}" in log
+    history = pd.read_csv(fold_dir / "history.csv")
+    assert list(history["epoch"]) == list(range(1, EPOCHS + 1))
+    metrics = json.loads((fold_dir / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == saved
+    assert not state.exists()
+    assert (workflow.results / "submission.csv").exists()
