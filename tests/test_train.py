@@ -8,15 +8,18 @@ import sys
 import time
 from pathlib import Path
 
+import albumentations as A
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from podium.errors import PodiumInputError
+from podium.metrics import get_metric
 from podium.task import TaskSpec
 from podium.train.augment import build_augmentation
-from podium.train.fit import FoldOutputs, TrainSettings, train_fold
+from podium.train.data import PackedImages
+from podium.train.fit import FoldOutputs, FoldTrainer, Runtime, TrainSettings, train_fold
 from podium.train.heads import build_classifier
 
 SPEC = TaskSpec(task="multiclass", target="label", classes=("0", "1", "2"), metric="accuracy",
@@ -210,3 +213,37 @@ def test_training_options_run_and_learn(tmp_path, options):
     assert losses.iloc[-1] < 0.5 * losses.iloc[0]  # the options still train the model
     oof = pd.read_parquet(tmp_path / "out/oof.parquet")
     np.testing.assert_allclose(oof[["p_0", "p_1", "p_2"]].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_competition_augmentations_run_from_their_serialised_form():
+    """D4, HSV, CLAHE, noise, elastic and perspective, written as albumentations.to_dict
+    writes them, deserialise and run on packed uint8 rows of 1 and 3 channels."""
+    pipeline = A.Compose([A.D4(p=1.0), A.HueSaturationValue(p=1.0), A.CLAHE(p=1.0),
+                          A.GaussNoise(p=1.0), A.ElasticTransform(p=1.0),
+                          A.Perspective(p=1.0)])
+    augment = build_augmentation(A.to_dict(pipeline), seed=0)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (4, 24, 24, 3), dtype=np.uint8)
+    images = PackedImages(rgb, np.arange(4), np.zeros(4), augment)
+    out = torch.stack([images[i][0] for i in range(4)])
+    assert out.shape == (4, 3, 24, 24) and out.dtype == torch.uint8
+    assert not torch.equal(out, torch.from_numpy(rgb.transpose(0, 3, 1, 2)))
+    gray = build_augmentation(A.to_dict(A.Compose([A.D4(p=1.0), A.CLAHE(p=1.0),
+                                                   A.GaussNoise(p=1.0)])), seed=0)
+    assert PackedImages(rgb[:, :, :, :1].copy(), np.arange(4), augment=gray)[0][0].shape == (
+        1, 24, 24)
+
+
+def test_augmentation_waits_for_its_first_epoch(tmp_path):
+    inputs = _packed_fold_inputs(tmp_path)
+    flip = {"transform": {"__class_fullname__": "Compose", "transforms": [
+        {"__class_fullname__": "HorizontalFlip", "p": 1.0}]}}
+    settings = TrainSettings(backbone="resnet10t", epochs=3, batch_size=16, augment=flip,
+                             augment_after_epochs=2)
+    array = np.load(inputs["train.npy"])
+    trainer = FoldTrainer(settings, SPEC, get_metric("accuracy"), array, np.arange(48),
+                          np.arange(48) % 3, 1, Runtime.detect(1), 0, "test")
+    trainer.train_epoch(0)
+    assert trainer.dataset.augment is None
+    trainer.train_epoch(2)
+    assert trainer.dataset.augment is trainer.augment

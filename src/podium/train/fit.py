@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -434,6 +435,7 @@ def train_fold(
         "tta": [v.name for v in views], "tta_merge": settings.tta_merge,
         "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
         "device": str(runtime.device), "amp": str(runtime.amp_dtype), "threads": threads,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "resumed_from_epoch": start_epoch, "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
         "train_images_per_second": len(train_rows) * epochs_run / max(fit_seconds, 1e-9),
