@@ -41,7 +41,7 @@ def test_stacker_oof_ignores_held_out_labels(library):
     test_features = features[:7]
     params = {"lightgbm": {"n_estimators": 20, "min_child_samples": 3},
               "xgboost": {"n_estimators": 20}, "catboost": {"iterations": 20},
-              "logistic": {}}[library]
+              "linear": {}, "logistic": {}}[library]
 
     def fit(y):
         return stack_out_of_fold(lambda: make_stacker(library, params, 0, 1), features, y,
@@ -188,3 +188,24 @@ def test_multilabel_leak_labels_copy_the_whole_set():
     out = apply_leak_labels(predictions, leaks, MULTILABEL)
     assert out.loc[0, ["p_a", "p_b", "p_c"]].tolist() == [1.0, 0.0, 1.0]
     assert out.loc[1, ["p_a", "p_b", "p_c"]].tolist() == [0.2, 0.2, 0.2]
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "linear"])
+def test_value_stackers_regress_without_own_labels(library):
+    """Regression and ordinal targets get regressors with one pred column, fold by fold."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=90)
+    fold = np.arange(90) % 3
+    features = np.stack([y + rng.normal(0, 0.3, 90), y + rng.normal(0, 0.5, 90)], axis=1)
+
+    def fit(target):
+        params = {"n_estimators": 30, "min_child_samples": 3} if library == "lightgbm" else {}
+        return stack_out_of_fold(lambda: make_stacker(library, params, 0, 1, regression=True),
+                                 features, target, fold, features[:4], 1)
+
+    oof, test = fit(y)
+    assert oof.shape == (90, 1) and test.shape == (4, 1)
+    assert np.corrcoef(oof[:, 0], y)[0, 1] > 0.8
+    shifted = y.copy()
+    shifted[fold == 0] += 5.0
+    np.testing.assert_array_equal(fit(shifted)[0][fold == 0], oof[fold == 0])

@@ -304,6 +304,34 @@ def test_multilabel_label_outside_classes_names_line(comp: Path, tmp_path: Path)
     assert "train.csv line 5: label 'bird' is not one of the classes" in message
 
 
+def test_ordinal_grades_and_regression_values(comp: Path, tmp_path: Path) -> None:
+    edit_csv(comp / "train.csv", lambda f: f.assign(label=f["label"] + ".0"))
+    manifest = ingest(comp, tmp_path, task="ordinal", metric="qwk")
+    spec = TaskSpec.load(outputs(tmp_path)[1])
+    assert spec.classes == tuple(str(d) for d in range(10)) and spec.prediction_columns == ["pred"]
+    train = manifest[manifest["split"] == "train"]
+    assert not train["label"].str.contains(".", regex=False).any()  # "3.0" -> "3"
+    ingest(comp, tmp_path / "regression", task="regression", metric="rmse")
+    assert TaskSpec.load(outputs(tmp_path / "regression")[1]).classes == ()
+
+
+def test_bad_value_targets_name_their_lines(comp: Path, tmp_path: Path) -> None:
+    def spoil(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[2, "label"] = "2.5"
+        frame.loc[4, "label"] = "high"
+        return frame
+
+    edit_csv(comp / "train.csv", spoil)
+    message = ingest_fails(comp, tmp_path, task="ordinal", metric="qwk")
+    assert "train.csv line 4: target '2.5' in column 'label' is not a whole-number grade" in message
+    assert "train.csv line 6: target 'high'" in message
+    message = ingest_fails(comp, tmp_path, task="regression", metric="rmse")
+    assert "line 6: target 'high' in column 'label' is not a finite number" in message
+    assert "line 4" not in message  # 2.5 is a fine regression target
+    message = ingest_fails(comp, tmp_path, task="regression", metric="accuracy")
+    assert "competition.metric" in message and "rmse" in message
+
+
 # --- broken tables ----------------------------------------------------------------------------
 
 

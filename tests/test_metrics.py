@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import cohen_kappa_score, log_loss, roc_auc_score
 
 from podium.errors import PodiumInputError
 from podium.metrics import METRICS, get_metric
@@ -20,7 +20,7 @@ def test_registry_names_and_directions() -> None:
     directions = {name: metric.greater_is_better for name, metric in METRICS.items()}
     assert directions == {
         "accuracy": True, "logloss": False, "auc": True, "f1_macro": True, "f1_micro": True,
-        "qwk": True,
+        "qwk": True, "rmse": False, "mae": False,
     }
     for name, metric in METRICS.items():
         assert metric.name == name
@@ -163,3 +163,23 @@ def test_multilabel_auc_skips_classes_without_both_outcomes() -> None:
     y = np.array([[1, 0], [1, 1], [1, 0]])  # class 0 is always present: no AUC for it
     proba = np.array([[0.2, 0.1], [0.3, 0.9], [0.1, 0.4]])
     assert get_metric("auc")(y, proba) == pytest.approx(1.0)
+
+
+def test_value_metrics_and_ordinal_rounding() -> None:
+    y = np.array([0.0, 1.0, 2.0, 4.0])
+    pred = np.array([[0.2], [1.4], [2.6], [3.0]])
+    assert get_metric("rmse")(y, pred) == pytest.approx(np.sqrt((0.04 + 0.16 + 0.36 + 1) / 4))
+    assert get_metric("mae")(y, pred) == pytest.approx((0.2 + 0.4 + 0.6 + 1.0) / 4)
+    # grades: rint -> 0, 1, 3, 3 (clipped to the truth's range): two of four exact
+    assert get_metric("accuracy")(y, pred) == pytest.approx(0.5)
+    assert get_metric("qwk")(y, pred) == pytest.approx(
+        cohen_kappa_score([0, 1, 2, 4], [0, 1, 3, 3], weights="quadratic"))
+    assert get_metric("qwk")(y, np.array([[-3.0], [1.0], [2.0], [9.0]])) == pytest.approx(1.0)
+
+
+def test_metric_must_fit_the_task() -> None:
+    from podium.metrics import check_metric_for_task
+
+    check_metric_for_task("qwk", "ordinal")
+    with pytest.raises(PodiumInputError, match="does not score regression.*mae, rmse"):
+        check_metric_for_task("accuracy", "regression")

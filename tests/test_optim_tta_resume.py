@@ -162,17 +162,19 @@ def test_scales_and_pipelines_and_bad_names():
 def test_mean_and_geometric_mean_merges():
     a = torch.tensor([[0.8, 0.2]])
     b = torch.tensor([[0.2, 0.8]])
-    assert torch.allclose(merge_views([a, b], "mean", False), torch.tensor([[0.5, 0.5]]))
-    assert torch.allclose(merge_views([a, b], "geomean", False), torch.tensor([[0.5, 0.5]]))
+    assert torch.allclose(merge_views([a, b], "mean", "softmax"), torch.tensor([[0.5, 0.5]]))
+    assert torch.allclose(merge_views([a, b], "geomean", "softmax"), torch.tensor([[0.5, 0.5]]))
     c = torch.tensor([[0.9, 0.1]])
     d = torch.tensor([[0.1, 0.9]])
-    geo = merge_views([a, c], "geomean", False)
+    geo = merge_views([a, c], "geomean", "softmax")
     assert math.isclose(float(geo.sum()), 1.0, rel_tol=1e-6)
     # multilabel: no renormalisation, geometric mean per class
     multi = merge_views([torch.tensor([[0.9, 0.4]]), torch.tensor([[0.1, 0.4]])], "geomean",
-                        True)
+                        "sigmoid")
     assert torch.allclose(multi, torch.tensor([[0.3, 0.4]]))
-    assert merge_views([c, d], "geomean", False)[0, 0] == pytest.approx(0.5)
+    assert merge_views([c, d], "geomean", "softmax")[0, 0] == pytest.approx(0.5)
+    values = [torch.tensor([[-1.0]]), torch.tensor([[3.0]])]  # regression: always the mean
+    assert merge_views(values, "geomean", "value")[0, 0] == pytest.approx(1.0)
 
 
 def test_resume_key_follows_settings_and_inputs(tmp_path):

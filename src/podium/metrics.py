@@ -2,8 +2,10 @@
 
 Every metric takes the encoded truth (class index per row for binary and multiclass, an
 ``n_rows x n_classes`` 0/1 matrix for multilabel) and the probability matrix
-``(n_rows, n_classes)`` that the models write, so every stage scores the same way. A 2-D truth
-means multilabel: each class is then an independent yes/no at ``MULTILABEL_THRESHOLD``.
+``(n_rows, n_classes)`` that the models write (one ``pred`` column for regression and
+ordinal), so every stage scores the same way. A 2-D truth means multilabel: each class is then
+an independent yes/no at ``MULTILABEL_THRESHOLD``; a single prediction column is a value
+(rmse, mae), rounded to the nearest grade for qwk and accuracy.
 Look a metric up by its config name with :func:`get_metric`.
 """
 
@@ -44,8 +46,16 @@ def _multilabel(y: np.ndarray) -> bool:
     return y.ndim == 2
 
 
+def _values(p: np.ndarray) -> bool:
+    """One prediction column: a regression or ordinal value rather than probabilities."""
+    return p.ndim == 2 and p.shape[1] == 1
+
+
 def _predicted(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Hard predictions: the argmax class, or for multilabel the 0/1 matrix at 0.5."""
+    """Hard predictions: the argmax class, for multilabel the 0/1 matrix at 0.5, and for a
+    value column the nearest grade within the range of the truth (ordinal)."""
+    if _values(p):
+        return np.clip(np.rint(p[:, 0]), y.min(), y.max()).astype(int)
     return (p >= MULTILABEL_THRESHOLD).astype(int) if _multilabel(y) else p.argmax(axis=1)
 
 
@@ -81,7 +91,16 @@ def _f1(average: str) -> Callable[[np.ndarray, np.ndarray], float]:
 
 
 def _qwk(y: np.ndarray, p: np.ndarray) -> float:
-    return skm.cohen_kappa_score(y, p.argmax(axis=1), weights="quadratic")
+    return skm.cohen_kappa_score(np.asarray(y).astype(int), _predicted(y, p),
+                                 weights="quadratic")
+
+
+def _rmse(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((p[:, 0] - y) ** 2)))
+
+
+def _mae(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(np.abs(p[:, 0] - y)))
 
 
 METRICS: dict[str, Metric] = {
@@ -93,8 +112,29 @@ METRICS: dict[str, Metric] = {
         Metric("f1_macro", _f1("macro"), True),
         Metric("f1_micro", _f1("micro"), True),
         Metric("qwk", _qwk, True),
+        Metric("rmse", _rmse, False),
+        Metric("mae", _mae, False),
     )
 }
+
+
+_CLASSES = ("binary", "multiclass", "multilabel")
+METRIC_TASKS: dict[str, tuple[str, ...]] = {
+    "accuracy": (*_CLASSES, "ordinal"), "logloss": _CLASSES, "auc": _CLASSES,
+    "f1_macro": _CLASSES, "f1_micro": _CLASSES, "qwk": ("binary", "multiclass", "ordinal"),
+    "rmse": ("regression", "ordinal"), "mae": ("regression", "ordinal"),
+}
+
+
+def check_metric_for_task(name: str, task: str) -> None:
+    """Fail early when the competition metric cannot score the task's predictions."""
+    get_metric(name)
+    if task not in METRIC_TASKS[name]:
+        fitting = sorted(m for m, tasks in METRIC_TASKS.items() if task in tasks)
+        raise PodiumInputError(
+            f"config key competition.metric: {name!r} does not score {task} predictions; "
+            f"use one of {', '.join(fitting)}."
+        )
 
 
 def get_metric(name: str) -> Metric:

@@ -15,6 +15,8 @@ import pandas as pd
 from podium.tables import read_json, write_json
 
 CLASSIFICATION_TASKS = ("binary", "multiclass", "multilabel")
+VALUE_TASKS = ("regression", "ordinal")  # one predicted number per image, column ``pred``
+TASKS = CLASSIFICATION_TASKS + VALUE_TASKS
 LABEL_SEPARATOR = " "  # multilabel targets: "3 7 12", Kaggle's usual form
 
 
@@ -34,9 +36,25 @@ class TaskSpec:
     id_column: str
 
     @property
+    def predicts_value(self) -> bool:
+        """Regression and ordinal tasks predict one number, not class probabilities."""
+        return self.task in VALUE_TASKS
+
+    @property
+    def output_kind(self) -> str:
+        """How model outputs become predictions: softmax, sigmoid (multilabel) or value."""
+        return "value" if self.predicts_value else "sigmoid" if self.is_multilabel else "softmax"
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the model's last layer."""
+        return 1 if self.predicts_value else self.n_classes
+
+    @property
     def prediction_columns(self) -> list[str]:
-        """``p_<class>`` for every class, in class order (DESIGN.md's contract)."""
-        return [f"p_{c}" for c in self.classes]
+        """``p_<class>`` for every class, in class order, or ``pred`` for regression and
+        ordinal targets (DESIGN.md's contract)."""
+        return ["pred"] if self.predicts_value else [f"p_{c}" for c in self.classes]
 
     @property
     def n_classes(self) -> int:
@@ -48,8 +66,11 @@ class TaskSpec:
         return self.task == "multilabel"
 
     def encode(self, labels: pd.Series) -> np.ndarray:
-        """Class indices of string-or-number labels in this spec's class order, or for a
-        multilabel task an ``n x n_classes`` 0/1 matrix of space-separated label sets."""
+        """Class indices of string-or-number labels in this spec's class order, for a
+        multilabel task an ``n x n_classes`` 0/1 matrix of space-separated label sets, and
+        for regression and ordinal tasks the numbers as floats."""
+        if self.predicts_value:
+            return labels.astype(float).to_numpy(dtype=np.float64)
         index = {c: i for i, c in enumerate(self.classes)}
         if not self.is_multilabel:
             return labels.astype(str).map(index).to_numpy(dtype=np.int64)
@@ -58,10 +79,19 @@ class TaskSpec:
             matrix[row, [index[label] for label in split_labels(value)]] = 1
         return matrix
 
+    def grades(self, values: np.ndarray) -> np.ndarray:
+        """Ordinal predictions as integer grades: rounded, and clipped to the grades seen."""
+        known = np.array([float(c) for c in self.classes])
+        return np.clip(np.rint(values), known.min(), known.max()).astype(int)
+
     def decode(self, proba: np.ndarray, threshold: float = 0.5) -> list[str]:
         """Submission labels: the most likely class, or for multilabel every class at or
         above ``threshold`` (the most likely one when none is: Kaggle scores an empty set
-        as wrong on every label)."""
+        as wrong on every label); the value for regression, the grade for ordinal."""
+        if self.task == "regression":
+            return [f"{v:.10g}" for v in proba[:, 0]]
+        if self.task == "ordinal":
+            return [str(g) for g in self.grades(proba[:, 0])]
         classes = np.asarray(self.classes)
         if not self.is_multilabel:
             return classes[proba.argmax(axis=1)].tolist()

@@ -24,9 +24,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from podium.errors import PodiumInputError
-from podium.metrics import get_metric
+from podium.metrics import check_metric_for_task
 from podium.tables import write_csv, write_parquet
-from podium.task import CLASSIFICATION_TASKS, LABEL_SEPARATOR, TaskSpec, split_labels
+from podium.task import LABEL_SEPARATOR, TASKS, VALUE_TASKS, TaskSpec, split_labels
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +254,13 @@ def _report_bad_labels(
 
 def normalized_labels(labels: pd.Series, spec_task: str, classes: tuple[str, ...]
                       ) -> pd.Series:
-    """Multilabel cells rewritten as their label set in class order ("7 3 3" -> "3 7"), so
-    equal sets compare equal (dedup's label conflicts); other tasks are left as they are."""
+    """Multilabel cells rewritten as their label set in class order ("7 3 3" -> "3 7"), and
+    numbers in one spelling ("3.0" -> "3" for grades), so equal labels compare equal (dedup's
+    label conflicts); other tasks are left as they are."""
+    if spec_task == "ordinal":
+        return labels.map(lambda v: str(int(float(v))))
+    if spec_task == "regression":
+        return labels.map(lambda v: repr(float(v)))
     if spec_task != "multilabel":
         return labels
     order = {c: i for i, c in enumerate(classes)}
@@ -274,7 +279,11 @@ def _image_paths(root: Path, table: pd.DataFrame, id_column: str, image_column: 
 def _check_labels(
     labels: pd.Series, path: Path, layout: CompetitionLayout, problems: _Problems
 ) -> tuple[str, ...]:
-    """Labels must be present and belong to the task's classes; returns the class order."""
+    """Labels must be present and belong to the task's classes; returns the class order
+    (the grades for ordinal tasks, none for regression)."""
+    if layout.task in VALUE_TASKS:
+        return _check_values(labels, path, layout.target, layout.task, layout.classes,
+                             problems)
     multilabel = layout.task == "multilabel"
     if layout.classes is None:
         present = (v for cell in labels for v in (split_labels(cell) if multilabel else [cell]))
@@ -291,6 +300,25 @@ def _check_labels(
             f"{list(classes)[:10]}; set competition.task to multiclass or fix the labels"
         )
     return classes
+
+
+def _check_values(labels: pd.Series, path: Path, column: str, task: str,
+                  classes: tuple[str, ...] | None, problems: _Problems) -> tuple[str, ...]:
+    """Regression targets must be finite numbers, ordinal ones whole numbers (grades)."""
+    numbers = pd.to_numeric(labels.str.strip(), errors="coerce")
+    ordinal = task == "ordinal"
+    for row, value in labels.items():
+        number = numbers.loc[row]
+        if not np.isfinite(number) or (ordinal and number != round(number)):
+            kind = "a whole-number grade" if ordinal else "a finite number"
+            problems.add(f"{path} line {int(row) + 2}: target {value!r} in column "
+                         f"{column!r} is not {kind} (task {task})")
+    if not ordinal:
+        return ()
+    if classes is not None:
+        return tuple(str(int(float(c))) for c in classes)
+    grades = numbers[np.isfinite(numbers)]
+    return tuple(str(int(g)) for g in sorted(set(grades.round().astype(int))))
 
 
 def _class_sort_key(value: str) -> tuple[int, float, str]:
@@ -353,8 +381,11 @@ def _read_external(
         _require_columns(table, path, [(source.image_column, f"{key}.image_column")])
         _check_image_column(table[source.image_column], path, problems)
     _check_ids(table[id_column], path, problems)
-    _report_bad_labels(table[target], path, target, classes, "the competition's classes",
-                       problems, layout.task == "multilabel")
+    if layout.task in VALUE_TASKS:
+        _check_values(table[target], path, target, layout.task, None, problems)
+    else:
+        _report_bad_labels(table[target], path, target, classes, "the competition's classes",
+                           problems, layout.task == "multilabel")
     ids = source.name + "__" + table[id_column]
     for value in sorted(set(ids) & taken):
         problems.add(f"{path}: external id {value!r} clashes with a competition id")
@@ -370,12 +401,12 @@ def ingest_competition(
     skipped_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Validate the competition folder and write ``manifest.parquet`` and ``task.json``."""
-    if layout.task not in CLASSIFICATION_TASKS:
+    if layout.task not in TASKS:
         raise PodiumInputError(
-            f"config key competition.task: {layout.task!r} is not supported yet; "
-            f"use one of {list(CLASSIFICATION_TASKS)}."
+            f"config key competition.task: {layout.task!r} is not supported; "
+            f"use one of {list(TASKS)}."
         )
-    get_metric(layout.metric)
+    check_metric_for_task(layout.metric, layout.task)
     if layout.bad_train_images not in ("error", "skip"):
         raise PodiumInputError(
             f"config key competition.bad_train_images: {layout.bad_train_images!r} is not "

@@ -39,7 +39,9 @@ def run_stacker(name: str, library: str, params: dict, seed: int, threads: int,
     test_ids = next(iter(tests.values()))["id"]
     features = stack_features(oofs, truth.ids, columns)
     test_features = stack_features(tests, test_ids, columns)
-    make_stacker(library, params, seed, threads)  # fail on a bad name or params before fitting
-    oof, test = stack_out_of_fold(lambda: make_stacker(library, params, seed, threads),
-                                  features, truth.y, truth.fold, test_features, spec.n_classes)
+    regression = spec.predicts_value
+    make_stacker(library, params, seed, threads, regression)  # fail on bad config before fitting
+    oof, test = stack_out_of_fold(
+        lambda: make_stacker(library, params, seed, threads, regression), features, truth.y,
+        truth.fold, test_features, spec.n_classes)
     return write_predictions(name, "stacker", spec, truth, test_ids, oof, test, out)

@@ -17,38 +17,47 @@ import pandas as pd
 from podium.errors import PodiumInputError
 
 
-def _lightgbm(params: dict, seed: int, threads: int) -> Any:
-    from lightgbm import LGBMClassifier
+def _lightgbm(params: dict, seed: int, threads: int, regression: bool) -> Any:
+    from lightgbm import LGBMClassifier, LGBMRegressor
 
-    return LGBMClassifier(**{"verbose": -1, **params}, random_state=seed, n_jobs=threads)
-
-
-def _xgboost(params: dict, seed: int, threads: int) -> Any:
-    from xgboost import XGBClassifier
-
-    return XGBClassifier(**{"tree_method": "hist", **params}, random_state=seed, n_jobs=threads)
+    model = LGBMRegressor if regression else LGBMClassifier
+    return model(**{"verbose": -1, **params}, random_state=seed, n_jobs=threads)
 
 
-def _catboost(params: dict, seed: int, threads: int) -> Any:
-    from catboost import CatBoostClassifier
+def _xgboost(params: dict, seed: int, threads: int, regression: bool) -> Any:
+    from xgboost import XGBClassifier, XGBRegressor
 
-    return CatBoostClassifier(**{"verbose": False, **params}, random_seed=seed,
-                              thread_count=threads, allow_writing_files=False)
+    model = XGBRegressor if regression else XGBClassifier
+    return model(**{"tree_method": "hist", **params}, random_state=seed, n_jobs=threads)
 
 
-def _logistic(params: dict, seed: int, threads: int) -> Any:
-    from sklearn.linear_model import LogisticRegression
+def _catboost(params: dict, seed: int, threads: int, regression: bool) -> Any:
+    from catboost import CatBoostClassifier, CatBoostRegressor
 
+    model = CatBoostRegressor if regression else CatBoostClassifier
+    return model(**{"verbose": False, **params}, random_seed=seed, thread_count=threads,
+                 allow_writing_files=False)
+
+
+def _linear(params: dict, seed: int, threads: int, regression: bool) -> Any:
+    """Logistic regression on probabilities; ridge regression on predicted values."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    if regression:
+        return Ridge(**params, random_state=seed)
     return LogisticRegression(**{"max_iter": 1000, **params}, random_state=seed)
 
 
-STACKERS: dict[str, Callable[[dict, int, int], Any]] = {
-    "lightgbm": _lightgbm, "xgboost": _xgboost, "catboost": _catboost, "logistic": _logistic,
+STACKERS: dict[str, Callable[[dict, int, int, bool], Any]] = {
+    "lightgbm": _lightgbm, "xgboost": _xgboost, "catboost": _catboost, "linear": _linear,
+    "logistic": _linear,  # the name earlier configs used
 }
 
 
-def make_stacker(library: str, params: dict, seed: int = 0, threads: int = 1) -> Any:
-    """A fresh, unfitted level-2 classifier by its config name."""
+def make_stacker(library: str, params: dict, seed: int = 0, threads: int = 1,
+                 regression: bool = False) -> Any:
+    """A fresh, unfitted level-2 model by its config name: a classifier, or a regressor for
+    regression and ordinal targets."""
     if library not in STACKERS:
         close = difflib.get_close_matches(library, STACKERS, n=3, cutoff=0.3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -57,7 +66,7 @@ def make_stacker(library: str, params: dict, seed: int = 0, threads: int = 1) ->
             f"Known: {', '.join(STACKERS)}."
         )
     try:
-        return STACKERS[library](dict(params), seed, threads)
+        return STACKERS[library](dict(params), seed, threads, regression)
     except TypeError as err:
         raise PodiumInputError(
             f"config key ensemble.stackers.<name>.params: {library} rejected the params ({err})."
@@ -94,7 +103,17 @@ def stack_out_of_fold(
     """OOF probabilities (each fold predicted by a stacker fitted without it) and mean test.
 
     A multilabel ``y`` (``n x n_classes`` 0/1) gets one binary stacker per class, each on
-    all the level-1 features, so it can use how the classes co-occur."""
+    all the level-1 features, so it can use how the classes co-occur; a float ``y``
+    (regression, ordinal) gets a regressor and one ``pred`` column."""
+    if np.issubdtype(y.dtype, np.floating) and y.ndim == 1:  # regression, ordinal: values
+        oof = np.zeros((len(y), 1))
+        tests = []
+        for k in np.unique(fold):
+            held = fold == k
+            estimator = make_estimator().fit(features[~held], y[~held])
+            oof[held, 0] = estimator.predict(features[held])
+            tests.append(estimator.predict(test_features))
+        return oof, np.mean(tests, axis=0)[:, None]
     if y.ndim == 2:
         per_class = [stack_out_of_fold(make_estimator, features, y[:, c], fold, test_features, 2)
                      for c in range(n_classes)]

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from podium.metrics import get_metric
 from podium.task import TaskSpec
 
 
 def score_submission(submission_path: str | Path, solution_path: str | Path,
                      spec: TaskSpec) -> dict:
-    """Accuracy of the submitted labels on the solution's ids."""
+    """The submitted labels against the solution's ids: accuracy (exact match, label sets
+    for multilabel), rmse of the values for regression, qwk of the grades for ordinal."""
     submission = pd.read_csv(submission_path, dtype=str)
     solution = pd.read_csv(solution_path, dtype=str)
     merged = solution.merge(submission, on=spec.id_column, suffixes=("_true", "_pred"),
@@ -19,4 +21,9 @@ def score_submission(submission_path: str | Path, solution_path: str | Path,
     if len(merged) != len(solution):
         raise ValueError(f"{submission_path}: {len(solution) - len(merged)} solution ids missing")
     truth, pred = merged[f"{spec.target}_true"], merged[f"{spec.target}_pred"]
+    if spec.predicts_value:
+        name = "rmse" if spec.task == "regression" else "qwk"
+        values = pred.astype(float).to_numpy()[:, None]
+        score = get_metric(name)(truth.astype(float).to_numpy(), values)
+        return {"metric": name, "score": float(score), "n": int(len(merged))}
     return {"metric": "accuracy", "score": float((truth == pred).mean()), "n": int(len(merged))}

@@ -19,8 +19,8 @@ def format_submission(sample: pd.DataFrame, predictions: pd.DataFrame, spec: Tas
     proba = predictions.set_index("id").loc[sample[spec.id_column],
                                             spec.prediction_columns].to_numpy()
     out = sample[[spec.id_column]].copy()
-    by_name = {c: i for i, c in enumerate(spec.classes)}
-    by_name.update({f"p_{c}": i for i, c in enumerate(spec.classes)})
+    by_name = {} if spec.predicts_value else {c: i for i, c in enumerate(spec.classes)}
+    by_name.update({f"p_{c}": i for i, c in enumerate(spec.classes)} if by_name else {})
     for column in sample.columns:
         if column == spec.id_column:
             continue
@@ -45,7 +45,8 @@ def read_sample(path: str | Path) -> pd.DataFrame:
 def apply_leak_labels(predictions: pd.DataFrame, leaks: pd.DataFrame, spec: TaskSpec
                       ) -> pd.DataFrame:
     """Test rows that duplicate train images get their train label with probability 1 (for
-    multilabel, every label of the train image's set).
+    multilabel, every label of the train image's set; for regression and ordinal, the train
+    image's value).
 
     Clusters whose train labels disagree are left to the model.
     """
@@ -55,7 +56,9 @@ def apply_leak_labels(predictions: pd.DataFrame, leaks: pd.DataFrame, spec: Task
     out = predictions.copy()
     rows = out["id"].astype(str).isin(label_of)
     labels = spec.encode(out.loc[rows, "id"].astype(str).map(label_of))
-    if not spec.is_multilabel:
+    if spec.predicts_value:
+        labels = labels[:, None]
+    elif not spec.is_multilabel:
         labels = np.eye(spec.n_classes)[labels]
     out.loc[rows, spec.prediction_columns] = labels.astype(float)
     return out

@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 
 class PackedImages(Dataset):
     """``(image, label)`` pairs from rows of a packed ``N x H x W x C`` uint8/uint16 array;
-    the label is a class index, or a float 0/1 row for multilabel (-1 when unlabelled)."""
+    the label is a class index, a float 0/1 row for multilabel, or a float value for
+    regression and ordinal targets (-1 when unlabelled)."""
 
     def __init__(
         self, array: np.ndarray, rows: np.ndarray, labels: np.ndarray | None = None,
@@ -36,7 +37,9 @@ class PackedImages(Dataset):
         if self.labels is None:
             return tensor, -1
         label = self.labels[i]
-        if np.ndim(label):  # multilabel: a 0/1 row, the float target BCE expects
+        if np.ndim(label) or np.issubdtype(np.asarray(label).dtype, np.floating):
+            # a multilabel 0/1 row, or a regression/ordinal value: the float targets BCE and
+            # MSE expect
             return tensor, torch.as_tensor(label, dtype=torch.float32)
         return tensor, int(label)
 

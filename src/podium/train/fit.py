@@ -112,9 +112,12 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def to_probabilities(logits: torch.Tensor, multilabel: bool) -> torch.Tensor:
-    """Softmax over classes, or an independent sigmoid per class for multilabel."""
-    return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+def to_predictions(logits: torch.Tensor, output_kind: str) -> torch.Tensor:
+    """Softmax over classes, an independent sigmoid per class for multilabel, or the value
+    itself for regression and ordinal targets."""
+    if output_kind == "value":
+        return logits
+    return torch.sigmoid(logits) if output_kind == "sigmoid" else torch.softmax(logits, dim=1)
 
 
 @dataclass
@@ -147,10 +150,11 @@ class Runtime:
 @torch.no_grad()
 def predict_proba(
     model: torch.nn.Module, array: np.ndarray, rows: np.ndarray, runtime: Runtime,
-    views: list[TtaView], batch_size: int, multilabel: bool, merge: str = "mean",
+    views: list[TtaView], batch_size: int, output_kind: str, merge: str = "mean",
 ) -> np.ndarray:
-    """Class probabilities of ``array[rows]``, merged over the TTA views. Named views run on
-    the device per batch; albumentations views get their own pass through the loader."""
+    """Class probabilities (or values) of ``array[rows]``, merged over the TTA views. Named
+    views run on the device per batch; albumentations views get their own pass through the
+    loader."""
     model.eval()
     per_view = []
     for view in views:
@@ -162,11 +166,11 @@ def predict_proba(
             with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype,
                                 enabled=runtime.amp_dtype is not None):
                 logits = model(view.apply(runtime.batch(images)))
-            out.append(to_probabilities(logits.float(), multilabel).cpu())
+            out.append(to_predictions(logits.float(), output_kind).cpu())
         per_view.append(torch.cat(out) if out else torch.zeros(0))
     if not len(rows):
         return np.zeros((0, 0))
-    return merge_views(per_view, merge, multilabel).numpy()
+    return merge_views(per_view, merge, output_kind).numpy()
 
 
 def _labels_of(spec: TaskSpec, manifest_path: str | Path, ids: pd.Series) -> np.ndarray:
@@ -194,7 +198,7 @@ class FoldTrainer:
         self.settings, self.spec, self.metric = settings, spec, metric
         self.runtime, self.fold = runtime, fold
         self.model = build_classifier(
-            settings.backbone, spec.n_classes, in_chans, settings.pretrained,
+            settings.backbone, spec.n_outputs, in_chans, settings.pretrained,
             pooling=settings.pooling, dropout=settings.drop_rate, hidden=list(settings.hidden),
         ).to(runtime.device)
         if runtime.cuda:
@@ -316,6 +320,7 @@ def train_fold(
     torch.set_num_threads(max(1, threads))
     runtime = Runtime.detect(threads)
     metric = get_metric(spec.metric)
+    secondary = get_metric("rmse" if spec.predicts_value else "logloss")  # logged each epoch
 
     index = pd.read_parquet(train_index)
     folds = pd.read_csv(folds_csv, dtype={"id": str})
@@ -362,14 +367,14 @@ def train_fold(
                 epoch_start = time.perf_counter()
                 train_loss = trainer.train_epoch(epoch)
                 proba = predict_proba(trainer.eval_model, train_images, valid_rows, runtime,
-                                      [TtaView("identity")], eval_batch, spec.is_multilabel)
+                                      [TtaView("identity")], eval_batch, spec.output_kind)
                 if not np.isfinite(proba).all():
                     raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
                 score = metric(y[valid_rows], proba)
                 trainer.schedule.after_epoch(score)
                 row = {
                     "epoch": epoch + 1, "train_loss": train_loss,
-                    "valid_logloss": get_metric("logloss")(y[valid_rows], proba),
+                    f"valid_{secondary.name}": secondary(y[valid_rows], proba),
                     f"valid_{metric.name}": score,
                     "lr": trainer.optimizer.param_groups[-1]["lr"],
                     "backbone_frozen": epoch < settings.freeze_backbone_epochs,
@@ -414,15 +419,15 @@ def train_fold(
     model = trainer.eval_model
     model.load_state_dict(best_state)
     oof = predict_proba(model, train_images, valid_rows, runtime, views, eval_batch,
-                        spec.is_multilabel, settings.tta_merge)
+                        spec.output_kind, settings.tta_merge)
     test = predict_proba(model, test_images, np.arange(len(test_images)), runtime, views,
-                         eval_batch, spec.is_multilabel, settings.tta_merge)
+                         eval_batch, spec.output_kind, settings.tta_merge)
     predict_seconds = time.perf_counter() - predict_start
 
     columns = spec.prediction_columns
     outputs.weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": best_state, "settings": asdict(settings),
-                "num_classes": spec.n_classes, "in_chans": in_chans}, outputs.weights)
+                "num_outputs": spec.n_outputs, "in_chans": in_chans}, outputs.weights)
     write_parquet(pd.concat([index.loc[valid_rows, ["id"]].reset_index(drop=True),
                              pd.DataFrame(oof, columns=columns)], axis=1), outputs.oof)
     write_parquet(pd.concat([test_ids.reset_index(drop=True),

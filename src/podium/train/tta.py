@@ -93,11 +93,12 @@ def check_merge(how: str) -> None:
         )
 
 
-def merge_views(probas: list[torch.Tensor], how: str, multilabel: bool) -> torch.Tensor:
+def merge_views(probas: list[torch.Tensor], how: str, output_kind: str) -> torch.Tensor:
     """Mean of the views' probabilities, or their geometric mean (renormalised over classes
-    for single-label tasks), which punishes views that disagree."""
+    for softmax outputs), which punishes views that disagree. Predicted values (regression,
+    ordinal) are always averaged."""
     stacked = torch.stack(probas)
-    if how == "mean":
+    if how == "mean" or output_kind == "value":
         return stacked.mean(0)
     merged = stacked.clamp_min(1e-12).log().mean(0).exp()
-    return merged if multilabel else merged / merged.sum(dim=1, keepdim=True)
+    return merged / merged.sum(dim=1, keepdim=True) if output_kind == "softmax" else merged
