@@ -16,6 +16,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/postprocess.smk"
 include: "workflow/rules/submit.smk"
 
 

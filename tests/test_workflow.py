@@ -17,7 +17,8 @@ from podium.task import TaskSpec
 pytestmark = pytest.mark.slow
 
 ENTRIES = {"resnet10t": "models", "regnetx_002": "models", "mean": "ensemble",
-           "lightgbm": "ensemble", "xgboost": "ensemble", "catboost": "ensemble"}
+           "geomean": "ensemble", "hill_climb": "ensemble", "lightgbm": "ensemble",
+           "xgboost": "ensemble", "catboost": "ensemble"}
 
 
 def test_manifest_contract(finished_tiny_run):
@@ -153,13 +154,22 @@ def test_reruns_touch_exactly_what_changed(workflow):
     workflow.config["models"]["regnetx_002"]["lr"] = original_lr / 3
     workflow.write_config()
     assert workflow.planned_jobs() == {
-        "train_model": 2, "gather_model": 1, "blend_models": 1, "stack_models": 3,
+        "train_model": 2, "gather_model": 1, "blend_models": 3, "stack_models": 3,
         "build_leaderboard": 1, "write_submission": 1, "score_submission": 1,
         "plot_results": 1, "all": 1,
     }
     workflow.config["models"]["regnetx_002"]["lr"] = original_lr
     workflow.write_config()
     assert workflow.planned_jobs() == {}
+
+    workflow.config["ensemble"]["stackers"]["xgboost"]["params"]["n_estimators"] = 11
+    workflow.write_config()
+    assert workflow.planned_jobs() == {  # that stacker and what reads the leaderboard
+        "stack_models": 1, "build_leaderboard": 1, "write_submission": 1,
+        "score_submission": 1, "plot_results": 1, "all": 1,
+    }
+    workflow.config["ensemble"]["stackers"]["xgboost"]["params"]["n_estimators"] = 10
+    workflow.write_config()
 
     workflow.config["preprocess"]["clahe_clip_limit"] = 3.0
     workflow.write_config()

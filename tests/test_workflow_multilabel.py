@@ -31,6 +31,9 @@ def multilabel_run(tmp_path_factory):
         "lightgbm": TINY_CONFIG["ensemble"]["stackers"]["lightgbm"],
         "logistic": {"library": "logistic", "params": {}},
     }
+    flow.config["postprocess"] = {"f1": {"method": "thresholds_f1",
+                                         "params": {"at_least_one": True},
+                                         "entries": ["mean", "lightgbm"]}}
     flow.write_config()
     flow.snakemake()
     return flow
@@ -60,8 +63,9 @@ def test_folds_share_every_label(multilabel_run):
 def test_predictions_are_independent_probabilities(multilabel_run):
     results = multilabel_run.results
     columns = [f"p_{c}" for c in CLASSES]
-    for kind, name in (("models", "resnet10t"), ("ensemble", "mean"),
-                       ("ensemble", "lightgbm"), ("ensemble", "logistic")):
+    for kind, name in (("models", "resnet10t"), ("ensemble", "mean"), ("ensemble", "geomean"),
+                       ("ensemble", "hill_climb"), ("ensemble", "lightgbm"),
+                       ("ensemble", "logistic")):
         oof = pd.read_parquet(results / f"{kind}/{name}/oof.parquet")
         test = pd.read_parquet(results / f"{kind}/{name}/test.parquet")
         assert list(oof.columns) == ["id", *columns] and list(test.columns) == ["id", *columns]
@@ -82,7 +86,8 @@ def test_submission_holds_label_sets(multilabel_run):
         assert labels and set(labels) <= set(CLASSES)
         assert labels == sorted(labels, key=CLASSES.index)  # class order, no repeats
     board = pd.read_csv(results / "leaderboard.csv")
-    assert set(board["name"]) == {"resnet10t", "mean", "lightgbm", "logistic"}
+    assert set(board["name"]) == {"resnet10t", "mean", "geomean", "hill_climb", "lightgbm",
+                                  "logistic", "mean+f1", "lightgbm+f1"}
     score = json.loads((results / "score.json").read_text())
     assert 0.0 <= score["score"] <= 1.0
 
@@ -93,3 +98,21 @@ def test_multilabel_demo_needs_the_multilabel_task(workflow):
     proc = workflow.snakemake("-n", check=False)
     assert proc.returncode != 0
     assert "multilabel" in proc.output and "task" in proc.output
+
+
+def test_thresholds_are_fitted_on_oof_and_applied_to_test(multilabel_run):
+    """The post-processed entry holds 0/1 decisions, its fitted per-class thresholds sit in
+    cv.json, and its CV (thresholds fitted without each held-out fold) is on the board."""
+    results = multilabel_run.results
+    columns = [f"p_{c}" for c in CLASSES]
+    entry = results / "postprocess/mean+f1"
+    cv = json.loads((entry / "cv.json").read_text())
+    assert cv["kind"] == "postprocess" and cv["details"]["entry"] == "mean"
+    thresholds = cv["details"]["fitted"]["thresholds"]
+    assert len(thresholds) == len(CLASSES) and all(0 < t < 1 for t in thresholds)
+    test = pd.read_parquet(entry / "test.parquet")
+    decisions = test[columns].to_numpy()
+    assert set(np.unique(decisions)) <= {0.0, 1.0} and (decisions.sum(axis=1) >= 1).all()
+    mean_test = pd.read_parquet(results / "ensemble/mean/test.parquet")[columns].to_numpy()
+    np.testing.assert_array_equal(
+        (mean_test >= np.array(thresholds)) | (decisions == 1), decisions == 1)

@@ -14,7 +14,7 @@ from podium.task import TaskSpec
 pytestmark = pytest.mark.slow
 
 
-def _run(tmp_path_factory, task: str, metric: str):
+def _run(tmp_path_factory, task: str, metric: str, postprocess: dict | None = None):
     from conftest import TINY_CONFIG, Workflow, _merge
 
     flow = Workflow(tmp_path_factory.mktemp(task))
@@ -25,6 +25,7 @@ def _run(tmp_path_factory, task: str, metric: str):
         "lightgbm": TINY_CONFIG["ensemble"]["stackers"]["lightgbm"],
         "linear": {"library": "linear", "params": {}},
     }
+    flow.config["postprocess"] = postprocess or {}
     flow.write_config()
     flow.snakemake()
     return flow
@@ -37,13 +38,15 @@ def regression_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ordinal_run(tmp_path_factory):
-    return _run(tmp_path_factory, "ordinal", "qwk")
+    return _run(tmp_path_factory, "ordinal", "qwk",
+                {"cuts": {"method": "ordinal_cutpoints", "entries": ["mean"]}})
 
 
 def _check_predictions(results, metric: str) -> None:
     folds = pd.read_csv(results / "folds.csv", dtype={"id": str})
-    for kind, name in (("models", "resnet10t"), ("ensemble", "mean"),
-                       ("ensemble", "lightgbm"), ("ensemble", "linear")):
+    for kind, name in (("models", "resnet10t"), ("ensemble", "mean"), ("ensemble", "geomean"),
+                       ("ensemble", "hill_climb"), ("ensemble", "lightgbm"),
+                       ("ensemble", "linear")):
         oof = pd.read_parquet(results / f"{kind}/{name}/oof.parquet")
         test = pd.read_parquet(results / f"{kind}/{name}/test.parquet")
         assert list(oof.columns) == ["id", "pred"] and list(test.columns) == ["id", "pred"]
@@ -77,6 +80,12 @@ def test_ordinal_submits_grades(ordinal_run):
     _check_predictions(results, "qwk")
     submission = pd.read_csv(results / "submission.csv", dtype=str)
     assert set(submission["label"]) <= set(spec.classes)
+    cuts = results / "postprocess/mean+cuts"
+    cv = json.loads((cuts / "cv.json").read_text())
+    points = cv["details"]["fitted"]["cut_points"]
+    assert len(points) == 9 and points == sorted(points)
+    graded = pd.read_parquet(cuts / "test.parquet")["pred"]
+    assert set(graded) <= set(range(10))
     score = json.loads((results / "score.json").read_text())
     assert score["metric"] == "qwk" and -1 <= score["score"] <= 1
 

@@ -17,6 +17,8 @@ COMPETITION = config["competition"]
 MODELS = sorted(config["models"])
 BLENDS = sorted(config["ensemble"]["blends"])
 STACKERS = sorted(config["ensemble"]["stackers"])
+BASE_ENTRIES = MODELS + BLENDS + STACKERS
+POSTS = sorted(config.get("postprocess") or {})
 FOLDS = list(range(config["folds"]["n_folds"]))
 SPLITS = ["train", "test"]
 EMBEDDED = COMPETITION["embedded"] is not None
@@ -42,10 +44,27 @@ def _check_names():
 _check_names()
 
 
+def post_entries(post):
+    """The models, blends and stackers a post-processor applies to."""
+    chosen = config["postprocess"][post].get("entries") or BASE_ENTRIES
+    unknown = sorted(set(chosen) - set(BASE_ENTRIES))
+    if unknown:
+        raise ValueError(
+            f"config key postprocess.{post}.entries: {unknown} are not models, blends or "
+            f"stackers ({', '.join(BASE_ENTRIES)})."
+        )
+    return list(chosen)
+
+
+POST_PAIRS = [(entry, post) for post in POSTS for entry in post_entries(post)]
+
+
 wildcard_constraints:
     model="|".join(MODELS) or "(?!x)x",
     blend="|".join(BLENDS) or "(?!x)x",
     stacker="|".join(STACKERS) or "(?!x)x",
+    entry="|".join(BASE_ENTRIES),
+    post="|".join(POSTS) or "(?!x)x",
     fold=r"\d+",
     split="train|test",
 
@@ -85,12 +104,18 @@ def level1_inputs(kind):
     return [res(f"models/{m}/{kind}.parquet") for m in MODELS]
 
 
+def entry_folder(name):
+    """Where a model, blend or stacker writes its predictions."""
+    return "models" if name in MODELS else "ensemble"
+
+
 def all_entries():
-    """(name, kind folder) of every leaderboard entry."""
+    """(name, kind folder) of every leaderboard entry, post-processed variants included."""
     return (
         [(m, "models") for m in MODELS]
         + [(b, "ensemble") for b in BLENDS]
         + [(s, "ensemble") for s in STACKERS]
+        + [(f"{entry}+{post}", "postprocess") for entry, post in POST_PAIRS]
     )
 
 

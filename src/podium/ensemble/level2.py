@@ -1,13 +1,16 @@
-"""Run a blend or a stacker over every model's predictions and write it like a model."""
+"""Run a blend, a stacker or a post-processor over predictions and write the result like
+a model, so that every one of them competes on the leaderboard."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from podium.ensemble.blend import make_blend
+from podium.ensemble.blend import blend_out_of_fold, make_blend
 from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
+from podium.ensemble.postprocess import make_postprocessor, postprocess_out_of_fold
 from podium.ensemble.stack import make_stacker, stack_features, stack_out_of_fold
 from podium.task import TaskSpec
 
@@ -16,18 +19,22 @@ def _load(paths: dict[str, str | Path]) -> dict[str, pd.DataFrame]:
     return {name: pd.read_parquet(path) for name, path in paths.items()}
 
 
-def run_blend(name: str, method: str, spec: TaskSpec, truth: TrainTruth,
+def run_blend(name: str, method: str, params: dict, spec: TaskSpec, truth: TrainTruth,
               model_oofs: dict[str, str | Path], model_tests: dict[str, str | Path],
               out: dict[str, str | Path]) -> dict:
-    """Blend the models' OOF and test probabilities."""
+    """Blend the models' OOF and test probabilities; blends that learn weights from labels
+    are fitted fold by fold, so no OOF row is blended with weights that saw its label."""
     columns = spec.prediction_columns
     oofs, tests = _load(model_oofs), _load(model_tests)
     test_ids = next(iter(tests.values()))["id"]
-    oof_list = [aligned_proba(oofs[m], truth.ids, columns) for m in sorted(oofs)]
-    test_list = [aligned_proba(tests[m], test_ids, columns) for m in sorted(tests)]
-    blend = make_blend(method).fit(oof_list, truth.y)
-    return write_predictions(name, "blend", spec, truth, test_ids, blend.predict_proba(oof_list),
-                  blend.predict_proba(test_list), out)
+    models = sorted(oofs)
+    oof_list = [aligned_proba(oofs[m], truth.ids, columns) for m in models]
+    test_list = [aligned_proba(tests[m], test_ids, columns) for m in models]
+    make_blend(method, params, spec.metric)  # fail on bad config before any fitting
+    oof, test, info = blend_out_of_fold(lambda: make_blend(method, params, spec.metric),
+                                        oof_list, truth.y, truth.fold, test_list)
+    return write_predictions(name, "blend", spec, truth, test_ids, oof, test, out,
+                             {"models": models, **info})
 
 
 def run_stacker(name: str, library: str, params: dict, seed: int, threads: int,
@@ -45,3 +52,32 @@ def run_stacker(name: str, library: str, params: dict, seed: int, threads: int,
         lambda: make_stacker(library, params, seed, threads, regression), features, truth.y,
         truth.fold, test_features, spec.n_classes)
     return write_predictions(name, "stacker", spec, truth, test_ids, oof, test, out)
+
+
+def decisions_as_predictions(decisions: np.ndarray, spec: TaskSpec) -> np.ndarray:
+    """Post-processed decisions in the prediction contract's shape: grades as the ``pred``
+    column, binary class indices one-hot over ``p_<class>``, 0/1 matrices as they are."""
+    decisions = np.asarray(decisions, dtype=np.float64)
+    if decisions.ndim == 2:
+        return decisions
+    if spec.predicts_value:
+        return decisions[:, None]
+    return np.eye(spec.n_classes)[decisions.astype(np.int64)]
+
+
+def run_postprocess(name: str, entry: str, method: str, params: dict, spec: TaskSpec,
+                    truth: TrainTruth, entry_oof: str | Path, entry_test: str | Path,
+                    out: dict[str, str | Path]) -> dict:
+    """Fit a post-processor on an entry's OOF fold by fold (honest CV), refit it on all OOF
+    for test, and write the result as an entry of its own with the fitted parameters."""
+    columns = spec.prediction_columns
+    oof_frame, test_frame = pd.read_parquet(entry_oof), pd.read_parquet(entry_test)
+    values = aligned_proba(oof_frame, truth.ids, columns)
+    test_values = test_frame[columns].to_numpy(dtype=np.float64)
+    make_postprocessor(method, params)  # fail on bad config before any fitting
+    oof, test, fitted = postprocess_out_of_fold(lambda: make_postprocessor(method, params),
+                                                values, truth.y, truth.fold, test_values)
+    return write_predictions(
+        name, "postprocess", spec, truth, test_frame["id"],
+        decisions_as_predictions(oof, spec), decisions_as_predictions(test, spec), out,
+        {"entry": entry, "method": method, "fitted": fitted})

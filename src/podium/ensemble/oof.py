@@ -79,10 +79,13 @@ def prediction_frame(ids: pd.Series, proba: np.ndarray, columns: list[str]) -> p
 
 def write_predictions(name: str, kind: str, spec: TaskSpec, truth: TrainTruth,
                       test_ids: pd.Series, oof: np.ndarray, test: np.ndarray,
-                      out: dict[str, str | Path]) -> dict:
-    """Write ``oof.parquet``, ``test.parquet`` and ``cv.json`` of a model, blend or stacker."""
+                      out: dict[str, str | Path], details: dict | None = None) -> dict:
+    """Write ``oof.parquet``, ``test.parquet`` and ``cv.json`` of a model, blend, stacker or
+    post-processed entry; ``details`` (fitted weights, thresholds) go into cv.json too."""
     columns = spec.prediction_columns
     summary = cv_summary(name, kind, truth, oof, spec.metric)
+    if details:
+        summary["details"] = details
     write_parquet(prediction_frame(truth.ids, oof, columns), out["oof"])
     write_parquet(prediction_frame(test_ids, test, columns), out["test"])
     write_json(summary, out["cv"])

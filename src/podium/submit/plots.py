@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-KIND_COLOURS = {"model": "#4C72B0", "blend": "#55A868", "stacker": "#C44E52"}
+KIND_COLOURS = {"model": "#4C72B0", "blend": "#55A868", "stacker": "#C44E52",
+                "postprocess": "#8172B3"}
 
 
 def plot_leaderboard(leaderboard: pd.DataFrame, path: str | Path) -> None:
