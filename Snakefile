@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/adversarial.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/postprocess.smk"

@@ -105,8 +105,18 @@ def test_leaderboard_and_submission(finished_tiny_run):
     assert "held-out accuracy" in (results / "logs/score_submission/all.log").read_text()
 
 
+def test_adversarial_validation_reports_auc_and_weights(finished_tiny_run):
+    results = finished_tiny_run.results
+    summary = json.loads((results / "adversarial/adversarial.json").read_text())
+    assert 0.0 <= summary["auc"] <= 1.0 and summary["top_features"]
+    weights = pd.read_csv(results / "adversarial/weights.csv", dtype={"id": str})
+    manifest = pd.read_parquet(results / "data/manifest.parquet")
+    assert sorted(weights["id"]) == sorted(manifest.loc[manifest.split == "train", "id"])
+    assert weights["weight"].mean() == pytest.approx(1.0, abs=1e-6)
+
+
 def test_plots_are_images(finished_tiny_run):
-    for name in ("leaderboard", "learning_curves"):
+    for name in ("leaderboard", "learning_curves", "adversarial"):
         png = finished_tiny_run.results / f"plots/{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 5000

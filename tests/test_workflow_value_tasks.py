@@ -26,6 +26,7 @@ def _run(tmp_path_factory, task: str, metric: str, postprocess: dict | None = No
         "linear": {"library": "linear", "params": {}},
     }
     flow.config["postprocess"] = postprocess or {}
+    flow.config["adversarial"] = {"weight_training": task == "regression"}
     flow.write_config()
     flow.snakemake()
     return flow
@@ -71,6 +72,8 @@ def test_regression_predicts_values(regression_run):
     assert submission["label"].dtype.kind == "f"
     score = json.loads((results / "score.json").read_text())
     assert score["metric"] == "rmse" and score["score"] >= 0
+    log = (results / "logs/train_model/resnet10t_fold0.log").read_text()
+    assert "sampling train rows by adversarial weights" in log
 
 
 def test_ordinal_submits_grades(ordinal_run):

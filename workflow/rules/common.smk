@@ -22,6 +22,7 @@ POSTS = sorted(config.get("postprocess") or {})
 FOLDS = list(range(config["folds"]["n_folds"]))
 SPLITS = ["train", "test"]
 EMBEDDED = COMPETITION["embedded"] is not None
+ADVERSARIAL = config["adversarial"]
 
 
 def _check_names():
@@ -128,4 +129,17 @@ def final_outputs():
     ]
     if EMBEDDED:
         outputs.append(res("score.json"))
+    if ADVERSARIAL["enabled"]:
+        outputs.append(res("adversarial/adversarial.json"))
     return outputs
+
+
+def training_weights(wildcards):
+    """The adversarial sample weights, when training should use them."""
+    if ADVERSARIAL["weight_training"]:
+        if not ADVERSARIAL["enabled"]:
+            raise ValueError(
+                "config key adversarial.weight_training needs adversarial.enabled: true."
+            )
+        return {"weights": res("adversarial/weights.csv")}
+    return {}

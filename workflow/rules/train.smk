@@ -1,5 +1,6 @@
 rule train_model:
     input:
+        **training_weights(None),
         train_array=res("preprocess/train.npy"),
         train_index=res("preprocess/train_index.parquet"),
         test_array=res("preprocess/test.npy"),

@@ -15,5 +15,5 @@ with job_logging(snakemake), pin_gpu(default_lock_dir()):
         i.test_index, i.folds, i.manifest,
         FoldOutputs(*(Path(p) for p in (o.weights, o.oof, o.test, o.history, o.metrics))),
         threads=snakemake.threads, resume_dir=snakemake.params.resume_dir,
-        name=snakemake.wildcards.model,
+        name=snakemake.wildcards.model, weights_csv=i.get("weights"),
     )

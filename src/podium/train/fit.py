@@ -194,7 +194,8 @@ class FoldTrainer:
 
     def __init__(self, settings: TrainSettings, spec: TaskSpec, metric: Metric,
                  train_images: np.ndarray, train_rows: np.ndarray, y_train: np.ndarray,
-                 in_chans: int, runtime: Runtime, fold: int, name: str) -> None:
+                 in_chans: int, runtime: Runtime, fold: int, name: str,
+                 row_weights: np.ndarray | None = None) -> None:
         self.settings, self.spec, self.metric = settings, spec, metric
         self.runtime, self.fold = runtime, fold
         self.model = build_classifier(
@@ -208,8 +209,16 @@ class FoldTrainer:
         self.augment = build_augmentation(settings.augment, settings.seed + fold)
         self.dataset = PackedImages(train_images, train_rows, y_train, self.augment)
         self.generator = torch.Generator()
-        name, params = _sampler_config(settings.sampler)
-        self.sampler = build_sampler(name, y_train, self.generator, **params)
+        sampler_name, params = _sampler_config(settings.sampler)
+        if row_weights is not None and sampler_name not in (None, "random"):
+            raise PodiumInputError(
+                f"config key models.{name}.sampler: {sampler_name} cannot be combined with "
+                "adversarial.weight_training; turn one of them off.")
+        self.sampler = (
+            torch.utils.data.WeightedRandomSampler(row_weights, len(row_weights),
+                                                   generator=self.generator)
+            if row_weights is not None
+            else build_sampler(sampler_name, y_train, self.generator, **params))
         self.loader = DataLoader(
             self.dataset, batch_size=settings.batch_size, shuffle=self.sampler is None,
             sampler=self.sampler, drop_last=len(train_rows) > settings.batch_size,
@@ -306,11 +315,13 @@ def train_fold(
     threads: int = 1,
     resume_dir: str | Path | None = None,
     name: str | None = None,
+    weights_csv: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fit on every fold but ``fold``, early-stop on the metric, predict OOF and test.
 
     With ``resume_dir`` each completed epoch is saved there and a rerun of the same job
-    continues from it; the state is removed once the outputs are written."""
+    continues from it; the state is removed once the outputs are written. ``weights_csv``
+    (``id, weight``, from adversarial validation) samples train rows by those weights."""
     name = name or settings.backbone
     views = build_tta(settings.tta, settings.tta_scales)
     check_merge(settings.tta_merge)
@@ -336,14 +347,21 @@ def train_fold(
     test_images = load_packed(test_array)
     test_ids = pd.read_parquet(test_index)["id"]
     in_chans = train_images.shape[3]
+    row_weights = None
+    if weights_csv is not None:
+        weight_of = pd.read_csv(weights_csv, dtype={"id": str}).set_index("id")["weight"]
+        row_weights = index["id"].iloc[train_rows].map(weight_of).fillna(1.0).to_numpy()
+        log.info("sampling train rows by adversarial weights (from %.2f to %.2f)",
+                 row_weights.min(), row_weights.max())
     trainer = FoldTrainer(settings, spec, metric, train_images, train_rows, y[train_rows],
-                          in_chans, runtime, fold, name)
+                          in_chans, runtime, fold, name, row_weights)
     eval_batch = settings.batch_size * 2
     store = None
     if resume_dir is not None:
         store = ResumeStore(resume_dir, resume_key(
             {"settings": asdict(settings), "task": asdict(spec), "fold": fold, "name": name},
-            [train_array, train_index, folds_csv, manifest_path]))
+            [p for p in (train_array, train_index, folds_csv, manifest_path, weights_csv)
+             if p is not None]))
 
     history: list[dict] = []
     best_score, best_epoch, best_state = float("nan"), -1, None
