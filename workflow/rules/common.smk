@@ -14,7 +14,16 @@ from podium.codehash import code_hash
 
 RESULTS = config["results"]
 COMPETITION = config["competition"]
-MODELS = sorted(config["models"])
+ROUND1 = sorted(config["models"])
+PSEUDO = config["pseudo_label"]
+PSEUDO_SUFFIX = "_pl"
+# Round-2 models: the round-1 models retrained with confident pseudo-labelled test images.
+ROUND2 = (
+    [f"{m}{PSEUDO_SUFFIX}" for m in (PSEUDO["models"] or ROUND1)]
+    if PSEUDO["enabled"]
+    else []
+)
+MODELS = sorted(ROUND1 + ROUND2)
 BLENDS = sorted(config["ensemble"]["blends"])
 STACKERS = sorted(config["ensemble"]["stackers"])
 BASE_ENTRIES = MODELS + BLENDS + STACKERS
@@ -28,8 +37,12 @@ ADVERSARIAL = config["adversarial"]
 def _check_names():
     """Models, blends and stackers share one leaderboard, so their names must differ."""
     seen = {}
+    unknown = sorted(set(PSEUDO["models"] or []) - set(ROUND1))
+    if unknown:
+        raise ValueError(f"config key pseudo_label.models: {unknown} are not models.")
     for section, names in (
-        ("models", MODELS),
+        ("models", ROUND1),
+        ("pseudo_label (round-2 models)", ROUND2),
         ("ensemble.blends", BLENDS),
         ("ensemble.stackers", STACKERS),
     ):
@@ -103,6 +116,20 @@ def competition_inputs():
 def level1_inputs(kind):
     """Every model's gathered ``oof`` or ``test`` predictions, in MODELS order."""
     return [res(f"models/{m}/{kind}.parquet") for m in MODELS]
+
+
+def model_settings(name):
+    """A model's config entry; a round-2 model trains with its round-1 model's settings."""
+    if name in ROUND2:
+        name = name[: -len(PSEUDO_SUFFIX)]
+    return config["models"][name]
+
+
+def pseudo_labels(wildcards):
+    """The fold's pseudo labels, for round-2 models only."""
+    if wildcards.model in ROUND2:
+        return {"pseudo": res(f"pseudo/fold{wildcards.fold}.csv")}
+    return {}
 
 
 def entry_folder(name):

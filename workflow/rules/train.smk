@@ -8,6 +8,7 @@ rule train_model:
         folds=res("folds.csv"),
         manifest=res("data/manifest.parquet"),
         task=res("data/task.json"),
+        pseudo=lambda wildcards: pseudo_labels(wildcards).get("pseudo", []),
     output:
         weights=res("models/{model}/fold{fold}/model.pt"),
         oof=res("models/{model}/fold{fold}/oof.parquet"),
@@ -24,7 +25,7 @@ rule train_model:
     resources:
         gpu=1,
     params:
-        settings=lambda wildcards: config["models"][wildcards.model],
+        settings=lambda wildcards: model_settings(wildcards.model),
         resume_dir=lambda wildcards: res(
             f"resume/{wildcards.model}/fold{wildcards.fold}"
         ),
@@ -54,3 +55,22 @@ rule gather_model:
         code=code("ensemble", "metrics", "task"),
     script:
         "../scripts/gather.py"
+
+
+rule select_pseudo_labels:
+    input:
+        tests=expand(res("models/{model}/fold{{fold}}/test.parquet"), model=ROUND1),
+        task=res("data/task.json"),
+    output:
+        pseudo=res("pseudo/fold{fold}.csv"),
+    log:
+        res("logs/select_pseudo_labels/fold{fold}.log"),
+    benchmark:
+        res("benchmarks/select_pseudo_labels/fold{fold}.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    params:
+        settings=PSEUDO,
+        code=code("ensemble/pseudo", "task"),
+    script:
+        "../scripts/pseudo.py"

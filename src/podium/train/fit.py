@@ -195,7 +195,10 @@ class FoldTrainer:
     def __init__(self, settings: TrainSettings, spec: TaskSpec, metric: Metric,
                  train_images: np.ndarray, train_rows: np.ndarray, y_train: np.ndarray,
                  in_chans: int, runtime: Runtime, fold: int, name: str,
-                 row_weights: np.ndarray | None = None) -> None:
+                 row_weights: np.ndarray | None = None,
+                 extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        """``extra`` is ``(array, rows, labels)`` of further training images (pseudo-labelled
+        test images), trained on like the train rows and never validated."""
         self.settings, self.spec, self.metric = settings, spec, metric
         self.runtime, self.fold = runtime, fold
         self.model = build_classifier(
@@ -207,7 +210,14 @@ class FoldTrainer:
         self.loss_fn = build_loss(settings.loss, spec, key=f"models.{name}.loss").to(
             runtime.device)
         self.augment = build_augmentation(settings.augment, settings.seed + fold)
-        self.dataset = PackedImages(train_images, train_rows, y_train, self.augment)
+        self.parts = [PackedImages(train_images, train_rows, y_train, self.augment)]
+        if extra is not None and len(extra[1]):
+            self.parts.append(PackedImages(*extra, self.augment))
+            y_train = np.concatenate([y_train, extra[2]])
+            if row_weights is not None:
+                row_weights = np.concatenate([row_weights, np.ones(len(extra[1]))])
+        self.dataset = (torch.utils.data.ConcatDataset(self.parts) if len(self.parts) > 1
+                        else self.parts[0])
         self.generator = torch.Generator()
         sampler_name, params = _sampler_config(settings.sampler)
         if row_weights is not None and sampler_name not in (None, "random"):
@@ -221,7 +231,7 @@ class FoldTrainer:
             else build_sampler(sampler_name, y_train, self.generator, **params))
         self.loader = DataLoader(
             self.dataset, batch_size=settings.batch_size, shuffle=self.sampler is None,
-            sampler=self.sampler, drop_last=len(train_rows) > settings.batch_size,
+            sampler=self.sampler, drop_last=len(self.dataset) > settings.batch_size,
             generator=self.generator, **runtime.loader_args,
         )
         self.optimizer = build_optimizer(self.model, settings.optimizer, settings.lr,
@@ -264,7 +274,8 @@ class FoldTrainer:
         torch.manual_seed(seed)
         self.generator.manual_seed(seed)
         augmenting = self.augment is not None and epoch >= settings.augment_after_epochs
-        self.dataset.augment = self.augment if augmenting else None
+        for part in self.parts:
+            part.augment = self.augment if augmenting else None
         if augmenting:
             self.augment.set_random_seed(seed)
         set_backbone_frozen(self.model, epoch < settings.freeze_backbone_epochs)
@@ -316,12 +327,14 @@ def train_fold(
     resume_dir: str | Path | None = None,
     name: str | None = None,
     weights_csv: str | Path | None = None,
+    pseudo_csv: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fit on every fold but ``fold``, early-stop on the metric, predict OOF and test.
 
     With ``resume_dir`` each completed epoch is saved there and a rerun of the same job
     continues from it; the state is removed once the outputs are written. ``weights_csv``
-    (``id, weight``, from adversarial validation) samples train rows by those weights."""
+    (``id, weight``, from adversarial validation) samples train rows by those weights;
+    ``pseudo_csv`` (``id, label``) adds pseudo-labelled test images to the training rows."""
     name = name or settings.backbone
     views = build_tta(settings.tta, settings.tta_scales)
     check_merge(settings.tta_merge)
@@ -353,15 +366,23 @@ def train_fold(
         row_weights = index["id"].iloc[train_rows].map(weight_of).fillna(1.0).to_numpy()
         log.info("sampling train rows by adversarial weights (from %.2f to %.2f)",
                  row_weights.min(), row_weights.max())
+    extra = None
+    if pseudo_csv is not None:
+        pseudo = pd.read_csv(pseudo_csv, dtype={"id": str, "label": str},
+                             keep_default_na=False)
+        test_row = pd.read_parquet(test_index).set_index("id")["row"]
+        extra = (test_images, test_row.loc[pseudo["id"]].to_numpy(), spec.encode(pseudo["label"]))
+        log.info("training on %d pseudo-labelled test images besides %d train images",
+                 len(pseudo), len(train_rows))
     trainer = FoldTrainer(settings, spec, metric, train_images, train_rows, y[train_rows],
-                          in_chans, runtime, fold, name, row_weights)
+                          in_chans, runtime, fold, name, row_weights, extra)
     eval_batch = settings.batch_size * 2
     store = None
     if resume_dir is not None:
         store = ResumeStore(resume_dir, resume_key(
             {"settings": asdict(settings), "task": asdict(spec), "fold": fold, "name": name},
-            [p for p in (train_array, train_index, folds_csv, manifest_path, weights_csv)
-             if p is not None]))
+            [p for p in (train_array, train_index, folds_csv, manifest_path, weights_csv,
+                         pseudo_csv) if p is not None]))
 
     history: list[dict] = []
     best_score, best_epoch, best_state = float("nan"), -1, None
@@ -457,6 +478,7 @@ def train_fold(
         "best_valid_score": best_score, "oof_score_tta": metric(y[valid_rows], oof),
         "tta": [v.name for v in views], "tta_merge": settings.tta_merge,
         "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
+        "n_pseudo": int(len(extra[1])) if extra is not None else 0,
         "device": str(runtime.device), "amp": str(runtime.amp_dtype), "threads": threads,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "resumed_from_epoch": start_epoch, "fit_seconds": fit_seconds,
