@@ -297,6 +297,35 @@ def test_multilabel_sets_are_normalised_into_class_order(comp: Path, tmp_path: P
     assert encoded.shape == (len(train), 4) and (encoded.sum(axis=1) == 2).all()
 
 
+def test_multilabel_from_one_column_per_label(comp: Path, tmp_path: Path) -> None:
+    def columns(frame: pd.DataFrame) -> pd.DataFrame:
+        digits = frame["label"].astype(int)
+        return frame.drop(columns="label").assign(
+            even=(digits % 2 == 0).astype(int).astype(str),
+            odd=(digits % 2 == 1).astype(int).astype(str),
+            big=(digits >= 5).astype(int).astype(str))
+
+    train = edit_csv(comp / "train.csv", columns)
+    manifest = ingest(comp, tmp_path, task="multilabel", label_columns=("big", "even", "odd"))
+    spec = TaskSpec.load(outputs(tmp_path)[1])
+    assert spec.classes == ("big", "even", "odd")
+    labels = manifest.loc[manifest["split"] == "train", "label"].tolist()
+    expected = [" ".join(c for c in ("big", "even", "odd") if row[c] == "1")
+                for _, row in train.iterrows()]
+    assert labels == expected
+
+    def spoil(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[3, "odd"] = "yes"
+        return frame
+
+    edit_csv(comp / "train.csv", spoil)
+    message = ingest_fails(comp, tmp_path / "bad", task="multilabel",
+                           label_columns=("big", "even", "odd"))
+    assert "train.csv line 5: label column 'odd' holds 'yes', not 0 or 1" in message
+    message = ingest_fails(comp, tmp_path / "bad", label_columns=("big",))
+    assert "competition.label_columns needs task multilabel" in message
+
+
 def test_multilabel_label_outside_classes_names_line(comp: Path, tmp_path: Path) -> None:
     edit_csv(comp / "train.csv", lambda f: f.assign(label="cat").assign(
         label=lambda g: g["label"].where(g.index != 3, "cat bird")))

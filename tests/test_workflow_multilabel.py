@@ -28,7 +28,7 @@ def multilabel_run(tmp_path_factory):
                                       metric="f1_macro")
     flow.config["models"] = {"resnet10t": TINY_CONFIG["models"]["resnet10t"]}
     flow.config["ensemble"]["stackers"] = {
-        "lightgbm": TINY_CONFIG["ensemble"]["stackers"]["lightgbm"],
+        "lightgbm": {**TINY_CONFIG["ensemble"]["stackers"]["lightgbm"], "meta_features": True},
         "logistic": {"library": "logistic", "params": {}},
     }
     flow.config["postprocess"] = {"f1": {"method": "thresholds_f1",
@@ -73,6 +73,8 @@ def test_predictions_are_independent_probabilities(multilabel_run):
         assert ((values >= 0) & (values <= 1)).all()
         cv = json.loads((results / f"{kind}/{name}/cv.json").read_text())
         assert cv["metric"] == "f1_macro" and len(cv["fold_scores"]) == 2
+        if name == "lightgbm":
+            assert cv["details"]["meta_features"] == ["height", "width", "aspect", "channels"]
 
 
 def test_submission_holds_label_sets(multilabel_run):

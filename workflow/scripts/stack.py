@@ -12,4 +12,5 @@ with job_logging(snakemake):
                 snakemake.params.seed, snakemake.threads, spec,
                 TrainTruth.load(i.folds, i.manifest, spec),
                 dict(zip(models, i.oofs, strict=True)),
-                dict(zip(models, i.tests, strict=True)), dict(snakemake.output.items()))
+                dict(zip(models, i.tests, strict=True)), dict(snakemake.output.items()),
+                i.manifest if settings.get("meta_features") else None)

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,7 @@ class CompetitionLayout:
     train_images: str = "train/{id}.png"
     image_column: str | None = None
     group_column: str | None = None
+    label_columns: tuple[str, ...] | None = None
     bad_train_images: str = "error"
     external: tuple[ExternalSource, ...] = ()
 
@@ -65,12 +66,14 @@ class CompetitionLayout:
     def from_config(cls, section: dict, root: str | Path | None = None) -> CompetitionLayout:
         """The layout the config's ``competition`` section describes; ``root`` overrides its
         ``dir`` (the embedded dataset lives in the results folder)."""
-        fields = set(cls.__dataclass_fields__) - {"root", "classes", "external"}
+        fields = set(cls.__dataclass_fields__) - {"root", "classes", "external", "label_columns"}
+        label_columns = section.get("label_columns")
         classes = section.get("classes")
         return cls(
             root=Path(root if root is not None else section.get("dir") or "."),
             **{k: v for k, v in section.items() if k in fields},
             classes=tuple(str(c) for c in classes) if classes is not None else None,
+            label_columns=tuple(label_columns) if label_columns else None,
             external=tuple(ExternalSource(**{**e, "dir": Path(e["dir"])})
                            for e in section.get("external") or ()),
         )
@@ -302,6 +305,35 @@ def _check_labels(
     return classes
 
 
+def _labels_from_columns(train: pd.DataFrame, path: Path, layout: CompetitionLayout
+                         ) -> tuple[pd.DataFrame, CompetitionLayout]:
+    """A multilabel train.csv with one 0/1 column per label, turned into the space-separated
+    target column the rest of podium reads; the label columns are the classes, in order."""
+    if layout.task != "multilabel":
+        raise PodiumInputError(
+            f"config key competition.label_columns needs task multilabel, not {layout.task!r}."
+        )
+    columns = list(layout.label_columns)
+    _require_columns(train, path, [(c, "competition.label_columns") for c in columns])
+    problems = _Problems()
+    for column in columns:
+        for row, value in train[column].items():
+            if value.strip() not in ("0", "1"):
+                problems.add(f"{path} line {int(row) + 2}: label column {column!r} holds "
+                             f"{value!r}, not 0 or 1")
+    problems.raise_if_any(f"{path}: label columns")
+    chosen = train[columns].apply(lambda col: col.str.strip() == "1")
+    target = [LABEL_SEPARATOR.join(c for c, on in zip(columns, row, strict=True) if on)
+              for row in chosen.itertuples(index=False)]
+    empty = [int(row) + 2 for row, cell in zip(train.index, target, strict=True) if not cell]
+    if empty:
+        raise PodiumInputError(
+            f"{path} lines {empty[:10]}: no label column is 1; every image needs a label."
+        )
+    return (train.assign(**{layout.target: target}),
+            replace(layout, classes=tuple(columns), label_columns=None))
+
+
 def _check_values(labels: pd.Series, path: Path, column: str, task: str,
                   classes: tuple[str, ...] | None, problems: _Problems) -> tuple[str, ...]:
     """Regression targets must be finite numbers, ordinal ones whole numbers (grades)."""
@@ -420,6 +452,8 @@ def ingest_competition(
     sample_path = layout.root / layout.sample_submission
     train = _read_table(train_path, "competition.train_csv")
     sample = _read_table(sample_path, "competition.sample_submission")
+    if layout.label_columns:
+        train, layout = _labels_from_columns(train, train_path, layout)
     _require_columns(
         train, train_path, [(layout.id_column, "competition.id_column"),
                             (layout.target, "competition.target")]

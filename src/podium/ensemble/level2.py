@@ -37,21 +37,39 @@ def run_blend(name: str, method: str, params: dict, spec: TaskSpec, truth: Train
                              {"models": models, **info})
 
 
+META_FEATURES = ("height", "width", "aspect", "channels")
+
+
+def meta_features(manifest_path: str | Path, ids: pd.Series) -> np.ndarray:
+    """Simple per-image facts a stacker can combine with the predictions: the original
+    height, width, aspect ratio and channels (a model at a fixed size cannot see them)."""
+    manifest = pd.read_parquet(manifest_path, columns=["id", "height", "width", "channels"])
+    rows = manifest.set_index("id").loc[ids]
+    return np.column_stack([rows["height"], rows["width"], rows["width"] / rows["height"],
+                            rows["channels"]]).astype(np.float64)
+
+
 def run_stacker(name: str, library: str, params: dict, seed: int, threads: int,
                 spec: TaskSpec, truth: TrainTruth, model_oofs: dict[str, str | Path],
-                model_tests: dict[str, str | Path], out: dict[str, str | Path]) -> dict:
-    """Fit the stacker fold by fold on the models' OOF and predict OOF and test."""
+                model_tests: dict[str, str | Path], out: dict[str, str | Path],
+                manifest_path: str | Path | None = None) -> dict:
+    """Fit the stacker fold by fold on the models' OOF (plus, with ``manifest_path``, the
+    images' :func:`meta_features`) and predict OOF and test."""
     columns = spec.prediction_columns
     oofs, tests = _load(model_oofs), _load(model_tests)
     test_ids = next(iter(tests.values()))["id"]
     features = stack_features(oofs, truth.ids, columns)
     test_features = stack_features(tests, test_ids, columns)
+    if manifest_path is not None:
+        features = np.hstack([features, meta_features(manifest_path, truth.ids)])
+        test_features = np.hstack([test_features, meta_features(manifest_path, test_ids)])
     regression = spec.predicts_value
     make_stacker(library, params, seed, threads, regression)  # fail on bad config before fitting
     oof, test = stack_out_of_fold(
         lambda: make_stacker(library, params, seed, threads, regression), features, truth.y,
         truth.fold, test_features, spec.n_classes)
-    return write_predictions(name, "stacker", spec, truth, test_ids, oof, test, out)
+    details = {"meta_features": list(META_FEATURES)} if manifest_path is not None else None
+    return write_predictions(name, "stacker", spec, truth, test_ids, oof, test, out, details)
 
 
 def decisions_as_predictions(decisions: np.ndarray, spec: TaskSpec) -> np.ndarray:
