@@ -116,7 +116,7 @@ def test_adversarial_validation_reports_auc_and_weights(finished_tiny_run):
 
 
 def test_plots_are_images(finished_tiny_run):
-    for name in ("leaderboard", "learning_curves", "adversarial"):
+    for name in ("leaderboard", "learning_curves", "adversarial", "cv_folds", "best_entry"):
         png = finished_tiny_run.results / f"plots/{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 5000
@@ -223,3 +223,18 @@ def test_default_profile_loads_without_flags(workflow):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "profile profiles/default" in proc.stdout + proc.stderr
+
+
+def test_report_holds_every_plot_and_the_provenance(finished_tiny_run):
+    """`snakemake --report` builds one HTML page with the leaderboard, CV per fold, the best
+    entry's confusion matrix, learning curves, the dedup montage and adversarial validation,
+    plus Snakemake's own provenance (rules, runtimes, configuration)."""
+    report = finished_tiny_run.root / "report.html"
+    finished_tiny_run.snakemake("--report", str(report))
+    html = report.read_text()
+    for name in ("leaderboard.png", "cv_folds.png", "best_entry.png", "learning_curves.png",
+                 "montage.png", "adversarial.png"):
+        assert name in html, name
+    for rule in ("train_model", "stack_models", "find_duplicates"):
+        assert rule in html
+    assert "Where the top leaderboard entry" in html  # a caption

@@ -153,6 +153,8 @@ def final_outputs():
         res("leaderboard.csv"),
         res("plots/leaderboard.png"),
         res("plots/learning_curves.png"),
+        res("plots/cv_folds.png"),
+        res("plots/best_entry.png"),
     ]
     if EMBEDDED:
         outputs.append(res("score.json"))

@@ -67,10 +67,25 @@ rule plot_results:
         histories=expand(
             res("models/{model}/fold{fold}/history.csv"), model=MODELS, fold=FOLDS
         ),
+        cvs=[res(f"{kind}/{name}/cv.json") for name, kind in all_entries()],
+        oofs=[res(f"{kind}/{name}/oof.parquet") for name, kind in all_entries()],
+        folds=res("folds.csv"),
+        manifest=res("data/manifest.parquet"),
+        task=res("data/task.json"),
     output:
         leaderboard=report(
             res("plots/leaderboard.png"),
             caption="../report/leaderboard.rst",
+            category="Leaderboard",
+        ),
+        folds=report(
+            res("plots/cv_folds.png"),
+            caption="../report/cv_folds.rst",
+            category="Leaderboard",
+        ),
+        best=report(
+            res("plots/best_entry.png"),
+            caption="../report/best_entry.rst",
             category="Leaderboard",
         ),
         curves=report(
@@ -85,6 +100,7 @@ rule plot_results:
     conda:
         "../../envs/ensemble.yaml"
     params:
-        code=code("submit"),
+        names=[name for name, _ in all_entries()],
+        code=code("submit", "metrics", "task", "ensemble"),
     script:
         "../scripts/plots.py"
