@@ -21,6 +21,26 @@ include: "workflow/rules/postprocess.smk"
 include: "workflow/rules/submit.smk"
 
 
+# On a cluster these run on the submitting node: a cluster job costs seconds of queueing and
+# start-up, more than these take. Training and preprocessing go to the cluster.
+localrules:
+    all,
+    make_digits_competition,
+    ingest_competition,
+    find_duplicates,
+    adversarial_validation,
+    make_folds,
+    gather_model,
+    select_pseudo_labels,
+    blend_models,
+    stack_models,
+    postprocess_predictions,
+    build_leaderboard,
+    write_submission,
+    score_submission,
+    plot_results,
+
+
 rule all:
     default_target: True
     input:

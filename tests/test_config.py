@@ -87,11 +87,13 @@ def test_conda_envs_match_pyproject():
 
 
 @pytest.mark.slow
-def test_snakemake_lint_is_clean():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("profile", ["workflow/profiles/default", "workflow/profiles/slurm"])
+def test_snakemake_lint_is_clean(profile):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--workflow-profile",
+                           profile], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr
+    assert f"profile {profile}" in proc.stdout + proc.stderr  # the profile was loaded
 
 
 @pytest.mark.slow
