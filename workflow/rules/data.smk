@@ -14,7 +14,7 @@ if EMBEDDED:
                 "max_images": COMPETITION["embedded_max_images"],
                 "multilabel": COMPETITION["embedded"] == "digits_multilabel",
             },
-            code=code("data"),
+            code=code("data", script="make_digits.py"),
         script:
             "../scripts/make_digits.py"
 
@@ -38,7 +38,7 @@ rule ingest_competition:
             {k: v for k, v in COMPETITION.items() if not k.startswith("embedded")},
             dir=competition_dir(),
         ),
-        code=code("data", "metrics", "task"),
+        code=code("data", "metrics", "task", script="ingest.py"),
     script:
         "../scripts/ingest.py"
 
@@ -71,7 +71,7 @@ rule find_duplicates:
             for k, v in config["dedup"].items()
             if k not in ("threads", "leak_labels")
         },
-        code=code("data", "preprocess"),
+        code=code("data", "preprocess", script="dedup.py"),
     script:
         "../scripts/dedup.py"
 
@@ -92,6 +92,6 @@ rule make_folds:
         "../../envs/data.yaml"
     params:
         folds=config["folds"],
-        code=code("data", "task"),
+        code=code("data", "task", script="folds.py"),
     script:
         "../scripts/folds.py"

@@ -13,6 +13,6 @@ rule preprocess_images:
     threads: config["preprocess"]["threads"]
     params:
         settings={k: v for k, v in config["preprocess"].items() if k != "threads"},
-        code=code("preprocess"),
+        code=code("preprocess", script="preprocess.py"),
     script:
         "../scripts/preprocess.py"

@@ -10,7 +10,7 @@ rule build_leaderboard:
     conda:
         "../../envs/ensemble.yaml"
     params:
-        code=code("submit", "metrics"),
+        code=code("submit", "metrics", script="leaderboard.py"),
     script:
         "../scripts/leaderboard.py"
 
@@ -34,7 +34,7 @@ rule write_submission:
         names=[name for name, _ in all_entries()],
         sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
         leak_labels=config["dedup"]["leak_labels"],
-        code=code("submit", "task"),
+        code=code("submit", "task", script="submit.py"),
     script:
         "../scripts/submit.py"
 
@@ -56,7 +56,7 @@ if EMBEDDED:
             "../../envs/ensemble.yaml"
         params:
             solution=str(Path(competition_dir()) / "solution.csv"),
-            code=code("submit", "task"),
+            code=code("submit", "task", script="score.py"),
         script:
             "../scripts/score.py"
 
@@ -101,6 +101,6 @@ rule plot_results:
         "../../envs/ensemble.yaml"
     params:
         names=[name for name, _ in all_entries()],
-        code=code("submit", "metrics", "task", "ensemble"),
+        code=code("submit", "metrics", "task", "ensemble", script="plots.py"),
     script:
         "../scripts/plots.py"

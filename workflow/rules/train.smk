@@ -29,7 +29,7 @@ rule train_model:
         resume_dir=lambda wildcards: res(
             f"resume/{wildcards.model}/fold{wildcards.fold}"
         ),
-        code=code("train", "metrics", "task"),
+        code=code("train", "metrics", "task", script="train.py"),
     script:
         "../scripts/train.py"
 
@@ -52,7 +52,7 @@ rule gather_model:
     conda:
         "../../envs/ensemble.yaml"
     params:
-        code=code("ensemble", "metrics", "task"),
+        code=code("ensemble", "metrics", "task", script="gather.py"),
     script:
         "../scripts/gather.py"
 
@@ -71,6 +71,6 @@ rule select_pseudo_labels:
         "../../envs/ensemble.yaml"
     params:
         settings=PSEUDO,
-        code=code("ensemble/pseudo", "task"),
+        code=code("ensemble/pseudo", "task", script="pseudo.py"),
     script:
         "../scripts/pseudo.py"

@@ -1,0 +1,135 @@
+"""The partial-rerun matrix: after one complete tiny run, each change makes `snakemake -n` plan
+exactly the jobs that depend on it, no more and no less."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ENSEMBLE_TAIL = {"blend_models": 3, "stack_models": 3, "postprocess_predictions": 1}
+REPORT_TAIL = {"build_leaderboard": 1, "write_submission": 1, "score_submission": 1,
+               "plot_results": 1, "all": 1}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Iterator:
+    from conftest import TINY_CONFIG, Workflow, _merge
+
+    flow = Workflow(tmp_path_factory.mktemp("reruns"))
+    flow.config = _merge(flow.config, TINY_CONFIG)
+    flow.config["postprocess"] = {"eq": {"method": "equalize", "entries": ["mean"]}}
+    flow.write_config()
+    flow.snakemake()
+    flow.original = copy.deepcopy(flow.config)
+    yield flow
+
+
+@pytest.fixture
+def flow(finished):
+    """The finished run, its config and code restored after each case."""
+    yield finished
+    finished.config = copy.deepcopy(finished.original)
+    finished.write_config()
+    assert finished.planned_jobs() == {}, "a case left a change behind"
+
+
+@contextlib.contextmanager
+def _edited(path: Path) -> Iterator[None]:
+    """A content change to ``path`` for the block, undone afterwards whatever happens."""
+    original = path.read_text()
+    path.write_text(original + "\n# a code change\n")
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+def test_nothing_to_do_after_a_complete_run(flow):
+    assert flow.planned_jobs() == {}
+
+
+def test_one_models_hyperparameter(flow):
+    flow.config["models"]["regnetx_002"]["lr"] = 0.02
+    flow.write_config()
+    assert flow.planned_jobs() == {"train_model": 2, "gather_model": 1, **ENSEMBLE_TAIL,
+                                   **REPORT_TAIL}
+
+
+def test_a_new_model(flow):
+    flow.config["models"]["resnet10t_b"] = {**flow.config["models"]["resnet10t"], "seed": 1}
+    flow.write_config()
+    assert flow.planned_jobs() == {"train_model": 2, "gather_model": 1, **ENSEMBLE_TAIL,
+                                   **REPORT_TAIL}
+
+
+def test_removing_a_model(flow):
+    del flow.config["models"]["regnetx_002"]
+    flow.write_config()
+    assert flow.planned_jobs() == {**ENSEMBLE_TAIL, **REPORT_TAIL}
+
+
+def test_a_stacker_parameter(flow):
+    flow.config["ensemble"]["stackers"]["xgboost"]["params"]["n_estimators"] = 11
+    flow.write_config()
+    assert flow.planned_jobs() == {"stack_models": 1, **REPORT_TAIL}
+
+
+def test_a_post_processing_parameter(flow):
+    flow.config["postprocess"]["eq"]["params"] = {"max_iter": 500}
+    flow.write_config()
+    assert flow.planned_jobs() == {"postprocess_predictions": 1, **REPORT_TAIL}
+
+
+def test_a_clahe_parameter(flow):
+    flow.config["preprocess"]["clahe_clip_limit"] = 3.0
+    flow.write_config()
+    assert flow.planned_jobs() == {"preprocess_images": 2, "adversarial_validation": 1,
+                                   "train_model": 4, "gather_model": 2, **ENSEMBLE_TAIL,
+                                   **REPORT_TAIL}
+
+
+def test_the_fold_count(flow):
+    flow.config["folds"]["n_folds"] = 3
+    flow.write_config()
+    assert flow.planned_jobs() == {"make_folds": 1, "train_model": 6, "gather_model": 2,
+                                   **ENSEMBLE_TAIL, **REPORT_TAIL}
+
+
+@pytest.mark.parametrize(("module", "expected"), [
+    ("data/folds.py", {"make_digits_competition": 1, "ingest_competition": 1,
+                       "find_duplicates": 1, "make_folds": 1, "preprocess_images": 2,
+                       "adversarial_validation": 1, "train_model": 4, "gather_model": 2,
+                       **ENSEMBLE_TAIL, **REPORT_TAIL}),
+    # dedup decodes with preprocess.transforms (DICOM), so it and the folds rerun too
+    ("preprocess/transforms.py", {"find_duplicates": 1, "make_folds": 1,
+                                  "preprocess_images": 2, "adversarial_validation": 1,
+                                  "train_model": 4, "gather_model": 2, **ENSEMBLE_TAIL,
+                                  **REPORT_TAIL}),
+    ("train/fit.py", {"train_model": 4, "gather_model": 2, **ENSEMBLE_TAIL, **REPORT_TAIL}),
+    ("ensemble/stack.py", {"gather_model": 2, **ENSEMBLE_TAIL, **REPORT_TAIL}),
+    ("submit/submission.py", REPORT_TAIL),
+])
+def test_a_code_change_in_each_stage(flow, module, expected):
+    with _edited(flow.root / "src/podium" / module):
+        assert flow.planned_jobs() == expected
+
+
+def test_touching_files_without_changing_them_reruns_nothing(flow):
+    touched = [flow.root / "src/podium/train/fit.py", flow.root / "workflow/scripts/train.py",
+               flow.results / "folds.csv", flow.results / "data/manifest.parquet",
+               flow.root / "config.yaml"]
+    for path in touched:
+        os.utime(path)
+    assert flow.planned_jobs() == {}
+
+
+def test_a_workflow_script_change_reruns_its_rule(flow):
+    with _edited(flow.root / "workflow/scripts/leaderboard.py"):
+        assert flow.planned_jobs() == REPORT_TAIL
