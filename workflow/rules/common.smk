@@ -1,3 +1,4 @@
+import fcntl
 import hashlib
 import os
 import sys
@@ -12,6 +13,40 @@ os.environ.update(
 )
 
 from podium.codehash import code_hash
+
+_RUN_LOCK = []  # the open file whose flock marks this directory's live podium run
+
+
+def clear_stale_locks():
+    """Remove Snakemake's locks left by a killed run, so the next call just continues.
+
+    Snakemake refuses to start while .snakemake/locks holds files, and a SIGKILLed run never
+    deletes its own. Every podium run holds an flock on .snakemake/podium-run.lock for its
+    lifetime (the kernel drops it with the process): whoever gets it knows no other run is
+    alive here, so any Snakemake lock left over is stale. Jobs that Snakemake starts itself
+    (cluster job steps) are not the main process and leave everything alone."""
+    if not workflow.is_main_process:
+        return
+    state = Path(".snakemake")
+    state.mkdir(exist_ok=True)
+    handle = open(state / "podium-run.lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # another run is alive: its locks are real
+        handle.close()
+        return
+    _RUN_LOCK.append(handle)
+    stale = sorted((state / "locks").glob("*")) if (state / "locks").is_dir() else []
+    for lock in stale:
+        lock.unlink()
+    if stale:
+        print(
+            f"podium: removed {len(stale)} Snakemake locks left by a killed run",
+            file=sys.stderr,
+        )
+
+
+clear_stale_locks()
 
 RESULTS = config["results"]
 COMPETITION = config["competition"]
