@@ -11,14 +11,13 @@ Look a metric up by its config name with :func:`get_metric`.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn import metrics as skm
 
-from podium.errors import PodiumInputError
+from podium.errors import PodiumInputError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -142,8 +141,7 @@ def get_metric(name: str) -> Metric:
     try:
         return METRICS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, METRICS, n=3, cutoff=0.3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, METRICS)
         raise PodiumInputError(
             f"config key competition.metric: unknown metric {name!r}.{hint} "
             f"Known metrics: {', '.join(sorted(METRICS))}."

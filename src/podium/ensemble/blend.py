@@ -14,7 +14,6 @@ Look a blend up by its config name with :func:`make_blend`.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import numbers
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from podium.errors import PodiumInputError
+from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import MULTILABEL_THRESHOLD, Metric, get_metric
 
 SINGLE, MULTILABEL, REGRESSION = "single", "multilabel", "regression"
@@ -427,8 +426,7 @@ def make_blend(method: str, params: dict | None = None, metric: str | None = Non
     ``metric`` (normally the competition's) goes to the blends that optimise one, unless
     ``params`` names its own ``metric``; blends that optimise nothing ignore it."""
     if method not in BLENDS:
-        close = difflib.get_close_matches(method, BLENDS, n=3, cutoff=0.3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(method, BLENDS)
         raise PodiumInputError(
             f"config key ensemble.blends.<name>.method: unknown blend {method!r}.{hint} "
             f"Known: {', '.join(BLENDS)}."
@@ -438,8 +436,7 @@ def make_blend(method: str, params: dict | None = None, metric: str | None = Non
     params = dict(params or {})
     for name in params:
         if name not in accepted:
-            close = difflib.get_close_matches(str(name), accepted, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(name, accepted, cutoff=0.5)
             raise PodiumInputError(
                 f"config key ensemble.blends.<name>.params: blend {method!r} has no param "
                 f"{name!r}.{hint} Known: {', '.join(accepted) or 'none'}."

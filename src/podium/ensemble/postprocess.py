@@ -13,13 +13,12 @@ Shapes follow :mod:`podium.metrics`: a 1-D truth with 2 probability columns is b
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from podium.errors import PodiumInputError
+from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import MULTILABEL_THRESHOLD
 
 
@@ -446,8 +445,7 @@ _BY_CLASS: dict[str, type] = {c.__name__: c for c in
 def make_postprocessor(name: str, params: dict[str, Any] | None = None) -> PostProcessor:
     """A fresh, unfitted post-processor by its config name, with the config's params."""
     if name not in POSTPROCESSORS:
-        close = difflib.get_close_matches(name, POSTPROCESSORS, n=3, cutoff=0.3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, POSTPROCESSORS)
         raise PodiumInputError(
             f"config key postprocess.{name}: unknown post-processor {name!r}.{hint} "
             f"Known: {', '.join(POSTPROCESSORS)}."

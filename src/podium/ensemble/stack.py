@@ -7,14 +7,13 @@ mean of the k stackers.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from podium.errors import PodiumInputError
+from podium.errors import PodiumInputError, did_you_mean
 
 
 def _lightgbm(params: dict, seed: int, threads: int, regression: bool) -> Any:
@@ -59,8 +58,7 @@ def make_stacker(library: str, params: dict, seed: int = 0, threads: int = 1,
     """A fresh, unfitted level-2 model by its config name: a classifier, or a regressor for
     regression and ordinal targets."""
     if library not in STACKERS:
-        close = difflib.get_close_matches(library, STACKERS, n=3, cutoff=0.3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(library, STACKERS)
         raise PodiumInputError(
             f"config key ensemble.stackers.<name>.library: unknown stacker {library!r}.{hint} "
             f"Known: {', '.join(STACKERS)}."

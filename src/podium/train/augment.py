@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import albumentations as A
 from albumentations.core.serialization import SERIALIZABLE_REGISTRY
 
-from podium.errors import PodiumInputError
+from podium.errors import PodiumInputError, did_you_mean
 
 
 def _transform_names(node: Any) -> list[str]:
@@ -27,8 +26,7 @@ def build_augmentation(serialized: dict | None, seed: int) -> A.Compose | None:
     known = set(SERIALIZABLE_REGISTRY)
     for name in _transform_names(serialized):
         if name.split(".")[-1] not in known and name not in known:
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(name, known, cutoff=0.6)
             raise PodiumInputError(
                 f"config key models.<name>.augment: albumentations has no transform {name!r}.{hint}"
             )

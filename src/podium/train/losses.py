@@ -9,7 +9,6 @@ regression and ordinal tasks. Bad config fails here, before any training starts.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from podium.errors import PodiumInputError
+from podium.errors import PodiumInputError, did_you_mean
 from podium.task import TaskSpec
 
 LOSS_KEY = "models.<name>.loss"
@@ -338,8 +337,7 @@ def _lookup(name: Any, key: str) -> LossFactory:
     if not isinstance(name, str):
         raise PodiumInputError(f"config key {key}: expected a loss name, got {name!r}.")
     if name not in LOSSES:
-        close = difflib.get_close_matches(name, LOSSES, n=3, cutoff=0.3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, LOSSES)
         raise PodiumInputError(
             f"config key {key}: unknown loss {name!r}.{hint} Known: {', '.join(LOSSES)}."
         )

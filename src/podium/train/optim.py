@@ -8,22 +8,20 @@ its state in ``state_dict`` so a killed fold resumes exactly where it stopped.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from podium.errors import PodiumInputError
+from podium.errors import PodiumInputError, did_you_mean
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "plateau", "cyclic", "constant")
 
 
 def _unknown(kind: str, name: str, known: tuple[str, ...], key: str) -> PodiumInputError:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, known)
     return PodiumInputError(
         f"config key models.<name>.{key}: unknown {kind} {name!r}.{hint} Known: "
         f"{', '.join(known)}."

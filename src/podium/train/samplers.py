@@ -8,7 +8,6 @@ epoch so rare classes are seen more often. Every sampler takes all its randomnes
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Iterator
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from podium.errors import PodiumInputError
+from podium.errors import PodiumInputError, did_you_mean
 
 SAMPLER_KEY = "models.<name>.sampler"
 
@@ -190,8 +189,7 @@ def build_sampler(name: str | None, labels: np.ndarray, generator: torch.Generat
             )
         return None
     if name not in SAMPLERS:
-        close = difflib.get_close_matches(str(name), list(SAMPLERS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, SAMPLERS, cutoff=0.5)
         raise PodiumInputError(
             f"config key {SAMPLER_KEY}: unknown sampler {name!r}.{hint} "
             f"Known: {', '.join(SAMPLERS)}."

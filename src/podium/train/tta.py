@@ -8,14 +8,13 @@ anything else, such as a deterministic crop or a CLAHE variant, and runs in the 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from podium.errors import PodiumInputError
+from podium.errors import PodiumInputError, did_you_mean
 
 TensorView = Callable[[torch.Tensor], torch.Tensor]
 
@@ -53,8 +52,7 @@ class TtaView:
 def _check_name(name: str) -> None:
     known = [*NAMED_VIEWS, *GROUPS]
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, known, cutoff=0.4)
         raise PodiumInputError(
             f"config key models.<name>.tta: unknown TTA view {name!r}.{hint} Known: "
             f"{', '.join(known)}, or an albumentations pipeline ({{transform: ...}})."
