@@ -168,8 +168,8 @@ def model_settings(name):
 def pseudo_labels(wildcards):
     """The fold's pseudo labels, for round-2 models only."""
     if wildcards.model in ROUND2:
-        return {"pseudo": res(f"pseudo/fold{wildcards.fold}.csv")}
-    return {}
+        return res(f"pseudo/fold{wildcards.fold}.csv")
+    return []
 
 
 def entry_folder(name):
@@ -203,7 +203,7 @@ def final_outputs():
     return outputs
 
 
-def training_weights(wildcards):
+def training_weights():
     """The adversarial sample weights, when training should use them."""
     if ADVERSARIAL["weight_training"]:
         if not ADVERSARIAL["enabled"]:

@@ -1,6 +1,6 @@
 rule train_model:
     input:
-        **training_weights(None),
+        **training_weights(),
         train_array=res("preprocess/train.npy"),
         train_index=res("preprocess/train_index.parquet"),
         test_array=res("preprocess/test.npy"),
@@ -8,7 +8,7 @@ rule train_model:
         folds=res("folds.csv"),
         manifest=res("data/manifest.parquet"),
         task=res("data/task.json"),
-        pseudo=lambda wildcards: pseudo_labels(wildcards).get("pseudo", []),
+        pseudo=pseudo_labels,
     output:
         weights=res("models/{model}/fold{fold}/model.pt"),
         oof=res("models/{model}/fold{fold}/oof.parquet"),

@@ -40,10 +40,9 @@ def run_blend(name: str, method: str, params: dict, spec: TaskSpec, truth: Train
 META_FEATURES = ("height", "width", "aspect", "channels")
 
 
-def meta_features(manifest_path: str | Path, ids: pd.Series) -> np.ndarray:
+def meta_features(manifest: pd.DataFrame, ids: pd.Series) -> np.ndarray:
     """Simple per-image facts a stacker can combine with the predictions: the original
     height, width, aspect ratio and channels (a model at a fixed size cannot see them)."""
-    manifest = pd.read_parquet(manifest_path, columns=["id", "height", "width", "channels"])
     rows = manifest.set_index("id").loc[ids]
     return np.column_stack([rows["height"], rows["width"], rows["width"] / rows["height"],
                             rows["channels"]]).astype(np.float64)
@@ -61,8 +60,9 @@ def run_stacker(name: str, library: str, params: dict, seed: int, threads: int,
     features = stack_features(oofs, truth.ids, columns)
     test_features = stack_features(tests, test_ids, columns)
     if manifest_path is not None:
-        features = np.hstack([features, meta_features(manifest_path, truth.ids)])
-        test_features = np.hstack([test_features, meta_features(manifest_path, test_ids)])
+        manifest = pd.read_parquet(manifest_path, columns=["id", "height", "width", "channels"])
+        features = np.hstack([features, meta_features(manifest, truth.ids)])
+        test_features = np.hstack([test_features, meta_features(manifest, test_ids)])
     regression = spec.predicts_value
     make_stacker(library, params, seed, threads, regression)  # fail on bad config before fitting
     oof, test = stack_out_of_fold(
