@@ -22,11 +22,15 @@ include: "workflow/rules/submit.smk"
 
 
 # On a cluster these run on the submitting node: a cluster job costs seconds of queueing and
-# start-up, more than these take. Training and preprocessing go to the cluster.
+# start-up, more than these take. Training, test prediction and preprocessing go to the
+# cluster.
 localrules:
     all,
     make_digits_competition,
-    ingest_competition,
+    ingest_train,
+    ingest_test,
+    merge_manifest,
+    find_train_duplicates,
     find_duplicates,
     adversarial_validation,
     make_folds,

@@ -58,6 +58,16 @@ def read_line(proc: subprocess.Popen, timeout_s: float = 10.0) -> list[str]:
     return line.split()
 
 
+@pytest.fixture
+def cuda_untouched() -> None:
+    """In-process pinning needs a process where CUDA has not started. On a GPU machine an
+    earlier test may have started it, and pin_gpu then rightly refuses (tested below)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        pytest.skip("an earlier test in this process initialised CUDA; the subprocess tests "
+                    "cover pinning")
+
+
 def finish(proc: subprocess.Popen) -> tuple[str, str]:
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
@@ -125,7 +135,7 @@ def test_no_gpu_runs_on_cpu_and_sets_nothing(
 
 
 def test_in_process_pin_writes_holder_and_cleans_up(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuda_untouched: None) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     lock = tmp_path / "gpu0.lock"
     with pin_gpu(tmp_path, count=2, timeout_s=0) as dev:
@@ -139,7 +149,7 @@ def test_in_process_pin_writes_holder_and_cleans_up(
 
 
 def test_timeout_error_names_lock_dir_and_count(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuda_untouched: None) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     holders = [start_job(tmp_path, hold_s=60.0) for _ in range(2)]
     try:
@@ -181,10 +191,24 @@ def test_gpu_count_never_calls_the_cuda_runtime_in_process(
     monkeypatch.delenv(devices.GPU_COUNT_ENV, raising=False)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     calls = []
+    initialised_before = torch.cuda.is_initialized()
     real = getattr(torch._C, "_cuda_getDeviceCount", None)
     if real is None:
         pytest.skip("torch built without CUDA")
     monkeypatch.setattr(torch._C, "_cuda_getDeviceCount", lambda: calls.append(1) or real())
     assert visible_gpu_count() >= 0
     assert calls == []
-    assert not torch.cuda.is_initialized()
+    assert torch.cuda.is_initialized() == initialised_before
+
+
+def test_pinning_after_cuda_started_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setting CUDA_VISIBLE_DEVICES after CUDA started would claim card k and compute on 0."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    torch.cuda.init()
+    with pytest.raises(RuntimeError, match="after torch initialised CUDA"), \
+            pin_gpu(tmp_path, count=2, timeout_s=0):
+        pass

@@ -13,7 +13,13 @@ import pandas as pd
 import pytest
 
 from podium.data.digits import write_digits_competition
-from podium.data.ingest import CompetitionLayout, ingest_competition
+from podium.data.ingest import (
+    CompetitionLayout,
+    ingest_competition,
+    ingest_test,
+    ingest_train,
+    merge_manifests,
+)
 from podium.errors import PodiumInputError
 from podium.task import TaskSpec
 
@@ -560,3 +566,51 @@ def test_layout_from_config_section(tmp_path: Path) -> None:
     })
     assert layout.root == tmp_path and layout.target == "y" and layout.classes == ("0", "1")
     assert layout.external[0].validate and layout.external[0].dir == Path("/data/old")
+
+
+def test_train_and_test_sides_make_the_same_manifest_and_read_only_their_files(comp, tmp_path):
+    """The workflow ingests each split on its own (new test images must not rerun the train
+    side); together they give ingest_competition's rows, train first."""
+    whole = ingest(comp, tmp_path)
+    out = tmp_path / "sides"
+    layout = CompetitionLayout(root=comp)
+    sample = comp / "sample_submission.csv"
+    kept = sample.read_bytes()
+    sample.unlink()  # the train side must not need it
+    train = ingest_train(layout, out / "train.parquet", out / "task.json")
+    sample.write_bytes(kept)
+    shutil.rmtree(comp / "train")  # nor the test side the train images
+    test = ingest_test(layout, out / "test.parquet")
+    merged = merge_manifests(out / "train.parquet", out / "test.parquet", out / "all.parquet")
+    assert set(train["split"]) == {"train"} and set(test["split"]) == {"test"}
+    assert list(merged.columns) == list(whole.columns)
+    assert list(merged["split"]) == ["train"] * len(train) + ["test"] * len(test)
+    pd.testing.assert_frame_equal(
+        merged.sort_values("id").reset_index(drop=True),
+        whole.sort_values("id").reset_index(drop=True))
+    assert TaskSpec.load(out / "task.json") == TaskSpec.load(tmp_path / "out/task.json")
+
+
+def test_test_side_names_its_problems(comp, tmp_path):
+    train_id = read_csv(comp / "train.csv")["id"].iloc[0]
+    edit_csv(comp / "sample_submission.csv",
+             lambda f: pd.concat([f, pd.DataFrame({"id": [train_id, "ghost"], "label": "0"})]))
+    with pytest.raises(PodiumInputError) as info:
+        ingest_test(CompetitionLayout(root=comp), tmp_path / "test.parquet")
+    message = str(info.value)
+    assert f"id {train_id!r} is in both train.csv and sample_submission.csv" in message
+    assert "sample_submission.csv: id 'ghost' has no image" in message
+    assert not (tmp_path / "test.parquet").exists()
+
+
+def test_merge_refuses_an_id_in_both_splits(comp, tmp_path):
+    layout = CompetitionLayout(root=comp)
+    train = ingest_train(layout, tmp_path / "train.parquet", tmp_path / "task.json")
+    test = ingest_test(layout, tmp_path / "test.parquet")
+    test.assign(id=[train["id"].iloc[3], *test["id"].iloc[1:]]).to_parquet(
+        tmp_path / "test.parquet")
+    with pytest.raises(PodiumInputError, match=rf"1 ids are both train and test images.*"
+                                               rf"{train['id'].iloc[3]}"):
+        merge_manifests(tmp_path / "train.parquet", tmp_path / "test.parquet",
+                        tmp_path / "all.parquet")
+    assert not (tmp_path / "all.parquet").exists()

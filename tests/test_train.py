@@ -18,9 +18,11 @@ from podium.errors import PodiumInputError
 from podium.metrics import get_metric
 from podium.task import TaskSpec
 from podium.train.augment import build_augmentation
-from podium.train.data import PackedImages
-from podium.train.fit import FoldOutputs, FoldTrainer, Runtime, TrainSettings, train_fold
+from podium.train.data import BatchLoader, PackedImages
+from podium.train.fit import FoldOutputs, FoldTrainer, TrainSettings, train_fold
 from podium.train.heads import build_classifier
+from podium.train.predict import predict_test_fold
+from podium.train.runtime import Runtime
 
 SPEC = TaskSpec(task="multiclass", target="label", classes=("0", "1", "2"), metric="accuracy",
                 id_column="id")
@@ -55,14 +57,17 @@ def _packed_fold_inputs(root: Path, n_train: int = 48, n_test: int = 9) -> dict[
 
 def _run(inputs: dict[str, Path], out: Path, resume_dir: Path | None = None,
          **settings) -> dict:
-    outputs = FoldOutputs(*(out / n for n in ("model.pt", "oof.parquet", "test.parquet",
-                                              "history.csv", "metrics.json")))
+    outputs = FoldOutputs(*(out / n for n in ("model.pt", "oof.parquet", "history.csv",
+                                              "metrics.json")))
+    return train_fold(_settings(**settings), SPEC, 1, inputs["train.npy"],
+                      inputs["train_index.parquet"], inputs["folds.csv"],
+                      inputs["manifest.parquet"], outputs, threads=1, resume_dir=resume_dir)
+
+
+def _settings(**settings) -> TrainSettings:
     base = {"backbone": "resnet10t", "epochs": 2, "batch_size": 16, "tta": ["identity",
                                                                              "hflip"]}
-    return train_fold(TrainSettings(**{**base, **settings}), SPEC, 1, inputs["train.npy"],
-                      inputs["train_index.parquet"], inputs["test.npy"],
-                      inputs["test_index.parquet"], inputs["folds.csv"],
-                      inputs["manifest.parquet"], outputs, threads=1, resume_dir=resume_dir)
+    return TrainSettings(**{**base, **settings})
 
 
 def test_train_fold_writes_every_output_and_is_deterministic(tmp_path):
@@ -76,12 +81,12 @@ def test_train_fold_writes_every_output_and_is_deterministic(tmp_path):
     assert list(oof_a.columns) == ["id", "p_0", "p_1", "p_2"]
     assert set(oof_a["id"]) == {f"tr{i}" for i in range(1, 48, 2)}
     pd.testing.assert_frame_equal(oof_a, oof_b)
-    test = pd.read_parquet(tmp_path / "a/test.parquet")
-    assert list(test["id"]) == [f"te{i}" for i in range(9)]
+    assert not (tmp_path / "a/test.parquet").exists()  # test images are predict_test's job
     history = pd.read_csv(tmp_path / "a/history.csv")
     assert list(history["epoch"]) == [1, 2]
     assert {"train_loss", "valid_accuracy", "valid_logloss", "lr"} <= set(history.columns)
-    assert summary["device"] == "cpu" and summary["n_valid"] == 24
+    assert summary["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert summary["n_valid"] == 24
     state = torch.load(tmp_path / "a/model.pt", weights_only=False)
     assert state["settings"]["backbone"] == "resnet10t" and state["in_chans"] == 1
 
@@ -128,11 +133,10 @@ def test_multilabel_fold_trains_on_sets_and_predicts_sigmoids(tmp_path):
     spec = TaskSpec(task="multilabel", target="label", classes=("high", "low", "odd"),
                     metric="f1_macro", id_column="id")
     outputs = FoldOutputs(*(tmp_path / "out" / n for n in (
-        "model.pt", "oof.parquet", "test.parquet", "history.csv", "metrics.json")))
+        "model.pt", "oof.parquet", "history.csv", "metrics.json")))
     summary = train_fold(TrainSettings(backbone="resnet10t", epochs=3, batch_size=16, lr=0.01),
                          spec, 1, inputs["train.npy"], inputs["train_index.parquet"],
-                         inputs["test.npy"], inputs["test_index.parquet"], inputs["folds.csv"],
-                         inputs["manifest.parquet"], outputs, threads=1)
+                         inputs["folds.csv"], inputs["manifest.parquet"], outputs, threads=1)
     oof = pd.read_parquet(outputs.oof)
     proba = oof[["p_high", "p_low", "p_odd"]].to_numpy()
     assert ((proba >= 0) & (proba <= 1)).all()
@@ -226,12 +230,12 @@ def test_competition_augmentations_run_from_their_serialised_form():
     rgb = rng.integers(0, 255, (4, 24, 24, 3), dtype=np.uint8)
     images = PackedImages(rgb, np.arange(4), np.zeros(4), augment)
     out = torch.stack([images[i][0] for i in range(4)])
-    assert out.shape == (4, 3, 24, 24) and out.dtype == torch.uint8
-    assert not torch.equal(out, torch.from_numpy(rgb.transpose(0, 3, 1, 2)))
+    assert out.shape == (4, 24, 24, 3) and out.dtype == torch.uint8
+    assert not torch.equal(out, torch.from_numpy(rgb))
     gray = build_augmentation(A.to_dict(A.Compose([A.D4(p=1.0), A.CLAHE(p=1.0),
                                                    A.GaussNoise(p=1.0)])), seed=0)
     assert PackedImages(rgb[:, :, :, :1].copy(), np.arange(4), augment=gray)[0][0].shape == (
-        1, 24, 24)
+        24, 24, 1)
 
 
 def test_augmentation_waits_for_its_first_epoch(tmp_path):
@@ -247,3 +251,93 @@ def test_augmentation_waits_for_its_first_epoch(tmp_path):
     assert trainer.dataset.augment is None
     trainer.train_epoch(2)
     assert trainer.dataset.augment is trainer.augment
+
+
+def test_bf16_autocast_trains_when_asked(tmp_path):
+    """precision: bf16 runs autocast end to end (CPU autocast here, on a GPU where there is
+    one); the summary says what ran."""
+    summary = _run(_packed_fold_inputs(tmp_path), tmp_path / "out", precision="bf16",
+                   epochs=1)
+    assert summary["precision"] == "bf16"
+    assert summary["channels_last"] == torch.cuda.is_available()
+    oof = pd.read_parquet(tmp_path / "out/oof.parquet")
+    assert np.isfinite(oof.filter(like="p_").to_numpy()).all()
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_batch_loader_gives_the_dataloaders_batches_across_parts(multilabel):
+    """Gathered batches equal what a DataLoader collates from the same rows: train rows, then
+    pseudo-labelled rows of another array, labels typed alike."""
+    rng = np.random.default_rng(1)
+    train, test = (rng.integers(0, 255, (n, 6, 5, 2), dtype=np.uint8) for n in (9, 7))
+    y_train = rng.integers(0, 2, (6, 3)).astype(float) if multilabel else np.arange(6) % 3
+    y_extra = rng.integers(0, 2, (4, 3)).astype(float) if multilabel else np.arange(4) % 3
+    parts = [PackedImages(train, np.array([8, 1, 3, 0, 5, 2]), y_train),
+             PackedImages(test, np.array([6, 0, 2, 4]), y_extra)]
+    expected = list(torch.utils.data.DataLoader(torch.utils.data.ConcatDataset(parts),
+                                                batch_size=4))
+    got = list(BatchLoader(parts, 4))
+    assert len(got) == len(expected) == 3
+    for (images, labels), (want_images, want_labels) in zip(got, expected, strict=True):
+        assert images.shape[1:] == (6, 5, 2) and torch.equal(images, want_images)
+        assert labels.dtype == want_labels.dtype and torch.equal(labels, want_labels)
+    assert len(BatchLoader(parts, 4, drop_last=True)) == len(list(BatchLoader(parts, 4,
+                                                                            drop_last=True)))
+
+
+def test_batch_loader_shuffles_from_its_generator_and_follows_a_sampler():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    part = [PackedImages(images, np.arange(10), np.arange(10))]
+
+    def labels(loader):
+        return torch.cat([y for _, y in loader]).tolist()
+
+    shuffled = [labels(BatchLoader(part, 3, shuffle=True,
+                                   generator=torch.Generator().manual_seed(5)))
+                for _ in range(2)]
+    assert shuffled[0] == shuffled[1] and sorted(shuffled[0]) == list(range(10))
+    assert shuffled[0] != list(range(10))
+    sampler = torch.utils.data.SubsetRandomSampler([7, 7, 2],
+                                                   generator=torch.Generator().manual_seed(0))
+    assert sorted(labels(BatchLoader(part, 2, sampler=sampler, shuffle=True))) == [2, 7, 7]
+    unlabelled = BatchLoader([PackedImages(images, np.arange(3))], 8)
+    assert labels(unlabelled) == [-1, -1, -1]
+
+
+def test_predict_test_fold_rebuilds_the_model_and_matches_in_job_predictions(tmp_path):
+    """A fold's model.pt alone predicts the test images: the same numbers as predicting with
+    the trained network in the training process, in packed order, with the model's TTA."""
+    inputs = _packed_fold_inputs(tmp_path)
+    settings = _settings(hidden=[8], pooling="gem", drop_rate=0.2, ema_decay=0.9)
+    outputs = FoldOutputs(*(tmp_path / "a" / n for n in ("model.pt", "oof.parquet",
+                                                          "history.csv", "metrics.json")))
+    train_fold(settings, SPEC, 1, inputs["train.npy"], inputs["train_index.parquet"],
+               inputs["folds.csv"], inputs["manifest.parquet"], outputs)
+    summary = predict_test_fold(settings, SPEC, outputs.weights, inputs["test.npy"],
+                                inputs["test_index.parquet"], tmp_path / "test.parquet")
+    test = pd.read_parquet(tmp_path / "test.parquet")
+    assert list(test.columns) == ["id", "p_0", "p_1", "p_2"]
+    assert list(test["id"]) == [f"te{i}" for i in range(9)] and summary["n_test"] == 9
+    assert np.allclose(test[["p_0", "p_1", "p_2"]].sum(axis=1), 1.0)
+    state = torch.load(outputs.weights, weights_only=True)
+    model = build_classifier("resnet10t", 3, 1, pooling="gem", dropout=0.2, hidden=[8])
+    model.load_state_dict(state["state_dict"])
+    images = torch.from_numpy(np.load(inputs["test.npy"])).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        x = images.float() / 127.5 - 1.0
+        expected = (torch.softmax(model.eval()(x), 1) + torch.softmax(model(x.flip(3)), 1)) / 2
+    assert np.allclose(test[["p_0", "p_1", "p_2"]].to_numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_predict_test_fold_refuses_a_model_of_another_task(tmp_path):
+    inputs = _packed_fold_inputs(tmp_path)
+    outputs = FoldOutputs(*(tmp_path / "a" / n for n in ("model.pt", "oof.parquet",
+                                                          "history.csv", "metrics.json")))
+    train_fold(_settings(epochs=1), SPEC, 1, inputs["train.npy"], inputs["train_index.parquet"],
+               inputs["folds.csv"], inputs["manifest.parquet"], outputs)
+    four = TaskSpec(task="multiclass", target="label", classes=("0", "1", "2", "3"),
+                    metric="accuracy", id_column="id")
+    with pytest.raises(PodiumInputError, match="3 outputs but the task has 4"):
+        predict_test_fold(_settings(), four, outputs.weights, inputs["test.npy"],
+                          inputs["test_index.parquet"], tmp_path / "test.parquet")
+    assert not (tmp_path / "test.parquet").exists()

@@ -164,8 +164,8 @@ def test_reruns_touch_exactly_what_changed(workflow):
     workflow.config["models"]["regnetx_002"]["lr"] = original_lr / 3
     workflow.write_config()
     assert workflow.planned_jobs() == {
-        "train_model": 2, "gather_model": 1, "blend_models": 3, "stack_models": 3,
-        "build_leaderboard": 1, "write_submission": 1, "score_submission": 1,
+        "train_model": 2, "predict_test": 2, "gather_model": 1, "blend_models": 3,
+        "stack_models": 3, "build_leaderboard": 1, "write_submission": 1, "score_submission": 1,
         "plot_results": 1, "all": 1,
     }
     workflow.config["models"]["regnetx_002"]["lr"] = original_lr
@@ -185,7 +185,7 @@ def test_reruns_touch_exactly_what_changed(workflow):
     workflow.write_config()
     planned = workflow.planned_jobs()
     assert planned["preprocess_images"] == 2 and planned["train_model"] == 4
-    assert "ingest_competition" not in planned and "make_folds" not in planned
+    assert "ingest_train" not in planned and "make_folds" not in planned
     workflow.config["preprocess"]["clahe_clip_limit"] = 2.0
     workflow.write_config()
 
@@ -193,20 +193,41 @@ def test_reruns_touch_exactly_what_changed(workflow):
     fit.write_text(fit.read_text() + "\n# a code change\n")
     planned = workflow.planned_jobs()
     assert planned["train_model"] == 4
-    assert "preprocess_images" not in planned and "ingest_competition" not in planned
+    assert "preprocess_images" not in planned and "ingest_train" not in planned
 
 
 def test_bad_input_stops_before_training(workflow):
-    """A missing test image fails ingest with its path named, and nothing trains."""
+    """A train row without its image fails the train side's ingest with the path named, and
+    nothing trains."""
+    workflow.snakemake("--until", "make_digits_competition")
+    competition = workflow.results / "competition"
+    victim = sorted((competition / "train").iterdir())[3]
+    victim.unlink()
+    proc = workflow.snakemake(check=False)
+    assert proc.returncode != 0
+    assert victim.stem in proc.output and "train" in proc.output
+    assert not (workflow.results / "models").exists()
+    assert (competition / "train.csv").exists()
+
+
+def test_bad_test_input_stops_the_test_side_and_keeps_the_models(workflow):
+    """A missing test image fails the test side's ingest with its path named; the models
+    train all the same (they never read a test file), so fixing the test folder reruns only
+    test-side work."""
     workflow.snakemake("--until", "make_digits_competition")
     competition = workflow.results / "competition"
     victim = sorted((competition / "test").iterdir())[3]
+    kept = victim.read_bytes()
     victim.unlink()
     proc = workflow.snakemake(check=False)
     assert proc.returncode != 0
     assert victim.stem in proc.output and "has no image" in proc.output
-    assert not (workflow.results / "models").exists()
-    assert (competition / "train.csv").exists()
+    assert not (workflow.results / "submission.csv").exists()
+    assert len(list(workflow.results.glob("models/*/fold*/model.pt"))) == 4
+    victim.write_bytes(kept)
+    planned = workflow.planned_jobs()
+    assert planned["ingest_test"] == 1 and planned["predict_test"] == 4
+    assert not {"ingest_train", "make_folds", "train_model"} & set(planned)
 
 
 def test_config_type_error_names_the_key(workflow):

@@ -118,8 +118,9 @@ def test_changing_a_dedup_setting_reruns_from_dedup(planted_run):
     flow.config["dedup"]["min_correlation"] = 0.95
     flow.write_config()
     planned = flow.planned_jobs()
-    assert planned["find_duplicates"] == 1 and planned["make_folds"] == 1
-    assert "ingest_competition" not in planned and "preprocess_images" not in planned
+    assert planned["find_train_duplicates"] == 1 and planned["find_duplicates"] == 1
+    assert planned["make_folds"] == 1
+    assert "ingest_train" not in planned and "preprocess_images" not in planned
 
 
 def test_external_images_train_in_every_fold_and_are_never_validated(planted_run):

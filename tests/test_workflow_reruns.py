@@ -16,6 +16,8 @@ pytestmark = pytest.mark.slow
 ENSEMBLE_TAIL = {"blend_models": 3, "stack_models": 3, "postprocess_predictions": 1}
 REPORT_TAIL = {"build_leaderboard": 1, "write_submission": 1, "score_submission": 1,
                "plot_results": 1, "all": 1}
+TRAINED_TAIL = {"train_model": 4, "predict_test": 4, "gather_model": 2, **ENSEMBLE_TAIL,
+                **REPORT_TAIL}
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +60,15 @@ def test_nothing_to_do_after_a_complete_run(flow):
 def test_one_models_hyperparameter(flow):
     flow.config["models"]["regnetx_002"]["lr"] = 0.02
     flow.write_config()
-    assert flow.planned_jobs() == {"train_model": 2, "gather_model": 1, **ENSEMBLE_TAIL,
-                                   **REPORT_TAIL}
+    assert flow.planned_jobs() == {"train_model": 2, "predict_test": 2, "gather_model": 1,
+                                   **ENSEMBLE_TAIL, **REPORT_TAIL}
 
 
 def test_a_new_model(flow):
     flow.config["models"]["resnet10t_b"] = {**flow.config["models"]["resnet10t"], "seed": 1}
     flow.write_config()
-    assert flow.planned_jobs() == {"train_model": 2, "gather_model": 1, **ENSEMBLE_TAIL,
-                                   **REPORT_TAIL}
+    assert flow.planned_jobs() == {"train_model": 2, "predict_test": 2, "gather_model": 1,
+                                   **ENSEMBLE_TAIL, **REPORT_TAIL}
 
 
 def test_removing_a_model(flow):
@@ -91,28 +93,26 @@ def test_a_clahe_parameter(flow):
     flow.config["preprocess"]["clahe_clip_limit"] = 3.0
     flow.write_config()
     assert flow.planned_jobs() == {"preprocess_images": 2, "adversarial_validation": 1,
-                                   "train_model": 4, "gather_model": 2, **ENSEMBLE_TAIL,
-                                   **REPORT_TAIL}
+                                   **TRAINED_TAIL}
 
 
 def test_the_fold_count(flow):
     flow.config["folds"]["n_folds"] = 3
     flow.write_config()
-    assert flow.planned_jobs() == {"make_folds": 1, "train_model": 6, "gather_model": 2,
-                                   **ENSEMBLE_TAIL, **REPORT_TAIL}
+    assert flow.planned_jobs() == {"make_folds": 1, "train_model": 6, "predict_test": 6,
+                                   "gather_model": 2, **ENSEMBLE_TAIL, **REPORT_TAIL}
 
 
 @pytest.mark.parametrize(("module", "expected"), [
-    ("data/folds.py", {"make_digits_competition": 1, "ingest_competition": 1,
+    ("data/folds.py", {"make_digits_competition": 1, "ingest_train": 1, "ingest_test": 1,
+                       "merge_manifest": 1, "find_train_duplicates": 1,
                        "find_duplicates": 1, "make_folds": 1, "preprocess_images": 2,
-                       "adversarial_validation": 1, "train_model": 4, "gather_model": 2,
-                       **ENSEMBLE_TAIL, **REPORT_TAIL}),
+                       "adversarial_validation": 1, **TRAINED_TAIL}),
     # dedup decodes with preprocess.transforms (DICOM), so it and the folds rerun too
-    ("preprocess/transforms.py", {"find_duplicates": 1, "make_folds": 1,
-                                  "preprocess_images": 2, "adversarial_validation": 1,
-                                  "train_model": 4, "gather_model": 2, **ENSEMBLE_TAIL,
-                                  **REPORT_TAIL}),
-    ("train/fit.py", {"train_model": 4, "gather_model": 2, **ENSEMBLE_TAIL, **REPORT_TAIL}),
+    ("preprocess/transforms.py", {"find_train_duplicates": 1, "find_duplicates": 1,
+                                  "make_folds": 1, "preprocess_images": 2,
+                                  "adversarial_validation": 1, **TRAINED_TAIL}),
+    ("train/fit.py", TRAINED_TAIL),
     ("ensemble/stack.py", {"gather_model": 2, **ENSEMBLE_TAIL, **REPORT_TAIL}),
     ("submit/submission.py", REPORT_TAIL),
 ])
@@ -124,6 +124,7 @@ def test_a_code_change_in_each_stage(flow, module, expected):
 def test_touching_files_without_changing_them_reruns_nothing(flow):
     touched = [flow.root / "src/podium/train/fit.py", flow.root / "workflow/scripts/train.py",
                flow.results / "folds.csv", flow.results / "data/manifest.parquet",
+               flow.results / "data/train_manifest.parquet",
                flow.root / "config.yaml"]
     for path in touched:
         os.utime(path)
@@ -133,3 +134,59 @@ def test_touching_files_without_changing_them_reruns_nothing(flow):
 def test_a_workflow_script_change_reruns_its_rule(flow):
     with _edited(flow.root / "workflow/scripts/leaderboard.py"):
         assert flow.planned_jobs() == REPORT_TAIL
+
+
+HELD_BACK = 6
+
+
+@pytest.fixture(scope="module")
+def external_run(tmp_path_factory) -> Iterator:
+    """A complete tiny run on a competition folder of the user's, with a few test images
+    (and their sample-submission rows) held back for a later stage."""
+    import pandas as pd
+    from conftest import TINY_CONFIG, Workflow, _merge
+
+    from podium.data.digits import write_digits_competition
+
+    root = tmp_path_factory.mktemp("stage2")
+    competition = root / "competition"
+    write_digits_competition(competition, max_images=120)
+    sample = pd.read_csv(competition / "sample_submission.csv", dtype=str)
+    held = root / "held"
+    held.mkdir()
+    for image_id in sample["id"].iloc[-HELD_BACK:]:
+        (competition / f"test/{image_id}.png").rename(held / f"{image_id}.png")
+    sample.iloc[:-HELD_BACK].to_csv(competition / "sample_submission.csv", index=False)
+
+    (root / "flow").mkdir()
+    flow = Workflow(root / "flow")
+    flow.config = _merge(flow.config, TINY_CONFIG)
+    flow.config["competition"].update(embedded=None, dir=str(competition))
+    flow.config["postprocess"] = {"eq": {"method": "equalize", "entries": ["mean"]}}
+    flow.write_config()
+    flow.snakemake()
+    yield flow, competition, held, sample
+
+
+def test_new_test_images_rerun_only_test_side_work(external_run):
+    """A competition's second stage: new test images and rows. Ingest, preprocessing and
+    prediction of the test side rerun, and what reads test predictions; the train side
+    (ingest, dedup, folds, packing, training) does not."""
+    import pandas as pd
+
+    flow, competition, held, sample = external_run
+    weights = sorted(flow.results.glob("models/*/fold*/model.pt"))
+    trained_at = [p.stat().st_mtime_ns for p in weights]
+    for image in held.iterdir():
+        image.rename(competition / "test" / image.name)
+    sample.to_csv(competition / "sample_submission.csv", index=False)
+
+    assert flow.planned_jobs() == {
+        "ingest_test": 1, "merge_manifest": 1, "find_duplicates": 1, "preprocess_images": 1,
+        "adversarial_validation": 1, "predict_test": 4, "gather_model": 2, **ENSEMBLE_TAIL,
+        **{k: v for k, v in REPORT_TAIL.items() if k != "score_submission"}}
+    flow.snakemake()
+    assert [p.stat().st_mtime_ns for p in weights] == trained_at
+    submission = pd.read_csv(flow.results / "submission.csv", dtype=str)
+    assert list(submission["id"]) == list(sample["id"])
+    assert flow.planned_jobs() == {}

@@ -1,7 +1,7 @@
 """The tiny pipeline through a real SLURM cluster (.ci/slurm/start-cluster.sh: one node, two
-fake GPUs) with the shipped SLURM profile: training jobs are submitted with one GPU each and
-run on distinct CUDA_VISIBLE_DEVICES, cheap rules stay local, and the results keep every
-contract of a local run."""
+fake GPUs) with the shipped SLURM profile: training and test-prediction jobs are submitted
+with one GPU each, folds train on distinct CUDA_VISIBLE_DEVICES, cheap rules stay local, and
+the results keep every contract of a local run."""
 
 from __future__ import annotations
 
@@ -42,14 +42,16 @@ def test_tiny_pipeline_runs_through_slurm(workflow):
     before = {j for ids in _jobs_by_rule().values() for j in ids}
     workflow.snakemake(
         "--workflow-profile", "workflow/profiles/slurm",
-        "--set-resources", "train_model:mem_mb=1500", "preprocess_images:mem_mb=1500",
+        "--set-resources", "train_model:mem_mb=1500", "predict_test:mem_mb=1500",
+        "preprocess_images:mem_mb=1500",
         "--default-resources", "mem_mb=1000", "runtime=30",
         "--slurm-init-seconds-before-status-checks", "2", timeout=600)
 
     jobs = {rule: [j for j in ids if j not in before] for rule, ids in _jobs_by_rule().items()}
-    assert len(jobs["train_model"]) == 4 and len(jobs["preprocess_images"]) == 2
-    assert not set(jobs) - {"train_model", "preprocess_images"}  # the rest ran locally
-    for job in jobs["train_model"]:
+    assert len(jobs["train_model"]) == 4 and len(jobs["predict_test"]) == 4
+    assert len(jobs["preprocess_images"]) == 2
+    assert not set(jobs) - {"train_model", "predict_test", "preprocess_images"}  # rest: local
+    for job in jobs["train_model"] + jobs["predict_test"]:
         details = subprocess.run(["scontrol", "show", "job", job], capture_output=True,
                                  text=True, timeout=30, check=True).stdout
         assert "gres:gpu:1" in details and "JobState=COMPLETED" in details

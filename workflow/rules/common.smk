@@ -139,18 +139,45 @@ def competition_dir():
     return COMPETITION["dir"]
 
 
-def competition_inputs():
-    """The embedded competition folder, or the user's tables (ingest checks the images)."""
+TEST_SIDE_KEYS = ("dir", "id_column", "train_csv", "sample_submission", "test_images")
+"""The competition keys the test side reads (train_csv only for its ids, which test ids must
+not repeat); every other key is the train side's alone."""
+
+
+def competition_inputs(side):
+    """One side's tables (ingest checks the images; a new image comes with a new row). The test
+    side also reads train.csv, for its ids."""
+    root = Path(competition_dir())
+    if side == "test":
+        return [str(root / COMPETITION[k]) for k in ("train_csv", "sample_submission")]
     external = [
         str(Path(e["dir"]) / e.get("train_csv", "train.csv"))
         for e in COMPETITION.get("external") or []
     ]
-    if EMBEDDED:
-        return [competition_dir(), *external]
-    return [
-        str(Path(competition_dir()) / COMPETITION[key])
-        for key in ("train_csv", "sample_submission")
-    ] + external
+    return [str(root / COMPETITION["train_csv"]), *external]
+
+
+def competition_params(side):
+    """The competition section as one side's ingest sees it, so that a key only the other
+    side reads never reruns this one."""
+    section = dict(
+        {k: v for k, v in COMPETITION.items() if not k.startswith("embedded")},
+        dir=competition_dir(),
+    )
+    if side == "test":
+        return {k: v for k, v in section.items() if k in TEST_SIDE_KEYS}
+    return {
+        k: v
+        for k, v in section.items()
+        if k not in ("sample_submission", "test_images")
+    }
+
+
+def dedup_settings():
+    """dedup's params: what finds duplicates and which train images to drop."""
+    return {
+        k: v for k, v in config["dedup"].items() if k not in ("threads", "leak_labels")
+    }
 
 
 def level1_inputs(kind):
@@ -165,11 +192,17 @@ def model_settings(name):
     return config["models"][name]
 
 
-def pseudo_labels(wildcards):
-    """The fold's pseudo labels, for round-2 models only."""
+def pseudo_inputs(wildcards):
+    """The fold's pseudo labels and the packed test images they point into, for round-2
+    models only: round-1 training never reads a test file, so new test images leave it be.
+    """
     if wildcards.model in ROUND2:
-        return res(f"pseudo/fold{wildcards.fold}.csv")
-    return []
+        return {
+            "pseudo": res(f"pseudo/fold{wildcards.fold}.csv"),
+            "test_array": res("preprocess/test.npy"),
+            "test_index": res("preprocess/test_index.parquet"),
+        }
+    return {}
 
 
 def entry_folder(name):

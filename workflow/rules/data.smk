@@ -2,7 +2,11 @@ if EMBEDDED:
 
     rule make_digits_competition:
         output:
-            directory(res("competition")),
+            train_csv=res("competition/train.csv"),
+            sample_submission=res("competition/sample_submission.csv"),
+            solution=res("competition/solution.csv"),
+            train_images=directory(res("competition/train")),
+            test_images=directory(res("competition/test")),
         log:
             res("logs/make_digits_competition/all.log"),
         benchmark:
@@ -19,40 +23,97 @@ if EMBEDDED:
             "../scripts/make_digits.py"
 
 
-rule ingest_competition:
+rule ingest_train:
     input:
-        competition_inputs(),
+        competition_inputs("train"),
     output:
-        manifest=res("data/manifest.parquet"),
+        manifest=res("data/train_manifest.parquet"),
         task=res("data/task.json"),
         skipped=res("data/skipped.csv"),
     log:
-        res("logs/ingest_competition/all.log"),
+        res("logs/ingest_train/all.log"),
     benchmark:
-        res("benchmarks/ingest_competition/all.tsv")
+        res("benchmarks/ingest_train/all.tsv")
     conda:
         "../../envs/data.yaml"
     threads: config["preprocess"]["threads"]
     params:
-        competition=dict(
-            {k: v for k, v in COMPETITION.items() if not k.startswith("embedded")},
-            dir=competition_dir(),
-        ),
-        code=code("data", "metrics", "task", script="ingest.py"),
+        competition=competition_params("train"),
+        code=code("data", "metrics", "task", script="ingest_train.py"),
     script:
-        "../scripts/ingest.py"
+        "../scripts/ingest_train.py"
+
+
+rule ingest_test:
+    input:
+        competition_inputs("test"),
+    output:
+        manifest=res("data/test_manifest.parquet"),
+    log:
+        res("logs/ingest_test/all.log"),
+    benchmark:
+        res("benchmarks/ingest_test/all.tsv")
+    conda:
+        "../../envs/data.yaml"
+    threads: config["preprocess"]["threads"]
+    params:
+        competition=competition_params("test"),
+        code=code("data", "metrics", "task", script="ingest_test.py"),
+    script:
+        "../scripts/ingest_test.py"
+
+
+rule merge_manifest:
+    input:
+        train=res("data/train_manifest.parquet"),
+        test=res("data/test_manifest.parquet"),
+    output:
+        manifest=res("data/manifest.parquet"),
+    log:
+        res("logs/merge_manifest/all.log"),
+    benchmark:
+        res("benchmarks/merge_manifest/all.tsv")
+    conda:
+        "../../envs/data.yaml"
+    params:
+        code=code("data", script="merge_manifest.py"),
+    script:
+        "../scripts/merge_manifest.py"
+
+
+rule find_train_duplicates:
+    input:
+        manifest=res("data/train_manifest.parquet"),
+        task=res("data/task.json"),
+    output:
+        clusters=res("dedup/train_clusters.csv"),
+        pairs=res("dedup/train_pairs.csv"),
+        conflicts=res("dedup/conflicts.csv"),
+        excluded=res("dedup/excluded.csv"),
+    log:
+        res("logs/find_train_duplicates/all.log"),
+    benchmark:
+        res("benchmarks/find_train_duplicates/all.tsv")
+    conda:
+        "../../envs/data.yaml"
+    threads: config["dedup"]["threads"]
+    params:
+        settings=dedup_settings(),
+        code=code("data", "preprocess", script="dedup_train.py"),
+    script:
+        "../scripts/dedup_train.py"
 
 
 rule find_duplicates:
     input:
         manifest=res("data/manifest.parquet"),
         task=res("data/task.json"),
+        train_clusters=res("dedup/train_clusters.csv"),
+        train_pairs=res("dedup/train_pairs.csv"),
     output:
         clusters=res("dedup/clusters.csv"),
         pairs=res("dedup/pairs.csv"),
         leaks=res("dedup/leaks.csv"),
-        conflicts=res("dedup/conflicts.csv"),
-        excluded=res("dedup/excluded.csv"),
         montage=report(
             res("dedup/montage.png"),
             caption="../report/montage.rst",
@@ -66,11 +127,7 @@ rule find_duplicates:
         "../../envs/data.yaml"
     threads: config["dedup"]["threads"]
     params:
-        settings={
-            k: v
-            for k, v in config["dedup"].items()
-            if k not in ("threads", "leak_labels")
-        },
+        settings=dedup_settings(),
         code=code("data", "preprocess", script="dedup.py"),
     script:
         "../scripts/dedup.py"
@@ -78,9 +135,9 @@ rule find_duplicates:
 
 rule make_folds:
     input:
-        manifest=res("data/manifest.parquet"),
+        manifest=res("data/train_manifest.parquet"),
         task=res("data/task.json"),
-        clusters=res("dedup/clusters.csv"),
+        clusters=res("dedup/train_clusters.csv"),
         excluded=res("dedup/excluded.csv"),
     output:
         folds=res("folds.csv"),

@@ -3,7 +3,7 @@ rule blend_models:
         oofs=level1_inputs("oof"),
         tests=level1_inputs("test"),
         folds=res("folds.csv"),
-        manifest=res("data/manifest.parquet"),
+        manifest=res("data/train_manifest.parquet"),
         task=res("data/task.json"),
     output:
         oof=res("ensemble/{blend}/oof.parquet"),

@@ -7,7 +7,7 @@ rule postprocess_predictions:
             f"{entry_folder(wildcards.entry)}/{wildcards.entry}/test.parquet"
         ),
         folds=res("folds.csv"),
-        manifest=res("data/manifest.parquet"),
+        manifest=res("data/train_manifest.parquet"),
         task=res("data/task.json"),
     output:
         oof=res("postprocess/{entry}+{post}/oof.parquet"),

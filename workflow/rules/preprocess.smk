@@ -1,6 +1,6 @@
 rule preprocess_images:
     input:
-        manifest=res("data/manifest.parquet"),
+        manifest=res("data/{split}_manifest.parquet"),
     output:
         array=res("preprocess/{split}.npy"),
         index=res("preprocess/{split}_index.parquet"),

@@ -17,7 +17,7 @@ rule build_leaderboard:
 
 rule write_submission:
     input:
-        competition_inputs(),
+        sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
         leaderboard=res("leaderboard.csv"),
         leaks=res("dedup/leaks.csv"),
         tests=[res(f"{kind}/{name}/test.parquet") for name, kind in all_entries()],
@@ -32,7 +32,6 @@ rule write_submission:
         "../../envs/ensemble.yaml"
     params:
         names=[name for name, _ in all_entries()],
-        sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
         leak_labels=config["dedup"]["leak_labels"],
         code=code("submit", "task", script="submit.py"),
     script:
@@ -43,7 +42,7 @@ if EMBEDDED:
 
     rule score_submission:
         input:
-            competition_inputs(),
+            solution=res("competition/solution.csv"),
             submission=res("submission.csv"),
             task=res("data/task.json"),
         output:
@@ -55,7 +54,6 @@ if EMBEDDED:
         conda:
             "../../envs/ensemble.yaml"
         params:
-            solution=str(Path(competition_dir()) / "solution.csv"),
             code=code("submit", "task", script="score.py"),
         script:
             "../scripts/score.py"
@@ -70,7 +68,7 @@ rule plot_results:
         cvs=[res(f"{kind}/{name}/cv.json") for name, kind in all_entries()],
         oofs=[res(f"{kind}/{name}/oof.parquet") for name, kind in all_entries()],
         folds=res("folds.csv"),
-        manifest=res("data/manifest.parquet"),
+        manifest=res("data/train_manifest.parquet"),
         task=res("data/task.json"),
     output:
         leaderboard=report(

@@ -1,18 +1,15 @@
 rule train_model:
     input:
+        unpack(pseudo_inputs),
         **training_weights(),
         train_array=res("preprocess/train.npy"),
         train_index=res("preprocess/train_index.parquet"),
-        test_array=res("preprocess/test.npy"),
-        test_index=res("preprocess/test_index.parquet"),
         folds=res("folds.csv"),
-        manifest=res("data/manifest.parquet"),
+        manifest=res("data/train_manifest.parquet"),
         task=res("data/task.json"),
-        pseudo=pseudo_labels,
     output:
         weights=res("models/{model}/fold{fold}/model.pt"),
         oof=res("models/{model}/fold{fold}/oof.parquet"),
-        test=res("models/{model}/fold{fold}/test.parquet"),
         history=res("models/{model}/fold{fold}/history.csv"),
         metrics=res("models/{model}/fold{fold}/metrics.json"),
     log:
@@ -34,12 +31,36 @@ rule train_model:
         "../scripts/train.py"
 
 
+rule predict_test:
+    input:
+        weights=res("models/{model}/fold{fold}/model.pt"),
+        test_array=res("preprocess/test.npy"),
+        test_index=res("preprocess/test_index.parquet"),
+        task=res("data/task.json"),
+    output:
+        test=res("models/{model}/fold{fold}/test.parquet"),
+    log:
+        res("logs/predict_test/{model}_fold{fold}.log"),
+    benchmark:
+        res("benchmarks/predict_test/{model}_fold{fold}.tsv")
+    conda:
+        "../../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        settings=lambda wildcards: model_settings(wildcards.model),
+        code=code("train", "task", script="predict.py"),
+    script:
+        "../scripts/predict.py"
+
+
 rule gather_model:
     input:
         fold_oofs=expand(res("models/{{model}}/fold{fold}/oof.parquet"), fold=FOLDS),
         fold_tests=expand(res("models/{{model}}/fold{fold}/test.parquet"), fold=FOLDS),
         folds=res("folds.csv"),
-        manifest=res("data/manifest.parquet"),
+        manifest=res("data/train_manifest.parquet"),
         task=res("data/task.json"),
     output:
         oof=res("models/{model}/oof.parquet"),

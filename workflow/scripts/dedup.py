@@ -1,13 +1,13 @@
-"""Find duplicate images: clusters, pairs, train/test leaks, label conflicts, a montage."""
+"""Duplicates across the whole competition: test images join the train side's clusters (which
+stay as they are), leaks of train labels into test, and a montage of the pairs."""
 
 import pandas as pd
 
 from podium.data.dedup import (
-    excluded_train_ids,
-    external_duplicates,
+    attach_test_images,
     find_duplicates,
-    label_conflicts,
     leaked_test_images,
+    pairs_with_test,
 )
 from podium.data.montage import plot_pair_montage
 from podium.data.neardup import NearDuplicateSettings
@@ -16,21 +16,20 @@ from podium.tables import write_csv
 from podium.task import TaskSpec
 
 with job_logging(snakemake) as log:
+    i, o = snakemake.input, snakemake.output
     settings = dict(snakemake.params.settings)
-    drop = settings.pop("drop")
+    settings.pop("drop")
     near = NearDuplicateSettings(**settings) if settings.pop("near") else None
-    manifest = pd.read_parquet(snakemake.input.manifest)
-    target = TaskSpec.load(snakemake.input.task).target
-    clusters, pairs = find_duplicates(manifest, near, threads=snakemake.threads)
+    manifest = pd.read_parquet(i.manifest)
+    target = TaskSpec.load(i.task).target
+    train_clusters = pd.read_csv(i.train_clusters, dtype={"id": str})
+    train_pairs = pd.read_csv(i.train_pairs, dtype={"id_a": str, "id_b": str})
+    _, all_pairs = find_duplicates(manifest, near, threads=snakemake.threads)
+    pairs = pairs_with_test(manifest, all_pairs, train_pairs)
+    clusters = attach_test_images(manifest, train_clusters, pairs)
     leaks = leaked_test_images(clusters, manifest, target)
-    conflicts = label_conflicts(clusters, manifest, target)
-    log.info("%d test images duplicate train images; %d train images in clusters with "
-             "conflicting labels", len(leaks), len(conflicts))
-    write_csv(clusters, snakemake.output.clusters)
-    write_csv(pairs, snakemake.output.pairs)
-    write_csv(leaks, snakemake.output.leaks)
-    write_csv(conflicts, snakemake.output.conflicts)
-    excluded = pd.concat([excluded_train_ids(clusters, pairs, conflicts, drop),
-                          external_duplicates(clusters, manifest)])
-    write_csv(excluded.drop_duplicates("id"), snakemake.output.excluded)
-    plot_pair_montage(pairs, manifest, snakemake.output.montage)
+    log.info("%d test images duplicate train images", len(leaks))
+    write_csv(clusters, o.clusters)
+    write_csv(pairs, o.pairs)
+    write_csv(leaks, o.leaks)
+    plot_pair_montage(pairs, manifest, o.montage)

@@ -6,7 +6,7 @@ from podium.tables import write_json
 from podium.task import TaskSpec
 
 with job_logging(snakemake) as log:
-    score = score_submission(snakemake.input.submission, snakemake.params.solution,
+    score = score_submission(snakemake.input.submission, snakemake.input.solution,
                              TaskSpec.load(snakemake.input.task))
     write_json(score, snakemake.output.score)
     message = f"held-out {score['metric']}: {score['score']:.4f} on {score['n']} test images"

@@ -120,6 +120,65 @@ def find_duplicates(
     return clusters, all_pairs
 
 
+KIND_ORDER = {"exact": 0, "pixel": 1, "near": 2}
+
+
+def attach_test_images(manifest: pd.DataFrame, train_clusters: pd.DataFrame,
+                       pairs: pd.DataFrame) -> pd.DataFrame:
+    """``id, cluster, split`` for the whole manifest, whose train part is ``train_clusters``
+    unchanged.
+
+    Folds are made from train-only clusters, so adding test images can never move a train
+    image to another fold. A group of test images linked by their own pairs joins the train
+    cluster of its strongest pair with a train image (exact before pixel before near, then by
+    score); a group with no train partner becomes a cluster of its own. A test image never
+    merges two train clusters."""
+    split = manifest.set_index("id")["split"]
+    train_ids = manifest.loc[split.to_numpy() == "train", "id"]
+    if set(train_ids) != set(train_clusters["id"]):
+        raise ValueError("train clusters and manifest disagree on the train ids; rerun dedup")
+    test = manifest[manifest["split"] == "test"]
+    if test.empty:
+        return train_clusters[["id", "cluster", "split"]].reset_index(drop=True)
+    a_test = pairs["id_a"].map(split).eq("test").to_numpy()
+    b_test = pairs["id_b"].map(split).eq("test").to_numpy()
+    groups = cluster_pairs(test, pairs[a_test & b_test]).set_index("id")["cluster"]
+    cross = pairs[a_test ^ b_test]
+    cross = pd.DataFrame({
+        "test_id": np.where(a_test[a_test ^ b_test], cross["id_a"], cross["id_b"]),
+        "train_id": np.where(a_test[a_test ^ b_test], cross["id_b"], cross["id_a"]),
+        "rank": cross["kind"].map(KIND_ORDER).to_numpy(),
+        "score": cross["score"].to_numpy(),
+    })
+    cross["group"] = cross["test_id"].map(groups)
+    cross["cluster"] = cross["train_id"].map(train_clusters.set_index("id")["cluster"])
+    best = (cross.sort_values(["rank", "score"], ascending=[True, False], kind="stable")
+            .drop_duplicates("group").set_index("group")["cluster"])
+    first_new = int(train_clusters["cluster"].max()) + 1 if len(train_clusters) else 0
+    unmatched = [g for g in pd.unique(groups.to_numpy()) if g not in best.index]
+    cluster_of_group = pd.concat([best, pd.Series(
+        np.arange(first_new, first_new + len(unmatched)), index=unmatched)])
+    test_clusters = pd.DataFrame({"id": test["id"].to_numpy(), "split": "test",
+                                  "cluster": groups.loc[test["id"]].map(cluster_of_group)
+                                  .to_numpy(dtype=np.int64)})
+    whole = pd.concat([train_clusters, test_clusters], ignore_index=True)
+    order = pd.Series(np.arange(len(manifest)), index=manifest["id"].to_numpy())
+    whole = whole.iloc[np.argsort(order.loc[whole["id"]].to_numpy(), kind="stable")]
+    return whole[["id", "cluster", "split"]].reset_index(drop=True)
+
+
+def pairs_with_test(manifest: pd.DataFrame, all_pairs: pd.DataFrame,
+                    train_pairs: pd.DataFrame) -> pd.DataFrame:
+    """The train side's pairs plus every pair that involves a test image, in the usual order
+    (kind, then descending score)."""
+    split = manifest.set_index("id")["split"]
+    touches_test = (all_pairs["id_a"].map(split).eq("test")
+                    | all_pairs["id_b"].map(split).eq("test"))
+    pairs = pd.concat([train_pairs, all_pairs[touches_test.to_numpy()]], ignore_index=True)
+    return pairs.sort_values(["kind", "score"], ascending=[True, False],
+                             kind="stable").reset_index(drop=True)
+
+
 DROP_POLICIES = ("exact", "conflicts")
 
 

@@ -425,14 +425,7 @@ def _read_external(
     return "train", ids, table[target], paths, source.name, not source.validate
 
 
-def ingest_competition(
-    layout: CompetitionLayout,
-    manifest_path: str | Path,
-    task_path: str | Path,
-    threads: int = 1,
-    skipped_path: str | Path | None = None,
-) -> pd.DataFrame:
-    """Validate the competition folder and write ``manifest.parquet`` and ``task.json``."""
+def _check_layout(layout: CompetitionLayout) -> None:
     if layout.task not in TASKS:
         raise PodiumInputError(
             f"config key competition.task: {layout.task!r} is not supported; "
@@ -444,14 +437,30 @@ def ingest_competition(
             f"config key competition.bad_train_images: {layout.bad_train_images!r} is not "
             "'error' or 'skip'."
         )
+    _check_root(layout)
+
+
+def _check_root(layout: CompetitionLayout) -> None:
     if not layout.root.is_dir():
         raise PodiumInputError(
             f"{layout.root}: competition folder not found (config key competition.dir)."
         )
+
+
+@dataclass
+class _TrainSide:
+    """The validated train table and what it implies: the layout (label columns folded into
+    one target), the classes, and the (split, ids, labels, paths, source, train_only) parts."""
+
+    layout: CompetitionLayout
+    table: pd.DataFrame
+    classes: tuple[str, ...]
+    parts: list[tuple]
+
+
+def _validate_train(layout: CompetitionLayout, problems: _Problems) -> _TrainSide:
     train_path = layout.root / layout.train_csv
-    sample_path = layout.root / layout.sample_submission
     train = _read_table(train_path, "competition.train_csv")
-    sample = _read_table(sample_path, "competition.sample_submission")
     if layout.label_columns:
         train, layout = _labels_from_columns(train, train_path, layout)
     _require_columns(
@@ -462,20 +471,34 @@ def ingest_competition(
                         (layout.group_column, "group_column")):
         if column is not None:
             _require_columns(train, train_path, [(column, f"competition.{key}")])
-    _require_columns(sample, sample_path, [(layout.id_column, "competition.id_column")])
-
-    problems = _Problems()
-    train_ids, test_ids = train[layout.id_column], sample[layout.id_column]
+    train_ids = train[layout.id_column]
     _check_ids(train_ids, train_path, problems)
-    _check_ids(test_ids, sample_path, problems)
-    for value in sorted(set(train_ids) & set(test_ids) - {""}):
-        problems.add(
-            f"id {value!r} is in both {train_path.name} and {sample_path.name}; "
-            "an image must be either train or test"
-        )
     classes = _check_labels(train[layout.target], train_path, layout, problems)
     if layout.image_column is not None:
         _check_image_column(train[layout.image_column], train_path, problems)
+    external = [_read_external(e, layout, set(train_ids), classes, problems)
+                for e in layout.external]
+    paths = _image_paths(layout.root, train, layout.id_column, layout.image_column,
+                         layout.train_images)
+    parts = [("train", train_ids, train[layout.target], paths, "competition", False),
+             *external]
+    return _TrainSide(layout, train, classes, parts)
+
+
+def _validate_test(layout: CompetitionLayout, problems: _Problems,
+                   train_ids: Iterable[str]) -> list[tuple]:
+    """The test part, after checking the sample submission's ids against the test folder and
+    against the train ids (an image is either train or test)."""
+    sample_path = layout.root / layout.sample_submission
+    sample = _read_table(sample_path, "competition.sample_submission")
+    _require_columns(sample, sample_path, [(layout.id_column, "competition.id_column")])
+    test_ids = sample[layout.id_column]
+    _check_ids(test_ids, sample_path, problems)
+    for value in sorted(set(train_ids) & set(test_ids) - {""}):
+        problems.add(
+            f"id {value!r} is in both {layout.train_csv} and {sample_path.name}; "
+            "an image must be either train or test"
+        )
     on_disk = _ids_on_disk(layout, layout.test_images)
     if on_disk is not None:
         folder = Path(layout.test_images).parent
@@ -490,19 +513,21 @@ def ingest_competition(
                 f"{sample_path.name}: id {value!r} has no image "
                 f"{layout.root / layout.test_images.format(id=value)}"
             )
-    external = [_read_external(e, layout, set(train_ids) | set(test_ids), classes, problems)
-                for e in layout.external]
-    problems.raise_if_any(f"competition folder {layout.root} failed validation")
+    paths = [resolve_image_path(layout, layout.test_images, i) for i in test_ids]
+    return [("test", test_ids, None, paths, "competition", False)]
 
-    train_paths = _image_paths(layout.root, train, layout.id_column, layout.image_column,
-                               layout.train_images)
-    parts = [
-        ("train", train_ids, train[layout.target], train_paths, "competition", False),
-        ("test", test_ids, None, [resolve_image_path(layout, layout.test_images, i)
-                                  for i in test_ids], "competition", False),
-        *external,
-    ]
-    frames, skipped = [], []
+
+def _train_ids_of(layout: CompetitionLayout) -> pd.Series:
+    """The train ids alone, for the test side's clash check (no labels, no images)."""
+    path = layout.root / layout.train_csv
+    table = _read_table(path, "competition.train_csv")
+    _require_columns(table, path, [(layout.id_column, "competition.id_column")])
+    return table[layout.id_column]
+
+
+def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple[str, ...],
+                   threads: int, problems: _Problems, skipped: list[dict]) -> list[pd.DataFrame]:
+    frames = []
     for split, ids, labels, paths, source, train_only in parts:
         frame = _inspect_images(split, ids, paths, layout.bad_train_images == "skip", threads,
                                 problems, skipped)
@@ -513,23 +538,114 @@ def ingest_competition(
                                 if labels is not None else None)
         frames.append(frame.assign(source=source, train_only=train_only))
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
+    return frames
 
+
+def _assemble(layout: CompetitionLayout, frames: list[pd.DataFrame],
+              train: pd.DataFrame | None) -> pd.DataFrame:
     manifest = pd.concat(frames, ignore_index=True)[[
         "id", "split", "path", layout.target, "height", "width", "channels", "md5", "pixel_md5",
         "source", "train_only"]]
     if layout.group_column is not None:
-        groups = train.set_index(layout.id_column)[layout.group_column]
+        groups = (train.set_index(layout.id_column)[layout.group_column] if train is not None
+                  else pd.Series(dtype=str))
         groups = groups.mask(groups.str.strip() == "")
         manifest["group"] = manifest["id"].map(groups).astype("string")
     manifest[layout.target] = manifest[layout.target].astype("string")
-    spec = TaskSpec(
-        task=layout.task, target=layout.target, classes=classes, metric=layout.metric,
-        id_column=layout.id_column,
-    )
-    write_parquet(manifest, manifest_path)
-    spec.save(task_path)
+    return manifest
+
+
+def _write_train_side(layout: CompetitionLayout, classes: tuple[str, ...],
+                      task_path: str | Path, skipped: list[dict],
+                      skipped_path: str | Path | None) -> None:
+    TaskSpec(task=layout.task, target=layout.target, classes=classes, metric=layout.metric,
+             id_column=layout.id_column).save(task_path)
     if skipped_path is not None:
         write_csv(pd.DataFrame(skipped, columns=["id", "path", "problem"]), skipped_path)
-    log.info("manifest: %d train and %d test images, %d classes",
-             (manifest.split == "train").sum(), (manifest.split == "test").sum(), len(classes))
+
+
+def _log_counts(manifest: pd.DataFrame, classes: tuple[str, ...] | None = None) -> None:
+    counts = manifest["split"].value_counts()
+    log.info("manifest: %d train and %d test images%s", counts.get("train", 0),
+             counts.get("test", 0), f", {len(classes)} classes" if classes is not None else "")
+
+
+def ingest_competition(
+    layout: CompetitionLayout,
+    manifest_path: str | Path,
+    task_path: str | Path,
+    threads: int = 1,
+    skipped_path: str | Path | None = None,
+) -> pd.DataFrame:
+    """Validate the whole competition folder, reporting train and test problems together,
+    and write ``manifest.parquet`` and ``task.json`` (what ``podium check`` runs). The
+    workflow runs the same checks as :func:`ingest_train` and :func:`ingest_test`."""
+    _check_layout(layout)
+    problems = _Problems()
+    train_side = _validate_train(layout, problems)
+    layout = train_side.layout
+    test_parts = _validate_test(layout, problems, train_side.table[layout.id_column])
+    problems.raise_if_any(f"competition folder {layout.root} failed validation")
+    skipped: list[dict] = []
+    frames = _inspect_parts(layout, [train_side.parts[0], *test_parts, *train_side.parts[1:]],
+                            train_side.classes, threads, problems, skipped)
+    manifest = _assemble(layout, frames, train_side.table)
+    write_parquet(manifest, manifest_path)
+    _write_train_side(layout, train_side.classes, task_path, skipped, skipped_path)
+    _log_counts(manifest, train_side.classes)
+    return manifest
+
+
+def ingest_train(
+    layout: CompetitionLayout,
+    manifest_path: str | Path,
+    task_path: str | Path,
+    threads: int = 1,
+    skipped_path: str | Path | None = None,
+) -> pd.DataFrame:
+    """Validate the train side (train table, labels, train and external images) and write
+    its manifest and ``task.json``. Nothing here reads a test file, so new test images never
+    rerun it or anything that only depends on it (folds, training)."""
+    _check_layout(layout)
+    problems = _Problems()
+    train_side = _validate_train(layout, problems)
+    layout = train_side.layout
+    problems.raise_if_any(f"competition folder {layout.root} failed validation")
+    skipped: list[dict] = []
+    frames = _inspect_parts(layout, train_side.parts, train_side.classes, threads, problems,
+                            skipped)
+    manifest = _assemble(layout, frames, train_side.table)
+    write_parquet(manifest, manifest_path)
+    _write_train_side(layout, train_side.classes, task_path, skipped, skipped_path)
+    _log_counts(manifest, train_side.classes)
+    return manifest
+
+
+def ingest_test(layout: CompetitionLayout, manifest_path: str | Path,
+                threads: int = 1) -> pd.DataFrame:
+    """Validate the test side (sample submission, test images) and write its manifest. Bad
+    test images always stop here: the submission needs a prediction for each."""
+    _check_root(layout)
+    problems = _Problems()
+    parts = _validate_test(layout, problems, _train_ids_of(layout))
+    problems.raise_if_any(f"competition folder {layout.root} failed validation")
+    frames = _inspect_parts(layout, parts, (), threads, problems, [])
+    manifest = _assemble(layout, frames, None)
+    write_parquet(manifest, manifest_path)
+    _log_counts(manifest)
+    return manifest
+
+
+def merge_manifests(train_path: str | Path, test_path: str | Path,
+                    manifest_path: str | Path) -> pd.DataFrame:
+    """The whole manifest: train rows (competition, then external), then test rows. Refuses
+    an id that is both (an external id can only clash here)."""
+    train, test = pd.read_parquet(train_path), pd.read_parquet(test_path)
+    clash = sorted(set(train["id"]) & set(test["id"]))
+    if clash:
+        raise PodiumInputError(
+            f"{len(clash)} ids are both train and test images (first: {clash[:5]}); rename "
+            "the external source or the files so that each image is either train or test.")
+    manifest = pd.concat([train, test[train.columns]], ignore_index=True)
+    write_parquet(manifest, manifest_path)
     return manifest

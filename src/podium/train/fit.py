@@ -29,13 +29,15 @@ from podium.metrics import Metric, get_metric
 from podium.tables import write_csv, write_json, write_parquet
 from podium.task import TaskSpec
 from podium.train.augment import build_augmentation
-from podium.train.data import PackedImages, load_packed, normalize
+from podium.train.data import BatchLoader, PackedImages, load_packed
 from podium.train.heads import build_classifier
 from podium.train.losses import build_loss
 from podium.train.optim import LrSchedule, build_optimizer, set_backbone_frozen
+from podium.train.predict import predict_proba
 from podium.train.resume import ResumeStore, TrainingInterrupted, resume_key, stop_on_sigterm
+from podium.train.runtime import Runtime
 from podium.train.samplers import build_sampler
-from podium.train.tta import TtaView, build_tta, check_merge, merge_views
+from podium.train.tta import TtaView, build_tta, check_merge
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ class TrainSettings:
     tta: list = field(default_factory=lambda: ["identity"])
     tta_scales: list[float] = field(default_factory=lambda: [1.0])
     tta_merge: str = "mean"
+    precision: str = "auto"
+    channels_last: bool = True
     seed: int = 0
 
     @classmethod
@@ -81,12 +85,29 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class PseudoLabels:
+    """Pseudo-labelled test images for a round-2 fold: the packed test split and the
+    ``id, label`` table chosen from round-1 predictions of the same fold."""
+
+    array: str | Path
+    index: str | Path
+    labels_csv: str | Path
+
+    def load(self, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(array, rows, encoded labels)``, as FoldTrainer takes further training rows."""
+        table = pd.read_csv(self.labels_csv, dtype={"id": str, "label": str},
+                            keep_default_na=False)
+        row_of = pd.read_parquet(self.index).set_index("id")["row"]
+        return (load_packed(self.array), row_of.loc[table["id"]].to_numpy(),
+                spec.encode(table["label"]))
+
+
+@dataclass(frozen=True)
 class FoldOutputs:
     """Where a fold's results go."""
 
     weights: Path
     oof: Path
-    test: Path
     history: Path
     metrics: Path
 
@@ -107,72 +128,6 @@ def epoch_seed(settings: TrainSettings, fold: int, epoch: int) -> int:
     return settings.seed * 1_000_003 + fold * 10_007 + epoch
 
 
-def pick_device() -> torch.device:
-    """CUDA when there is a GPU (the one podium pinned this job to), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def to_predictions(logits: torch.Tensor, output_kind: str) -> torch.Tensor:
-    """Softmax over classes, an independent sigmoid per class for multilabel, or the value
-    itself for regression and ordinal targets."""
-    if output_kind == "value":
-        return logits
-    return torch.sigmoid(logits) if output_kind == "sigmoid" else torch.softmax(logits, dim=1)
-
-
-@dataclass
-class Runtime:
-    """The device and precision a fold runs with."""
-
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    loader_args: dict
-
-    @classmethod
-    def detect(cls, threads: int) -> Runtime:
-        device = pick_device()
-        cuda = device.type == "cuda"
-        amp = (torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else
-               torch.float16 if cuda else None)
-        return cls(device, amp, {"num_workers": max(0, threads - 1) if cuda else 0,
-                                 "pin_memory": cuda})
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    def batch(self, images: torch.Tensor) -> torch.Tensor:
-        """Transfer, scale to [-1, 1] on the device, channels_last on CUDA."""
-        images = normalize(images.to(self.device, non_blocking=True))
-        return images.contiguous(memory_format=torch.channels_last) if self.cuda else images
-
-
-@torch.no_grad()
-def predict_proba(
-    model: torch.nn.Module, array: np.ndarray, rows: np.ndarray, runtime: Runtime,
-    views: list[TtaView], batch_size: int, output_kind: str, merge: str = "mean",
-) -> np.ndarray:
-    """Class probabilities (or values) of ``array[rows]``, merged over the TTA views. Named
-    views run on the device per batch; albumentations views get their own pass through the
-    loader."""
-    model.eval()
-    per_view = []
-    for view in views:
-        augment = build_augmentation(view.pipeline, 0) if view.pipeline else None
-        loader = DataLoader(PackedImages(array, rows, augment=augment), batch_size=batch_size,
-                            **runtime.loader_args)
-        out = []
-        for images, _ in loader:
-            with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype,
-                                enabled=runtime.amp_dtype is not None):
-                logits = model(view.apply(runtime.batch(images)))
-            out.append(to_predictions(logits.float(), output_kind).cpu())
-        per_view.append(torch.cat(out) if out else torch.zeros(0))
-    if not len(rows):
-        return np.zeros((0, 0))
-    return merge_views(per_view, merge, output_kind).numpy()
-
-
 def _labels_of(spec: TaskSpec, manifest_path: str | Path, ids: pd.Series) -> np.ndarray:
     manifest = pd.read_parquet(manifest_path, columns=["id", spec.target])
     labels_by_id = dict(zip(manifest["id"], manifest[spec.target], strict=True))
@@ -181,6 +136,47 @@ def _labels_of(spec: TaskSpec, manifest_path: str | Path, ids: pd.Series) -> np.
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+LOSS_CHECK_EVERY_CUDA = 32
+"""Steps between loss checks on a GPU. Reading a loss back (``.item()``, ``isfinite``) makes
+the CPU wait for the card, which then idles while the next batch is prepared; checking every
+32 steps keeps the queue full and still names the first bad batch."""
+
+
+class LossLog:
+    """The epoch's losses, kept on the device and checked for NaN/inf in groups."""
+
+    def __init__(self, epoch: int, check_every: int) -> None:
+        self.epoch, self.check_every = epoch, check_every
+        self.pending: list[torch.Tensor] = []
+        self.sizes: list[int] = []
+        self.total, self.checked = 0.0, 0
+
+    def add(self, loss: torch.Tensor, size: int) -> None:
+        self.pending.append(loss.detach().float() * size)
+        self.sizes.append(size)
+        if len(self.pending) >= self.check_every:
+            self.check()
+
+    def check(self) -> None:
+        """Raise NonFiniteLoss naming the first bad batch of those not yet checked."""
+        if not self.pending:
+            return
+        values = torch.stack(self.pending).cpu()
+        finite = torch.isfinite(values)
+        if not finite.all():
+            first = int((~finite).nonzero()[0, 0])
+            loss = values[first].item() / self.sizes[first]
+            raise NonFiniteLoss(f"the loss is {loss} at epoch {self.epoch + 1}, "
+                                f"batch {self.checked + first + 1}")
+        self.total += float(values.sum())
+        self.checked += len(self.pending)
+        self.pending.clear()
+
+    def mean(self) -> float:
+        self.check()
+        return self.total / max(1, sum(self.sizes))
 
 
 def _sampler_config(sampler: str | dict | None) -> tuple[str | None, dict]:
@@ -204,9 +200,8 @@ class FoldTrainer:
         self.model = build_classifier(
             settings.backbone, spec.n_outputs, in_chans, settings.pretrained,
             pooling=settings.pooling, dropout=settings.drop_rate, hidden=list(settings.hidden),
-        ).to(runtime.device)
-        if runtime.cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        )
+        self.model = runtime.model(self.model)
         self.loss_fn = build_loss(settings.loss, spec, key=f"models.{name}.loss").to(
             runtime.device)
         self.augment = build_augmentation(settings.augment, settings.seed + fold)
@@ -229,15 +224,21 @@ class FoldTrainer:
                                                    generator=self.generator)
             if row_weights is not None
             else build_sampler(sampler_name, y_train, self.generator, **params))
-        self.loader = DataLoader(
+        drop_last = len(self.dataset) > settings.batch_size
+        # Augmenting epochs: worker processes augment image by image. Plain epochs: whole
+        # batches gathered from the arrays (same order source, same number of steps).
+        self.augmenting_loader = DataLoader(
             self.dataset, batch_size=settings.batch_size, shuffle=self.sampler is None,
-            sampler=self.sampler, drop_last=len(self.dataset) > settings.batch_size,
-            generator=self.generator, **runtime.loader_args,
+            sampler=self.sampler, drop_last=drop_last, generator=self.generator,
+            **runtime.loader_args,
         )
+        self.plain_loader = BatchLoader(
+            self.parts, settings.batch_size, sampler=self.sampler, shuffle=True,
+            generator=self.generator, drop_last=drop_last, pin_memory=runtime.cuda)
         self.optimizer = build_optimizer(self.model, settings.optimizer, settings.lr,
                                          settings.weight_decay, settings.backbone_lr_mult,
                                          settings.momentum)
-        self.steps_per_epoch = math.ceil(len(self.loader) / settings.accumulate_steps)
+        self.steps_per_epoch = math.ceil(len(self.plain_loader) / settings.accumulate_steps)
         self.schedule = LrSchedule(
             self.optimizer, settings.schedule, settings.epochs, self.steps_per_epoch,
             settings.warmup_epochs, metric.greater_is_better, settings.plateau_patience,
@@ -278,27 +279,23 @@ class FoldTrainer:
             part.augment = self.augment if augmenting else None
         if augmenting:
             self.augment.set_random_seed(seed)
+        loader = self.augmenting_loader if augmenting else self.plain_loader
         set_backbone_frozen(self.model, epoch < settings.freeze_backbone_epochs)
         self.model.train()
-        total, seen = 0.0, 0
-        bar = tqdm(self.loader, desc=f"fold {self.fold} epoch {epoch + 1}/{settings.epochs}",
+        bar = tqdm(loader, desc=f"fold {self.fold} epoch {epoch + 1}/{settings.epochs}",
                    mininterval=10, leave=False)
         self.optimizer.zero_grad(set_to_none=True)
+        losses = LossLog(epoch, check_every=LOSS_CHECK_EVERY_CUDA if self.runtime.cuda else 1)
         for step, (images, targets) in enumerate(bar):
             images = self.runtime.batch(images)
             targets = targets.to(self.runtime.device, non_blocking=True)
-            with torch.autocast(self.runtime.device.type, dtype=self.runtime.amp_dtype,
-                                enabled=self.runtime.amp_dtype is not None):
+            with self.runtime.autocast():
                 loss = self.loss_fn(self.model(images), targets)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"the loss is {loss.item()} at epoch {epoch + 1}, "
-                                    f"batch {step + 1}")
+            losses.add(loss, len(targets))
             self.scaler.scale(loss / settings.accumulate_steps).backward()
-            if (step + 1) % settings.accumulate_steps == 0 or step + 1 == len(self.loader):
+            if (step + 1) % settings.accumulate_steps == 0 or step + 1 == len(loader):
                 self._optimizer_step()
-            total += loss.item() * len(targets)
-            seen += len(targets)
-        return total / max(1, seen)
+        return losses.mean()
 
     def _optimizer_step(self) -> None:
         if self.settings.clip_grad_norm:
@@ -318,8 +315,6 @@ def train_fold(
     fold: int,
     train_array: str | Path,
     train_index: str | Path,
-    test_array: str | Path,
-    test_index: str | Path,
     folds_csv: str | Path,
     manifest_path: str | Path,
     outputs: FoldOutputs,
@@ -327,14 +322,16 @@ def train_fold(
     resume_dir: str | Path | None = None,
     name: str | None = None,
     weights_csv: str | Path | None = None,
-    pseudo_csv: str | Path | None = None,
+    pseudo: PseudoLabels | None = None,
 ) -> dict[str, Any]:
-    """Fit on every fold but ``fold``, early-stop on the metric, predict OOF and test.
+    """Fit on every fold but ``fold``, early-stop on the metric, predict OOF (test images are
+    predicted by :func:`podium.train.predict.predict_test_fold`, a job of its own, so new test
+    images never retrain a model).
 
     With ``resume_dir`` each completed epoch is saved there and a rerun of the same job
     continues from it; the state is removed once the outputs are written. ``weights_csv``
     (``id, weight``, from adversarial validation) samples train rows by those weights;
-    ``pseudo_csv`` (``id, label``) adds pseudo-labelled test images to the training rows."""
+    ``pseudo`` adds pseudo-labelled test images to the training rows."""
     name = name or settings.backbone
     views = build_tta(settings.tta, settings.tta_scales)
     check_merge(settings.tta_merge)
@@ -342,7 +339,8 @@ def train_fold(
         raise PodiumInputError(f"config key models.{name}.accumulate_steps must be >= 1.")
     seed_everything(epoch_seed(settings, fold, 0))
     torch.set_num_threads(max(1, threads))
-    runtime = Runtime.detect(threads)
+    runtime = Runtime.detect(threads, settings.precision, settings.channels_last,
+                             key=f"models.{name}.precision")
     metric = get_metric(spec.metric)
     secondary = get_metric("rmse" if spec.predicts_value else "logloss")  # logged each epoch
 
@@ -357,8 +355,6 @@ def train_fold(
     valid_rows = np.flatnonzero(is_valid)
 
     train_images = load_packed(train_array)
-    test_images = load_packed(test_array)
-    test_ids = pd.read_parquet(test_index)["id"]
     in_chans = train_images.shape[3]
     row_weights = None
     if weights_csv is not None:
@@ -366,14 +362,10 @@ def train_fold(
         row_weights = index["id"].iloc[train_rows].map(weight_of).fillna(1.0).to_numpy()
         log.info("sampling train rows by adversarial weights (from %.2f to %.2f)",
                  row_weights.min(), row_weights.max())
-    extra = None
-    if pseudo_csv is not None:
-        pseudo = pd.read_csv(pseudo_csv, dtype={"id": str, "label": str},
-                             keep_default_na=False)
-        test_row = pd.read_parquet(test_index).set_index("id")["row"]
-        extra = (test_images, test_row.loc[pseudo["id"]].to_numpy(), spec.encode(pseudo["label"]))
+    extra = pseudo.load(spec) if pseudo is not None else None
+    if extra is not None:
         log.info("training on %d pseudo-labelled test images besides %d train images",
-                 len(pseudo), len(train_rows))
+                 len(extra[1]), len(train_rows))
     trainer = FoldTrainer(settings, spec, metric, train_images, train_rows, y[train_rows],
                           in_chans, runtime, fold, name, row_weights, extra)
     eval_batch = settings.batch_size * 2
@@ -382,7 +374,7 @@ def train_fold(
         store = ResumeStore(resume_dir, resume_key(
             {"settings": asdict(settings), "task": asdict(spec), "fold": fold, "name": name},
             [p for p in (train_array, train_index, folds_csv, manifest_path, weights_csv,
-                         pseudo_csv) if p is not None]))
+                         pseudo.labels_csv if pseudo is not None else None) if p is not None]))
 
     history: list[dict] = []
     best_score, best_epoch, best_state = float("nan"), -1, None
@@ -459,8 +451,6 @@ def train_fold(
     model.load_state_dict(best_state)
     oof = predict_proba(model, train_images, valid_rows, runtime, views, eval_batch,
                         spec.output_kind, settings.tta_merge)
-    test = predict_proba(model, test_images, np.arange(len(test_images)), runtime, views,
-                         eval_batch, spec.output_kind, settings.tta_merge)
     predict_seconds = time.perf_counter() - predict_start
 
     columns = spec.prediction_columns
@@ -469,8 +459,6 @@ def train_fold(
                 "num_outputs": spec.n_outputs, "in_chans": in_chans}, outputs.weights)
     write_parquet(pd.concat([index.loc[valid_rows, ["id"]].reset_index(drop=True),
                              pd.DataFrame(oof, columns=columns)], axis=1), outputs.oof)
-    write_parquet(pd.concat([test_ids.reset_index(drop=True),
-                             pd.DataFrame(test, columns=columns)], axis=1), outputs.test)
     write_csv(pd.DataFrame(history), outputs.history)
     epochs_run = len(history) - start_epoch
     summary = {
@@ -479,7 +467,8 @@ def train_fold(
         "tta": [v.name for v in views], "tta_merge": settings.tta_merge,
         "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
         "n_pseudo": int(len(extra[1])) if extra is not None else 0,
-        "device": str(runtime.device), "amp": str(runtime.amp_dtype), "threads": threads,
+        "device": str(runtime.device), "precision": runtime.precision,
+        "channels_last": runtime.channels_last, "threads": threads,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "resumed_from_epoch": start_epoch, "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,

@@ -1,10 +1,10 @@
-"""Validate the competition folder and write the manifest and task spec."""
+"""Validate the train side of the competition folder; write its manifest and the task spec."""
 
-from podium.data.ingest import CompetitionLayout, ingest_competition
+from podium.data.ingest import CompetitionLayout, ingest_train
 from podium.glue import job_logging
 
 with job_logging(snakemake):
-    ingest_competition(
+    ingest_train(
         CompetitionLayout.from_config(snakemake.params.competition),
         snakemake.output.manifest, snakemake.output.task, threads=snakemake.threads,
         skipped_path=snakemake.output.skipped,

@@ -1,0 +1,8 @@
+"""Validate the test side of the competition folder and write its manifest."""
+
+from podium.data.ingest import CompetitionLayout, ingest_test
+from podium.glue import job_logging
+
+with job_logging(snakemake):
+    ingest_test(CompetitionLayout.from_config(snakemake.params.competition),
+                snakemake.output.manifest, threads=snakemake.threads)
