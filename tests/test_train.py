@@ -326,7 +326,9 @@ def test_predict_test_fold_rebuilds_the_model_and_matches_in_job_predictions(tmp
     with torch.no_grad():
         x = images.float() / 127.5 - 1.0
         expected = (torch.softmax(model.eval()(x), 1) + torch.softmax(model(x.flip(3)), 1)) / 2
-    assert np.allclose(test[["p_0", "p_1", "p_2"]].to_numpy(), expected.numpy(), atol=1e-5)
+    # the reference runs in fp32 on the CPU; on a GPU the job predicts in bf16 autocast
+    tolerance = 2e-2 if torch.cuda.is_available() else 1e-5
+    assert np.allclose(test[["p_0", "p_1", "p_2"]].to_numpy(), expected.numpy(), atol=tolerance)
 
 
 def test_predict_test_fold_refuses_a_model_of_another_task(tmp_path):
