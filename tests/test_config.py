@@ -88,9 +88,13 @@ def test_conda_envs_match_pyproject():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["workflow/profiles/default", "workflow/profiles/slurm"])
-def test_snakemake_lint_is_clean(profile):
+@pytest.mark.parametrize("demo", [None, "workflow/demos/shapes.yaml"])
+def test_snakemake_lint_is_clean(profile, demo):
+    """Both profiles, for the classification DAG and the segmentation demo's."""
+    extra = ["--configfile", demo] if demo else []
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--workflow-profile",
-                           profile], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           profile, *extra], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr
     assert f"profile {profile}" in proc.stdout + proc.stderr  # the profile was loaded

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, log_loss, roc_auc_score
 
 from podium.errors import PodiumInputError
-from podium.metrics import METRICS, get_metric
+from podium.metrics import METRICS, check_metric_for_task, get_metric
 
 
 def one_hot(indices: list[int], n_classes: int) -> np.ndarray:
@@ -20,7 +20,7 @@ def test_registry_names_and_directions() -> None:
     directions = {name: metric.greater_is_better for name, metric in METRICS.items()}
     assert directions == {
         "accuracy": True, "logloss": False, "auc": True, "f1_macro": True, "f1_micro": True,
-        "qwk": True, "rmse": False, "mae": False,
+        "qwk": True, "rmse": False, "mae": False, "dice": True, "iou": True,
     }
     for name, metric in METRICS.items():
         assert metric.name == name
@@ -183,3 +183,17 @@ def test_metric_must_fit_the_task() -> None:
     check_metric_for_task("qwk", "ordinal")
     with pytest.raises(PodiumInputError, match="does not score regression.*mae, rmse"):
         check_metric_for_task("accuracy", "regression")
+
+
+def test_mask_metrics_score_probability_maps_at_one_half_and_masks_as_they_are():
+    truth = np.zeros((2, 4, 4), dtype=np.uint8)
+    truth[0, :2] = 1  # image 1 is empty
+    probs = truth * 0.7 + 0.1  # every pixel on the right side of 0.5
+    assert get_metric("dice")(truth, probs) == 1.0
+    half = truth.copy()
+    half[0, 1] = 0  # 4 of 8 pixels found: Dice 2*4/(4+8)
+    assert np.isclose(get_metric("dice")(truth, half), (2 * 4 / 12 + 1.0) / 2)
+    assert np.isclose(get_metric("iou")(truth, half), (4 / 8 + 1.0) / 2)
+    check_metric_for_task("dice", "segmentation")
+    with pytest.raises(PodiumInputError, match="does not score segmentation"):
+        check_metric_for_task("accuracy", "segmentation")

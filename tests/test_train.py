@@ -18,7 +18,7 @@ from podium.errors import PodiumInputError
 from podium.metrics import get_metric
 from podium.task import TaskSpec
 from podium.train.augment import build_augmentation
-from podium.train.data import BatchLoader, PackedImages
+from podium.train.data import BatchLoader, PackedImages, reseed_worker_augmentation
 from podium.train.fit import FoldOutputs, FoldTrainer, TrainSettings, train_fold
 from podium.train.heads import build_classifier
 from podium.train.predict import predict_test_fold
@@ -343,3 +343,34 @@ def test_predict_test_fold_refuses_a_model_of_another_task(tmp_path):
         predict_test_fold(_settings(), four, outputs.weights, inputs["test.npy"],
                           inputs["test_index.parquet"], tmp_path / "test.parquet")
     assert not (tmp_path / "test.parquet").exists()
+
+
+def test_loader_workers_draw_different_augmentations():
+    """Each worker holds a copy of the pipeline: without reseeding, worker 0's first image and
+    worker 1's first image would get the same noise."""
+    augment = build_augmentation(A.to_dict(A.Compose([A.GaussNoise(std_range=(0.2, 0.4),
+                                                                    p=1.0)])), seed=0)
+    images = np.full((4, 8, 8, 1), 128, dtype=np.uint8)
+    dataset = PackedImages(images, np.arange(4), np.zeros(4), augment)
+
+    def first_two(init):
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=1, num_workers=2, worker_init_fn=init,
+            generator=torch.Generator().manual_seed(0))
+        batches = [b for b, _ in loader]
+        return batches[0], batches[1]  # worker 0's first item, worker 1's first item
+
+    a, b = first_two(reseed_worker_augmentation)
+    assert not torch.equal(a, b)
+    assert torch.equal(first_two(reseed_worker_augmentation)[0], a)  # still reproducible
+    a, b = first_two(None)
+    assert torch.equal(a, b), "the check has teeth: without reseeding the workers agree"
+
+
+def test_settings_drop_the_schemas_null_segmentation_keys():
+    """The schema fills arch, crop and tile (segmentation only) with null for every model."""
+    settings = TrainSettings.from_config({"backbone": "resnet10t", "arch": None, "crop": None,
+                                          "tile": None, "epochs": 3})
+    assert settings.backbone == "resnet10t" and settings.epochs == 3
+    with pytest.raises(TypeError, match="arch"):
+        TrainSettings.from_config({"backbone": "resnet10t", "arch": "unet"})

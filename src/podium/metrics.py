@@ -102,6 +102,17 @@ def _mae(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(np.abs(p[:, 0] - y)))
 
 
+def _mask_metric(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """Mean per-image Dice or IoU of ``N x H x W`` probability maps (at 0.5) or 0/1 masks
+    against 0/1 truth masks (podium.segment.metrics; imported late, segmentation only)."""
+    def score(y: np.ndarray, p: np.ndarray) -> float:
+        from podium.segment import metrics
+
+        masks = p if p.dtype == np.uint8 else (p >= 0.5).astype(np.uint8)
+        return getattr(metrics, f"mean_{name}")(masks, y)
+    return score
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -113,6 +124,8 @@ METRICS: dict[str, Metric] = {
         Metric("qwk", _qwk, True),
         Metric("rmse", _rmse, False),
         Metric("mae", _mae, False),
+        Metric("dice", _mask_metric("dice"), True),
+        Metric("iou", _mask_metric("iou"), True),
     )
 }
 
@@ -122,6 +135,7 @@ METRIC_TASKS: dict[str, tuple[str, ...]] = {
     "accuracy": (*_CLASSES, "ordinal"), "logloss": _CLASSES, "auc": _CLASSES,
     "f1_macro": _CLASSES, "f1_micro": _CLASSES, "qwk": ("binary", "multiclass", "ordinal"),
     "rmse": ("regression", "ordinal"), "mae": ("regression", "ordinal"),
+    "dice": ("segmentation",), "iou": ("segmentation",),
 }
 
 

@@ -16,7 +16,8 @@ from podium.tables import read_json, write_json
 
 CLASSIFICATION_TASKS = ("binary", "multiclass", "multilabel")
 VALUE_TASKS = ("regression", "ordinal")  # one predicted number per image, column ``pred``
-TASKS = CLASSIFICATION_TASKS + VALUE_TASKS
+SEGMENTATION = "segmentation"  # a binary mask per image, run-length encoded (podium.segment)
+TASKS = CLASSIFICATION_TASKS + VALUE_TASKS + (SEGMENTATION,)
 LABEL_SEPARATOR = " "  # multilabel targets: "3 7 12", Kaggle's usual form
 
 
@@ -34,6 +35,11 @@ class TaskSpec:
     classes: tuple[str, ...]
     metric: str
     id_column: str
+    mask_order: str = "F"  # segmentation: RLE pixel order, F (column-major) or C (row-major)
+
+    @property
+    def is_segmentation(self) -> bool:
+        return self.task == SEGMENTATION
 
     @property
     def predicts_value(self) -> bool:

@@ -50,20 +50,45 @@ clear_stale_locks()
 
 RESULTS = config["results"]
 COMPETITION = config["competition"]
-ROUND1 = sorted(config["models"])
+SEGMENTATION = COMPETITION["task"] == "segmentation"
+# A model with an `arch` is a segmentation model: it trains only in segmentation competitions
+# and the others only in the rest; blends and post-processors apply by method likewise, so
+# one config can hold both kinds (workflow/demos/shapes.yaml is merged over config.yaml).
+ROUND1 = sorted(
+    m
+    for m, e in config["models"].items()
+    if (e.get("arch") is not None) == SEGMENTATION
+)
+if not ROUND1:
+    raise ValueError(
+        f"config key models: no model fits a {COMPETITION['task']} competition; "
+        + (
+            "segmentation models name an arch (unet, fpn, ...) and a backbone."
+            if SEGMENTATION
+            else "models with an arch are segmentation models."
+        )
+    )
 PSEUDO = config["pseudo_label"]
 PSEUDO_SUFFIX = "_pl"
 # Round-2 models: the round-1 models retrained with confident pseudo-labelled test images.
 ROUND2 = (
     [f"{m}{PSEUDO_SUFFIX}" for m in (PSEUDO["models"] or ROUND1)]
-    if PSEUDO["enabled"]
+    if PSEUDO["enabled"] and not SEGMENTATION
     else []
 )
 MODELS = sorted(ROUND1 + ROUND2)
-BLENDS = sorted(config["ensemble"]["blends"])
-STACKERS = sorted(config["ensemble"]["stackers"])
+BLENDS = sorted(
+    b
+    for b, e in config["ensemble"]["blends"].items()
+    if e.get("method") == "mean" or not SEGMENTATION
+)
+STACKERS = [] if SEGMENTATION else sorted(config["ensemble"]["stackers"])
 BASE_ENTRIES = MODELS + BLENDS + STACKERS
-POSTS = sorted(config.get("postprocess") or {})
+POSTS = sorted(
+    p
+    for p, e in (config.get("postprocess") or {}).items()
+    if (e.get("method") == "masks") == SEGMENTATION
+)
 FOLDS = list(range(config["folds"]["n_folds"]))
 SPLITS = ["train", "test"]
 EMBEDDED = COMPETITION["embedded"] is not None
@@ -220,7 +245,72 @@ def all_entries():
     )
 
 
+SEGMENT_KEYS = (
+    "arch",
+    "pretrained",
+    "epochs",
+    "batch_size",
+    "patience",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "backbone_lr_mult",
+    "schedule",
+    "warmup_epochs",
+    "loss",
+    "augment",
+    "crop",
+    "tile",
+    "tta",
+    "precision",
+    "channels_last",
+    "seed",
+)
+
+
+def segment_settings(name):
+    """A segmentation model's settings: its keys that segmentation uses, the backbone as the
+    encoder (classification-only keys such as pooling are not passed on)."""
+    entry = config["models"][name]
+    return {
+        **{k: entry[k] for k in SEGMENT_KEYS if k in entry},
+        "encoder": entry["backbone"],
+    }
+
+
+def entry_outputs(prefix):
+    """The files of one segmentation leaderboard entry (podium.segment.entries)."""
+    names = {
+        "oof_probs": "oof_probs.npy",
+        "test_probs": "test_probs.npy",
+        "oof": "oof.parquet",
+        "test": "test.parquet",
+        "cv": "cv.json",
+    }
+    return {key: res(f"{prefix}/{name}") for key, name in names.items()}
+
+
+def preprocess_settings():
+    """preprocess params; segmentation masks are in the stored pixel order, so images are not
+    turned by EXIF, and only stretching maps a mask back onto its image exactly."""
+    settings = {k: v for k, v in config["preprocess"].items() if k != "threads"}
+    if not SEGMENTATION:
+        return settings
+    if settings["resize"] != "stretch":
+        raise ValueError(
+            "config key preprocess.resize: segmentation needs stretch (pad and center_crop "
+            f"would move or cut the masks), not {settings['resize']!r}."
+        )
+    return {**settings, "exif_orientation": False}
+
+
 def final_outputs():
+    if SEGMENTATION:
+        return [
+            res("submission.csv"),
+            res("leaderboard.csv"),
+            res("dedup/clusters.csv"),
+        ] + ([res("score.json")] if EMBEDDED else [])
     outputs = [
         res("submission.csv"),
         res("leaderboard.csv"),

@@ -1,4 +1,4 @@
-if EMBEDDED:
+if EMBEDDED and not SEGMENTATION:
 
     rule make_digits_competition:
         output:
@@ -39,7 +39,7 @@ rule ingest_train:
     threads: config["preprocess"]["threads"]
     params:
         competition=competition_params("train"),
-        code=code("data", "metrics", "task", script="ingest_train.py"),
+        code=code("data", "metrics", "task", "segment/rle", script="ingest_train.py"),
     script:
         "../scripts/ingest_train.py"
 
@@ -149,6 +149,6 @@ rule make_folds:
         "../../envs/data.yaml"
     params:
         folds=config["folds"],
-        code=code("data", "task", script="folds.py"),
+        code=code("data", "task", "segment/masks", script="folds.py"),
     script:
         "../scripts/folds.py"

@@ -12,7 +12,7 @@ rule preprocess_images:
         "../../envs/data.yaml"
     threads: config["preprocess"]["threads"]
     params:
-        settings={k: v for k, v in config["preprocess"].items() if k != "threads"},
+        settings=preprocess_settings(),
         code=code("preprocess", script="preprocess.py"),
     script:
         "../scripts/preprocess.py"

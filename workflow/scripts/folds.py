@@ -4,6 +4,7 @@ import pandas as pd
 
 from podium.data.folds import assign_folds
 from podium.glue import job_logging
+from podium.segment.masks import stratification_labels
 from podium.tables import write_csv
 from podium.task import TaskSpec
 
@@ -11,10 +12,13 @@ with job_logging(snakemake):
     spec = TaskSpec.load(snakemake.input.task)
     manifest = pd.read_parquet(snakemake.input.manifest)
     train_labels = manifest.loc[manifest["split"] == "train", spec.target]
+    # segmentation stratifies on empty masks and mask-area tertiles
+    labels = (stratification_labels(train_labels) if spec.is_segmentation
+              else spec.encode(train_labels))
     folds = assign_folds(
         manifest, pd.read_csv(snakemake.input.clusters, dtype={"id": str}),
         set(pd.read_csv(snakemake.input.excluded, dtype={"id": str})["id"]),
-        spec.encode(train_labels), snakemake.params.folds["n_folds"],
+        labels, snakemake.params.folds["n_folds"],
         snakemake.params.folds["seed"],
     )
     write_csv(folds, snakemake.output.folds)

@@ -25,8 +25,16 @@ from tqdm import tqdm
 
 from podium.errors import PodiumInputError
 from podium.metrics import check_metric_for_task
+from podium.segment.rle import ORDERS, rle_decode
 from podium.tables import write_csv, write_parquet
-from podium.task import LABEL_SEPARATOR, TASKS, VALUE_TASKS, TaskSpec, split_labels
+from podium.task import (
+    LABEL_SEPARATOR,
+    SEGMENTATION,
+    TASKS,
+    VALUE_TASKS,
+    TaskSpec,
+    split_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,7 @@ class CompetitionLayout:
     label_columns: tuple[str, ...] | None = None
     bad_train_images: str = "error"
     external: tuple[ExternalSource, ...] = ()
+    mask_order: str = "F"
 
     @classmethod
     def from_config(cls, section: dict, root: str | Path | None = None) -> CompetitionLayout:
@@ -264,6 +273,8 @@ def normalized_labels(labels: pd.Series, spec_task: str, classes: tuple[str, ...
         return labels.map(lambda v: str(int(float(v))))
     if spec_task == "regression":
         return labels.map(lambda v: repr(float(v)))
+    if spec_task == SEGMENTATION:  # one spelling of "no mask": Kaggle CSVs use "", "-1"
+        return labels.map(lambda v: "" if str(v).strip() in ("", "-1") else str(v).strip())
     if spec_task != "multilabel":
         return labels
     order = {c: i for i, c in enumerate(classes)}
@@ -283,7 +294,14 @@ def _check_labels(
     labels: pd.Series, path: Path, layout: CompetitionLayout, problems: _Problems
 ) -> tuple[str, ...]:
     """Labels must be present and belong to the task's classes; returns the class order
-    (the grades for ordinal tasks, none for regression)."""
+    (the grades for ordinal tasks, none for regression, ``("mask",)`` for segmentation, whose
+    run-length encodings are checked against each image's size once it is read)."""
+    if layout.task == SEGMENTATION:
+        if layout.mask_order not in ORDERS:
+            raise PodiumInputError(
+                f"config key competition.mask_order: {layout.mask_order!r} is not one of "
+                f"{', '.join(ORDERS)} (F: top to bottom first, C: left to right first).")
+        return ("mask",)
     if layout.task in VALUE_TASKS:
         return _check_values(labels, path, layout.target, layout.task, layout.classes,
                              problems)
@@ -525,6 +543,19 @@ def _train_ids_of(layout: CompetitionLayout) -> pd.Series:
     return table[layout.id_column]
 
 
+def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
+                 layout: CompetitionLayout, problems: _Problems) -> None:
+    """Every run-length encoding must decode inside its image (named by line and id)."""
+    for image_id, rle, height, width in zip(frame["id"], frame[layout.target], frame["height"],
+                                            frame["width"], strict=True):
+        try:
+            rle_decode(rle, (int(height), int(width)), layout.mask_order)
+        except ValueError as err:
+            problems.add(f"{path} line {line_of.get(image_id, '?')}: id {image_id!r}: "
+                         f"{layout.target} does not fit the {height}x{width} image ({err}); "
+                         "check competition.mask_order")
+
+
 def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple[str, ...],
                    threads: int, problems: _Problems, skipped: list[dict]) -> list[pd.DataFrame]:
     frames = []
@@ -536,6 +567,9 @@ def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple
         keep = ids.isin(frame["id"]).to_numpy()
         frame[layout.target] = (normalized_labels(labels, layout.task, classes).to_numpy()[keep]
                                 if labels is not None else None)
+        if layout.task == SEGMENTATION and labels is not None:
+            line_of = {image_id: int(row) + 2 for row, image_id in ids.items()}
+            _check_masks(frame, line_of, layout.root / layout.train_csv, layout, problems)
         frames.append(frame.assign(source=source, train_only=train_only))
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
     return frames
@@ -559,7 +593,7 @@ def _write_train_side(layout: CompetitionLayout, classes: tuple[str, ...],
                       task_path: str | Path, skipped: list[dict],
                       skipped_path: str | Path | None) -> None:
     TaskSpec(task=layout.task, target=layout.target, classes=classes, metric=layout.metric,
-             id_column=layout.id_column).save(task_path)
+             id_column=layout.id_column, mask_order=layout.mask_order).save(task_path)
     if skipped_path is not None:
         write_csv(pd.DataFrame(skipped, columns=["id", "path", "problem"]), skipped_path)
 
@@ -646,6 +680,8 @@ def merge_manifests(train_path: str | Path, test_path: str | Path,
         raise PodiumInputError(
             f"{len(clash)} ids are both train and test images (first: {clash[:5]}); rename "
             "the external source or the files so that each image is either train or test.")
-    manifest = pd.concat([train, test[train.columns]], ignore_index=True)
+    # the test side has no labels and knows no train-only keys (target, group column), so
+    # it takes the train side's columns, missing ones empty
+    manifest = pd.concat([train, test.reindex(columns=train.columns)], ignore_index=True)
     write_parquet(manifest, manifest_path)
     return manifest

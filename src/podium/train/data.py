@@ -16,7 +16,7 @@ from pathlib import Path
 import albumentations as A
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset, get_worker_info
 
 
 class PackedImages(Dataset):
@@ -129,3 +129,19 @@ class BatchLoader:
             if self.pin_memory:  # page-locked, so the copy to the card runs asynchronously
                 images, labels = images.pin_memory(), labels.pin_memory()
             yield images, labels
+
+
+def reseed_worker_augmentation(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: each worker gets a copy of the augmentation pipeline
+    with the main process's random state, so without this every worker would replay one
+    stream. Seeds come from the loader's per-worker seeds, drawn from its generator, which
+    training reseeds every epoch: runs stay reproducible."""
+    info = get_worker_info()
+    if info is None:
+        return
+    dataset = info.dataset
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    for part in parts:
+        augment = getattr(part, "augment", None)
+        if augment is not None:
+            augment.set_random_seed(info.seed % 2**32)

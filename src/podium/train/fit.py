@@ -29,7 +29,12 @@ from podium.metrics import Metric, get_metric
 from podium.tables import write_csv, write_json, write_parquet
 from podium.task import TaskSpec
 from podium.train.augment import build_augmentation
-from podium.train.data import BatchLoader, PackedImages, load_packed
+from podium.train.data import (
+    BatchLoader,
+    PackedImages,
+    load_packed,
+    reseed_worker_augmentation,
+)
 from podium.train.heads import build_classifier
 from podium.train.losses import build_loss
 from podium.train.optim import LrSchedule, build_optimizer, set_backbone_frozen
@@ -40,6 +45,9 @@ from podium.train.samplers import build_sampler
 from podium.train.tta import TtaView, build_tta, check_merge
 
 log = logging.getLogger(__name__)
+
+
+SEGMENTATION_ONLY_KEYS = ("arch", "crop", "tile")
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,10 @@ class TrainSettings:
 
     @classmethod
     def from_config(cls, entry: dict[str, Any]) -> TrainSettings:
-        return cls(**entry)
+        """The settings of a classification model; the schema's segmentation-only keys (null
+        for these models) are dropped."""
+        return cls(**{k: v for k, v in entry.items()
+                      if not (k in SEGMENTATION_ONLY_KEYS and v is None)})
 
 
 @dataclass(frozen=True)
@@ -230,7 +241,7 @@ class FoldTrainer:
         self.augmenting_loader = DataLoader(
             self.dataset, batch_size=settings.batch_size, shuffle=self.sampler is None,
             sampler=self.sampler, drop_last=drop_last, generator=self.generator,
-            **runtime.loader_args,
+            worker_init_fn=reseed_worker_augmentation, **runtime.loader_args,
         )
         self.plain_loader = BatchLoader(
             self.parts, settings.batch_size, sampler=self.sampler, shuffle=True,

@@ -283,20 +283,29 @@ class LossFactory:
                 f"config key {key}: loss {self.name!r} supports tasks {', '.join(self.tasks)}; "
                 f"this competition is {spec.task!r}."
             )
-        params = dict(params or {})
-        unknown = [p for p in params if p not in self.params]
-        if unknown:
-            accepted = ", ".join(self.params) or "none"
-            raise PodiumInputError(
-                f"config key {key}.params: loss {self.name!r} has no param "
-                f"{', '.join(map(repr, unknown))}. Accepted params: {accepted}."
-            )
-        try:
-            return self.build(spec, **params)
-        except _ParamError as err:
-            raise PodiumInputError(
-                f"config key {key}.params.{err.param}: loss {self.name!r}: {err.problem}."
-            ) from None
+        return build_with_params(self.name, self.build, spec, params, self.params, key)
+
+
+def build_with_params(name: str, build: Callable[..., nn.Module], first: Any,
+                      params: Mapping[str, Any] | None, accepted: tuple[str, ...],
+                      key: str) -> nn.Module:
+    """``build(first, **params)`` once every param is one the loss accepts; a bad value
+    becomes a PodiumInputError naming its config key (shared by classification and
+    segmentation losses)."""
+    params = dict(params or {})
+    unknown = [p for p in params if p not in accepted]
+    if unknown:
+        raise PodiumInputError(
+            f"config key {key}.params: loss {name!r} has no param "
+            f"{', '.join(map(repr, unknown))}.{did_you_mean(unknown[0], accepted)} "
+            f"Accepted params: {', '.join(accepted) or 'none'}."
+        )
+    try:
+        return build(first, **params)
+    except _ParamError as err:
+        raise PodiumInputError(
+            f"config key {key}.params.{err.param}: loss {name!r}: {err.problem}."
+        ) from None
 
 
 LOSSES: dict[str, LossFactory] = {

@@ -1,0 +1,2 @@
+"""Segmentation competitions: masks and their run-length encoding, segmentation models and
+losses, tiled inference with D4 TTA, and the post-processing fitted on out-of-fold masks."""

@@ -1,0 +1,131 @@
+"""Leaderboard entries of a segmentation competition: models, blends and post-processed
+variants, each as out-of-fold and test probability maps plus ``cv.json``.
+
+Maps are float16 ``N x S x S`` arrays at the packed size (``oof_probs.npy`` in
+:class:`SegmentTruth` order, ``test_probs.npy`` in packed test order); post-processed entries
+hold 0/1 masks in the same files. Every entry is scored the same way as a classification entry
+(the metric per fold, then mean and std), here the per-image Dice of Kaggle's segmentation
+competitions, so one leaderboard ranks them all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from podium.segment.metrics import mean_dice
+from podium.segment.postprocess import (
+    apply_postprocess,
+    fit_postprocess,
+    fit_postprocess_fold_by_fold,
+)
+from podium.tables import write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+THRESHOLD = 0.5
+"""Probability maps are scored as masks at this threshold; post-processing fits its own."""
+
+
+@dataclass(frozen=True)
+class SegmentTruth:
+    """The validated train images (fold >= 0) in packed-row order, with folds and masks."""
+
+    ids: np.ndarray
+    rows: np.ndarray
+    fold: np.ndarray
+    masks: np.ndarray
+
+    @classmethod
+    def load(cls, folds_csv: str | Path, train_index: str | Path,
+             masks_array: str | Path) -> SegmentTruth:
+        index = pd.read_parquet(train_index).merge(
+            pd.read_csv(folds_csv, dtype={"id": str}), on="id", how="inner")
+        index = index[index["fold"] >= 0].sort_values("row")
+        rows = index["row"].to_numpy()
+        masks = np.load(masks_array, mmap_mode="r")[rows]
+        return cls(index["id"].to_numpy(), rows, index["fold"].to_numpy(), masks)
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.fold.max()) + 1
+
+
+def _as_masks(maps: np.ndarray) -> np.ndarray:
+    return maps if maps.dtype == np.uint8 else (maps >= THRESHOLD).astype(np.uint8)
+
+
+def cv_summary(name: str, kind: str, truth: SegmentTruth, maps: np.ndarray) -> dict[str, Any]:
+    """``cv.json``: mean per-image Dice of each fold, their mean and std, and the pooled Dice."""
+    masks = _as_masks(maps)
+    scores = [mean_dice(masks[truth.fold == k], truth.masks[truth.fold == k])
+              for k in range(truth.n_folds)]
+    return {"name": name, "kind": kind, "metric": "dice", "cv_mean": float(np.mean(scores)),
+            "cv_std": float(np.std(scores)), "fold_scores": [float(s) for s in scores],
+            "oof_score": float(mean_dice(masks, truth.masks))}
+
+
+def write_entry(name: str, kind: str, truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
+                test_ids: np.ndarray, out: Any, details: dict | None = None) -> dict[str, Any]:
+    """Write ``oof_probs.npy``, ``test_probs.npy``, ``oof.parquet`` (id, fold),
+    ``test.parquet`` (id) and ``cv.json`` of one entry."""
+    summary = cv_summary(name, kind, truth, oof)
+    if details:
+        summary["details"] = details
+    dtype = np.uint8 if oof.dtype == np.uint8 else np.float16
+    np.save(out.oof_probs, oof.astype(dtype))
+    np.save(out.test_probs, test.astype(dtype))
+    write_parquet(pd.DataFrame({"id": truth.ids, "fold": truth.fold}), out.oof)
+    write_parquet(pd.DataFrame({"id": test_ids}), out.test)
+    write_json(summary, out.cv)
+    log.info("%s %s: CV dice %.4f ± %.4f", kind, name, summary["cv_mean"], summary["cv_std"])
+    return summary
+
+
+def gather_folds(truth: SegmentTruth, fold_probs: list[str | Path],
+                 fold_indexes: list[str | Path], fold_tests: list[str | Path]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A model's OOF maps in truth order (each row from the fold that validated it) and its
+    test maps averaged over the folds' models."""
+    position = {image_id: i for i, image_id in enumerate(truth.ids)}
+    oof = None
+    seen = np.zeros(len(truth.ids), dtype=bool)
+    for probs_path, index_path in zip(fold_probs, fold_indexes, strict=True):
+        probs = np.load(probs_path)
+        where = np.array([position[i] for i in pd.read_parquet(index_path)["id"]], dtype=int)
+        if oof is None:
+            oof = np.zeros((len(truth.ids), *probs.shape[1:]), dtype=np.float32)
+        oof[where] = probs
+        seen[where] = True
+    if oof is None or not seen.all():
+        raise ValueError(f"{int((~seen).sum())} train images have no OOF prediction; rerun "
+                         "the model's folds.")
+    test = np.mean([np.load(p).astype(np.float32) for p in fold_tests], axis=0)
+    return oof, test
+
+
+def mean_blend(oofs: list[np.ndarray], tests: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel-wise mean of the models' probability maps."""
+    return (np.mean([o.astype(np.float32) for o in oofs], axis=0),
+            np.mean([t.astype(np.float32) for t in tests], axis=0))
+
+
+def postprocess_entry(truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
+                      params: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Threshold, minimum area and the empty-mask classifier, fitted fold by fold on OOF
+    (so the entry's CV is honest) and once on every OOF image for the test masks."""
+    options = dict(params or {})
+    oof_masks, report = fit_postprocess_fold_by_fold(
+        oof.astype(np.float32), truth.masks, truth.fold, **options)
+    fitted = fit_postprocess(oof.astype(np.float32), truth.masks, folds=truth.fold, **options)
+    test_masks = apply_postprocess(test.astype(np.float32), fitted)
+    details = {"dice_before": report["dice_before"], "dice_after": report["dice_after"],
+               "fitted": {k: v for k, v in fitted.items() if k != "empty_classifier"},
+               "per_fold": [{k: v for k, v in f.items() if k != "empty_classifier"}
+                            for f in report["folds"]]}
+    return oof_masks, test_masks, details

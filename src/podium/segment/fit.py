@@ -1,0 +1,520 @@
+"""Train a binary segmentation model on one fold; predict mask probabilities for OOF and test.
+
+The segmentation counterpart of :mod:`podium.train.fit`, and built the same way so that a fold
+behaves the same under Snakemake: every random stream is reseeded from (seed, fold, epoch) at
+the start of each epoch, each completed epoch is saved outside the declared outputs (see
+:mod:`podium.train.resume`) so a killed fold resumes to the result of an uninterrupted one,
+and the outputs are written only once the fold has finished.
+
+Masks are binary (one sigmoid channel). Training may run on random crops of the packed images
+(``crop``) so large images fit a batch; prediction then covers whole images with overlapping
+tiles (``tile``) and D4 test-time views, averaged on the logits (:mod:`podium.segment.tiles`).
+Probabilities are stored as float16 ``N x S x S`` arrays: half the size, and 1e-3 precision is
+far finer than any threshold search needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from podium.errors import PodiumInputError, did_you_mean
+from podium.segment.losses import build_segmentation_loss
+from podium.segment.metrics import mean_dice
+from podium.segment.models import Segmenter, build_segmenter
+from podium.segment.tiles import d4_predict, predict_tiled
+from podium.tables import write_csv, write_json, write_parquet
+from podium.train.augment import build_augmentation
+from podium.train.data import load_packed, reseed_worker_augmentation
+from podium.train.fit import (
+    LOSS_CHECK_EVERY_CUDA,
+    LossLog,
+    NonFiniteLoss,
+    epoch_seed,
+    seed_everything,
+)
+from podium.train.optim import LrSchedule, build_optimizer
+from podium.train.resume import ResumeStore, TrainingInterrupted, resume_key, stop_on_sigterm
+from podium.train.runtime import Runtime
+from podium.train.tta import GROUPS, NAMED_VIEWS
+
+log = logging.getLogger(__name__)
+
+THRESHOLD = 0.5  # the mask threshold of the per-epoch and OOF Dice
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """One ``models:`` entry of a segmentation competition (see the schema for each key)."""
+
+    arch: str = "unet"
+    encoder: str = "resnet10t"
+    pretrained: bool = False
+    epochs: int = 15
+    batch_size: int = 16
+    patience: int = 5
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    backbone_lr_mult: float = 1.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    loss: str | dict | list | None = None
+    augment: dict | None = None  # albumentations serialised dict, applied to image and mask
+    crop: int | None = None  # train on random crop x crop patches (None: whole images)
+    tile: int | None = None  # predict with overlapping tile x tile tiles (None: whole images)
+    tta: list = field(default_factory=lambda: ["identity"])  # D4 view names, or "d4"/"flips"
+    precision: str = "auto"
+    channels_last: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any], name: str = "<name>") -> SegmentSettings:
+        """Settings from a config entry; a misspelt key fails here rather than being ignored."""
+        known = [f.name for f in fields(cls)]
+        for key in entry:
+            if key not in known:
+                raise PodiumInputError(
+                    f"config key models.{name}.{key}: not a setting of a segmentation model."
+                    f"{did_you_mean(str(key), known, cutoff=0.6)} Known: {', '.join(known)}.")
+        settings = cls(**entry)
+        settings.check(name)
+        return settings
+
+    def check(self, name: str = "<name>") -> None:
+        """Fail on values that would only break mid-training (sizes, counts, TTA names)."""
+        for key in ("epochs", "batch_size", "patience"):
+            _positive_int(getattr(self, key), f"models.{name}.{key}")
+        for key in ("crop", "tile"):
+            if getattr(self, key) is not None:
+                _positive_int(getattr(self, key), f"models.{name}.{key}",
+                              "or leave it unset to use whole images")
+        tta_views(self.tta, f"models.{name}.tta")
+
+
+@dataclass(frozen=True)
+class SegmentFoldOutputs:
+    """Where a segmentation fold's results go."""
+
+    weights: Path
+    oof_probs: Path
+    oof_index: Path
+    history: Path
+    metrics: Path
+
+
+def _positive_int(value: object, key: str, alternative: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        extra = f", {alternative}" if alternative else ""
+        raise PodiumInputError(f"config key {key}: expected a positive integer, got "
+                               f"{value!r}; set a whole number >= 1{extra}.")
+    return value
+
+
+def tta_views(entries: Sequence[str] | str, key: str = "models.<name>.tta") -> tuple[str, ...]:
+    """D4 view names for ``entries`` (names, or the groups ``d4`` and ``flips``), each once.
+    Masks must be turned back after each view, so only the D4 views, which
+    :func:`~podium.segment.tiles.d4_predict` can invert, are allowed here."""
+    entries = [entries] if isinstance(entries, str) else list(entries)
+    known = [*NAMED_VIEWS, *GROUPS]
+    views: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str) or entry not in known:
+            hint = did_you_mean(entry, known, cutoff=0.4) if isinstance(entry, str) else ""
+            raise PodiumInputError(
+                f"config key {key}: {entry!r} is not a D4 view.{hint} Segmentation TTA takes "
+                f"the views {', '.join(NAMED_VIEWS)} or the groups {', '.join(GROUPS)}.")
+        views += [v for v in GROUPS.get(entry, [entry]) if v not in views]
+    if not views:
+        raise PodiumInputError(f"config key {key}: no views; use [identity] for no TTA.")
+    return tuple(views)
+
+
+class MaskedImages(Dataset):
+    """``(image H x W x C, mask H x W)`` uint8 pairs from packed rows, augmented together so
+    spatial transforms move the mask with the image."""
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray, rows: np.ndarray,
+                 augment: A.Compose | None = None) -> None:
+        self.images, self.masks, self.rows, self.augment = images, masks, np.asarray(rows), augment
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = np.array(self.images[self.rows[i]])  # writable copies of the mapped rows
+        mask = np.array(self.masks[self.rows[i]])
+        if self.augment is not None:
+            out = self.augment(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+            if image.ndim == 2:
+                image = image[:, :, None]
+        return (torch.from_numpy(np.ascontiguousarray(image)),
+                torch.from_numpy(np.ascontiguousarray(mask)))
+
+
+def build_train_pipeline(settings: SegmentSettings, image_size: int, seed: int,
+                         name: str) -> A.Compose | None:
+    """A random ``crop`` (when smaller than the images) followed by the user's augmentations,
+    or None when there is neither."""
+    transforms: list[Any] = []
+    if settings.crop is not None:
+        if settings.crop > image_size:
+            raise PodiumInputError(
+                f"config key models.{name}.crop: {settings.crop} is larger than the packed "
+                f"images ({image_size} x {image_size}); set a crop <= {image_size} or leave it "
+                "unset to train on whole images.")
+        if settings.crop < image_size:
+            transforms.append(A.RandomCrop(settings.crop, settings.crop))
+    user = build_augmentation(settings.augment, seed)
+    if user is not None:
+        transforms.append(user)
+    if not transforms:
+        return None
+    pipeline = A.Compose(transforms)
+    pipeline.set_random_seed(seed)
+    return pipeline
+
+
+class EncoderSplit(nn.Module):
+    """The encoder as ``backbone`` and every other parameter as ``head``: the attributes
+    :func:`~podium.train.optim.split_parameters` splits on, so ``backbone_lr_mult`` scales
+    the (pretrained) encoder's rate while the fresh decoder and head learn at ``lr``."""
+
+    def __init__(self, model: Segmenter) -> None:
+        super().__init__()
+        self.backbone = model.encoder
+        encoder_ids = {id(p) for p in model.encoder.parameters()}
+        self.head = nn.ParameterList([p for p in model.parameters() if id(p) not in encoder_ids])
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _save_npy(array: np.ndarray, path: str | Path) -> None:
+    """``np.save`` to a temporary sibling, renamed into place (no torn arrays on a kill)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        np.save(handle, array)
+    tmp.replace(path)
+
+
+class SegmentTrainer:
+    """One fold's segmenter, optimiser, schedule, loss and loader, trained epoch by epoch."""
+
+    def __init__(self, settings: SegmentSettings, images: np.ndarray, masks: np.ndarray,
+                 train_rows: np.ndarray, runtime: Runtime, fold: int, name: str) -> None:
+        self.settings, self.runtime, self.fold = settings, runtime, fold
+        key = f"models.{name}"
+        self.model = runtime.model(build_segmenter(
+            settings.arch, settings.encoder, 1, images.shape[3], settings.pretrained, key=key))
+        self.loss_fn = build_segmentation_loss(settings.loss, 1, key=f"{key}.loss").to(
+            runtime.device)
+        self.augment = build_train_pipeline(settings, images.shape[1], settings.seed + fold,
+                                            name)
+        self.dataset = MaskedImages(images, masks, train_rows, self.augment)
+        self.generator = torch.Generator()
+        self.loader = DataLoader(
+            self.dataset, batch_size=settings.batch_size, shuffle=True,
+            drop_last=len(self.dataset) > settings.batch_size, generator=self.generator,
+            worker_init_fn=reseed_worker_augmentation, **runtime.loader_args)
+        self.optimizer = build_optimizer(EncoderSplit(self.model), settings.optimizer,
+                                         settings.lr, settings.weight_decay,
+                                         settings.backbone_lr_mult)
+        self.schedule = LrSchedule(self.optimizer, settings.schedule, settings.epochs,
+                                   len(self.loader), settings.warmup_epochs,
+                                   greater_is_better=True)
+        self.scaler = torch.amp.GradScaler(enabled=runtime.amp_dtype == torch.float16)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training rows; returns the mean loss."""
+        seed = epoch_seed(self.settings, self.fold, epoch)
+        torch.manual_seed(seed)
+        self.generator.manual_seed(seed)
+        if self.augment is not None:
+            self.augment.set_random_seed(seed)
+        self.model.train()
+        runtime = self.runtime
+        losses = LossLog(epoch, check_every=LOSS_CHECK_EVERY_CUDA if runtime.cuda else 1)
+        bar = tqdm(self.loader, desc=f"fold {self.fold} epoch {epoch + 1}/{self.settings.epochs}",
+                   mininterval=10, leave=False)
+        for images, masks in bar:
+            images = runtime.batch(images)
+            targets = masks.to(runtime.device, non_blocking=True).unsqueeze(1).gt(0).float()
+            with runtime.autocast():
+                loss = self.loss_fn(self.model(images), targets)
+            losses.add(loss, len(targets))
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.schedule.after_step()
+        return losses.mean()
+
+
+def _forward(model: nn.Module, runtime: Runtime, tile: int | None,
+             batch_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Float32 logits of a normalised batch: tiled when ``tile`` is smaller than the images,
+    in autocast either way (tiles and views are then blended in float32)."""
+    def plain(images: torch.Tensor) -> torch.Tensor:
+        with runtime.autocast():
+            return model(images).float()
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        if tile and tile < max(images.shape[2:]):
+            return predict_tiled(plain, images, tile, batch_size)
+        return plain(images)
+
+    return forward
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, array: np.ndarray, rows: np.ndarray,
+                          runtime: Runtime, settings: SegmentSettings, batch_size: int,
+                          views: Sequence[str] | None = None) -> np.ndarray:
+    """Float32 ``n x H x W`` foreground probabilities of ``array[rows]``, averaged over
+    ``views`` (the settings' TTA when None) on the logits, tiled when ``settings.tile`` is set.
+    Batches are gathered straight from the (memory-mapped) array: no decoding, no workers."""
+    views = tta_views(settings.tta) if views is None else tuple(views)
+    model.eval()
+    rows = np.asarray(rows)
+    out = np.empty((len(rows), *array.shape[1:3]), dtype=np.float32)
+    forward = _forward(model, runtime, settings.tile, batch_size)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        images = runtime.batch(torch.from_numpy(np.ascontiguousarray(array[chunk])))
+        logits = d4_predict(forward, images, views)
+        out[start:start + len(chunk)] = torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+    return out
+
+
+def _dice(probs: np.ndarray, masks: np.ndarray) -> float:
+    return mean_dice(probs > THRESHOLD, masks)
+
+
+def _fold_rows(train_index: str | Path, folds_csv: str | Path,
+               fold: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The index, and the index positions trained on and validated. Fold -1 is train-only;
+    images missing from folds.csv (dropped duplicates) are neither trained nor validated."""
+    index = pd.read_parquet(train_index, columns=["id", "row"])
+    index["id"] = index["id"].astype(str)
+    folds = pd.read_csv(folds_csv, dtype={"id": str}, usecols=["id", "fold"])
+    index = index.merge(folds, on="id", how="left", validate="one_to_one")
+    in_folds = index["fold"].notna().to_numpy()
+    is_valid = (index["fold"] == fold).to_numpy()
+    return index, np.flatnonzero(in_folds & ~is_valid), np.flatnonzero(is_valid)
+
+
+def _check_inputs(images: np.ndarray, masks: np.ndarray, masks_path: str | Path,
+                  n_train: int, n_valid: int, fold: int, folds_csv: str | Path) -> None:
+    if masks.shape != images.shape[:3]:
+        raise PodiumInputError(
+            f"{masks_path}: masks of shape {masks.shape} do not line up with the packed images "
+            f"{images.shape} (expected {images.shape[:3]}); rerun preprocessing.")
+    if not n_valid or not n_train:
+        raise PodiumInputError(
+            f"{folds_csv}: fold {fold} has {n_train} training and {n_valid} validation images; "
+            "every fold needs both, so check folds.n_folds against the number of images.")
+
+
+def _resume_store(resume_dir: str | Path | None, settings: SegmentSettings, fold: int,
+                  name: str, inputs: list[str | Path]) -> ResumeStore | None:
+    if resume_dir is None:
+        return None
+    job = {"settings": asdict(settings), "task": "segment", "fold": fold, "name": name}
+    return ResumeStore(resume_dir, resume_key(job, inputs))
+
+
+def train_segment_fold(
+    settings: SegmentSettings,
+    fold: int,
+    train_array: str | Path,
+    train_index: str | Path,
+    masks_array: str | Path,
+    folds_csv: str | Path,
+    outputs: SegmentFoldOutputs,
+    threads: int = 1,
+    resume_dir: str | Path | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Fit on every fold but ``fold``, early-stop on the validation Dice, and write the best
+    epoch's weights and OOF probabilities (with the configured TTA and tiles). Test images are
+    :func:`predict_segment_test`'s job, so new test images never retrain a model.
+
+    With ``resume_dir`` each completed epoch is saved there and a rerun of the same job
+    continues from it; SIGTERM stops at once (exit 143) with the last epoch kept."""
+    name = name or settings.encoder
+    settings.check(name)
+    views = tta_views(settings.tta, f"models.{name}.tta")
+    seed_everything(epoch_seed(settings, fold, 0))
+    torch.set_num_threads(max(1, threads))
+    runtime = Runtime.detect(threads, settings.precision, settings.channels_last,
+                             key=f"models.{name}.precision")
+    index, train_pos, valid_pos = _fold_rows(train_index, folds_csv, fold)
+    images, masks = load_packed(train_array), load_packed(masks_array)
+    _check_inputs(images, masks, masks_array, len(train_pos), len(valid_pos), fold, folds_csv)
+    train_rows = index["row"].to_numpy()[train_pos]
+    valid_rows = index["row"].to_numpy()[valid_pos]
+    valid_masks = np.asarray(masks[valid_rows])
+    trainer = SegmentTrainer(settings, images, masks, train_rows, runtime, fold, name)
+    store = _resume_store(resume_dir, settings, fold, name,
+                          [train_array, train_index, masks_array, folds_csv])
+    eval_batch = settings.batch_size * 2
+
+    history: list[dict] = []
+    best_score, best_epoch, best_state = float("nan"), -1, None
+    start_epoch, stopped_early = 0, False
+    saved = store.load() if store is not None else None
+    if saved is not None:
+        trainer.load_state_dict(saved["trainer"])
+        history, best_score = saved["history"], saved["best_score"]
+        best_epoch, best_state = saved["best_epoch"], saved["best_state"]
+        start_epoch, stopped_early = saved["epochs_done"], saved["stopped_early"]
+        log.info("resuming %s fold %d from epoch %d of %d (state %s)", name, fold,
+                 start_epoch, settings.epochs, store.path)
+
+    fit_start = time.perf_counter()
+    try:
+        with stop_on_sigterm():
+            for epoch in range(start_epoch, settings.epochs):
+                if stopped_early:
+                    break
+                epoch_start = time.perf_counter()
+                train_loss = trainer.train_epoch(epoch)
+                probs = predict_probabilities(trainer.model, images, valid_rows, runtime,
+                                              settings, eval_batch, views=("identity",))
+                if not np.isfinite(probs).all():
+                    raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
+                score = _dice(probs, valid_masks)
+                trainer.schedule.after_epoch(score)
+                row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_dice": score,
+                       "lr": trainer.optimizer.param_groups[-1]["lr"],
+                       "seconds": time.perf_counter() - epoch_start}
+                history.append(row)
+                log.info("fold %d epoch %d/%d train_loss %.4f valid_dice %.4f lr %.2e (%.1fs)",
+                         fold, epoch + 1, settings.epochs, train_loss, score, row["lr"],
+                         row["seconds"])
+                if best_epoch < 0 or score > best_score:
+                    best_score, best_epoch = score, epoch + 1
+                    best_state = _cpu_state(trainer.model)
+                elif epoch + 1 - best_epoch >= settings.patience:
+                    log.info("early stop: no better valid_dice for %d epochs", settings.patience)
+                    stopped_early = True
+                if store is not None:
+                    store.save({"trainer": trainer.state_dict(), "history": history,
+                                "best_score": best_score, "best_epoch": best_epoch,
+                                "best_state": best_state, "epochs_done": epoch + 1,
+                                "stopped_early": stopped_early})
+    except NonFiniteLoss as err:
+        kept = (f"the state after epoch {len(history)} is kept in {store.path}"
+                if store is not None and history else "no epoch had completed")
+        raise PodiumInputError(
+            f"models.{name} fold {fold}: training stopped, {err}; {kept}. Lower "
+            f"models.{name}.lr, or check the images and masks.") from None
+    except TrainingInterrupted:
+        where = (f"epoch {len(history)} is saved in {store.path}; rerun to continue"
+                 if store is not None else "no resume folder was given")
+        log.warning("%s fold %d interrupted by SIGTERM: %s", name, fold, where)
+        raise SystemExit(143) from None
+    fit_seconds = time.perf_counter() - fit_start
+
+    predict_start = time.perf_counter()
+    trainer.model.load_state_dict(best_state)
+    oof = predict_probabilities(trainer.model, images, valid_rows, runtime, settings,
+                                eval_batch, views)
+    predict_seconds = time.perf_counter() - predict_start
+
+    outputs.weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": best_state, "settings": asdict(settings),
+                "in_chans": int(images.shape[3])}, outputs.weights)
+    _save_npy(oof.astype(np.float16), outputs.oof_probs)
+    write_parquet(index.loc[valid_pos, ["id", "row"]].reset_index(drop=True), outputs.oof_index)
+    write_csv(pd.DataFrame(history), outputs.history)
+    epochs_run = len(history) - start_epoch
+    summary = {
+        "fold": fold, "metric": "dice", "threshold": THRESHOLD, "best_epoch": best_epoch,
+        "best_valid_dice": best_score, "oof_dice_tta": _dice(oof, valid_masks),
+        "tta": list(views), "tile": settings.tile, "crop": settings.crop,
+        "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
+        "device": str(runtime.device), "precision": runtime.precision,
+        "channels_last": runtime.channels_last, "threads": threads,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "resumed_from_epoch": start_epoch, "stopped_early": stopped_early,
+        "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
+        "train_images_per_second": len(train_rows) * epochs_run / max(fit_seconds, 1e-9),
+    }
+    write_json(summary, outputs.metrics)
+    if store is not None:
+        store.clear()
+    log.info("fold %d done: best valid_dice %.4f at epoch %d, OOF with TTA %.4f", fold,
+             best_score, best_epoch, summary["oof_dice_tta"])
+    return summary
+
+
+def load_segment_model(weights_path: str | Path, runtime: Runtime,
+                       name: str) -> tuple[Segmenter, dict[str, Any]]:
+    """The network a training job saved, rebuilt from its own settings, on the device."""
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    saved = state["settings"]
+    model = build_segmenter(saved["arch"], saved["encoder"], 1, state["in_chans"],
+                            pretrained=False, key=f"models.{name}")
+    model.load_state_dict(state["state_dict"])
+    return runtime.model(model).eval(), state
+
+
+def predict_segment_test(
+    settings: SegmentSettings, weights_path: str | Path, test_array: str | Path,
+    test_index: str | Path, probs_out: str | Path, index_out: str | Path, threads: int = 1,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Foreground probabilities of every test image with one fold's model, with the TTA,
+    tiles and precision of ``settings``: float16 ``N_test x S x S`` in packed order, and the
+    ``id, row`` index beside it."""
+    name = name or settings.encoder
+    views = tta_views(settings.tta, f"models.{name}.tta")
+    torch.set_num_threads(max(1, threads))
+    runtime = Runtime.detect(threads, settings.precision, settings.channels_last,
+                             key=f"models.{name}.precision")
+    start = time.perf_counter()
+    model, state = load_segment_model(weights_path, runtime, name)
+    images = load_packed(test_array)
+    if images.shape[3] != state["in_chans"]:
+        raise PodiumInputError(
+            f"{test_array}: test images have {images.shape[3]} channels but {weights_path} was "
+            f"trained on {state['in_chans']}; rerun preprocessing and training together.")
+    index = pd.read_parquet(test_index, columns=["id", "row"])
+    probs = predict_probabilities(model, images, index["row"].to_numpy(), runtime, settings,
+                                  settings.batch_size * 2, views)
+    _save_npy(probs.astype(np.float16), probs_out)
+    write_parquet(index.reset_index(drop=True), index_out)
+    seconds = time.perf_counter() - start
+    log.info("%s: predicted %d test masks with %d TTA views on %s (%s) in %.1fs", name,
+             len(index), len(views), runtime.device, runtime.precision, seconds)
+    return {"n_test": int(len(index)), "tta": list(views), "tile": settings.tile,
+            "seconds": seconds, "device": str(runtime.device)}

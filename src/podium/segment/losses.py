@@ -1,0 +1,321 @@
+"""Per-pixel segmentation losses by name, so a model's config can pick one (or a weighted mix).
+
+Logits are ``N x K x H x W``. ``K == 1`` is a binary mask scored through a sigmoid, against
+0/1 targets ``N x 1 x H x W`` or ``N x H x W``; ``K > 1`` is one class per pixel scored through
+a softmax, against class ids ``N x H x W``. :func:`build_segmentation_loss` reads the config key
+``models.<name>.loss`` in the format of :func:`podium.train.losses.build_loss` (a name,
+``{name, params}``, or a list of those with ``weight`` for a weighted sum) and fails on bad
+config before any training starts.
+
+Region losses (``dice``, ``jaccard``) are soft: probabilities stand in for hard masks. By
+default they pool every pixel of the batch per class (``per_image: false``), which is steadier
+on small or empty masks; ``per_image: true`` scores each image and averages, as per-image
+Kaggle metrics do. ``smooth`` is added to numerator and denominator, so a class absent from
+both target and prediction scores a perfect 1 instead of 0/0.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from podium.errors import PodiumInputError, did_you_mean
+from podium.train.losses import (
+    BCEWithLogits,
+    FocalLoss,
+    WeightedLossSum,
+    _entry,
+    _number,
+    _ParamError,
+    _weight,
+    build_with_params,
+    lovasz_grad,
+)
+
+LOSS_KEY = "models.<name>.loss"
+EPS = 1e-7
+BINARY, MULTICLASS = "binary", "multiclass"
+
+
+def pixel_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Targets in the one form each loss uses: a float ``N x 1 x H x W`` 0/1 mask for binary
+    logits, long class ids ``N x H x W`` for multiclass logits."""
+    if logits.ndim != 4:
+        raise ValueError(f"segmentation logits must be N x K x H x W, got {tuple(logits.shape)}")
+    n, k, h, w = logits.shape
+    if k == 1:
+        targets = targets.unsqueeze(1) if targets.ndim == 3 else targets
+        expected, targets = (n, 1, h, w), targets.to(logits.dtype)
+    else:
+        targets = targets.squeeze(1) if targets.ndim == 4 and targets.shape[1] == 1 else targets
+        expected, targets = (n, h, w), targets.long()
+    if tuple(targets.shape) != expected:
+        raise ValueError(f"targets of shape {tuple(targets.shape)} do not fit logits of shape "
+                         f"{tuple(logits.shape)}; expected {expected}")
+    return targets
+
+
+def probabilities_and_truth(logits: torch.Tensor,
+                            targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class probabilities and 0/1 truth, both float ``N x K x H x W``."""
+    targets = pixel_targets(logits, targets)
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits), targets.float()
+    truth = F.one_hot(targets, logits.shape[1]).permute(0, 3, 1, 2).float()
+    return torch.softmax(logits, dim=1), truth
+
+
+class PixelTargets(nn.Module):
+    """A loss from :mod:`podium.train.losses` fed targets in :func:`pixel_targets` form."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits, pixel_targets(logits, targets))
+
+
+class SoftRegionLoss(nn.Module):
+    """``1 - soft Dice`` or ``1 - soft Jaccard (IoU)``, averaged over classes (and images when
+    ``per_image``). Dice is ``(2 I + s) / (P + T + s)`` and Jaccard ``(I + s) / (P + T - I + s)``
+    with ``I`` the summed product of probabilities and truth, ``P`` and ``T`` their sums and
+    ``s = smooth``. A binary mask is one class (the foreground); a multiclass mask scores every
+    class, background included."""
+
+    def __init__(self, jaccard: bool = False, smooth: float = 1.0,
+                 per_image: bool = False) -> None:
+        super().__init__()
+        self.jaccard = jaccard
+        self.smooth = smooth
+        self.per_image = per_image
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        proba, truth = probabilities_and_truth(logits, targets)
+        dims = (2, 3) if self.per_image else (0, 2, 3)
+        intersection = (proba * truth).sum(dims)
+        total = proba.sum(dims) + truth.sum(dims)
+        if self.jaccard:
+            numerator, denominator = intersection, total - intersection
+        else:
+            numerator, denominator = 2.0 * intersection, total
+        score = (numerator + self.smooth) / (denominator + self.smooth).clamp(min=EPS)
+        return 1.0 - score.mean()
+
+    def extra_repr(self) -> str:
+        kind = "jaccard" if self.jaccard else "dice"
+        return f"{kind}, smooth={self.smooth}, per_image={self.per_image}"
+
+
+def _columns(values: torch.Tensor, per_image: bool) -> torch.Tensor:
+    """``N x K x H x W`` as a pixels x columns matrix, one column per (image, class) pair or,
+    pooling the batch, per class: the layout :func:`lovasz_grad` works on."""
+    n, k = values.shape[:2]
+    columns = values.reshape(n * k, -1) if per_image else values.transpose(0, 1).reshape(k, -1)
+    return columns.T
+
+
+class LovaszLoss(nn.Module):
+    """Lovasz losses (Berman et al. 2018), convex surrogates of ``1 - IoU``: the Lovasz hinge on
+    logits for a binary mask, Lovasz-softmax on probabilities (averaged over the classes
+    present in the target) for a multiclass one. ``per_image`` scores each image and averages,
+    as the TGS Salt solutions did; an image with an empty target then costs its largest
+    hinge error, which is 0 once every pixel is confidently background."""
+
+    def __init__(self, per_image: bool = True) -> None:
+        super().__init__()
+        self.per_image = per_image
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = pixel_targets(logits, targets)
+        logits = logits.float()
+        binary = logits.shape[1] == 1
+        if binary:
+            truth = targets.float()
+            errors = 1.0 - logits * (2.0 * truth - 1.0)  # hinge errors, N x 1 x H x W
+        else:
+            proba, truth = probabilities_and_truth(logits, targets)
+            errors = (truth - proba).abs()
+        errors, truth = _columns(errors, self.per_image), _columns(truth, self.per_image)
+        errors_sorted, order = torch.sort(errors, dim=0, descending=True)
+        grad = lovasz_grad(torch.gather(truth, 0, order))
+        if binary:
+            return (F.relu(errors_sorted) * grad).sum(dim=0).mean()
+        # Mean over the classes present in each image (or the batch), then over images.
+        losses = (errors_sorted * grad).sum(dim=0).reshape(-1, logits.shape[1])
+        present = (truth.sum(dim=0) > 0).float().reshape(losses.shape)
+        return ((losses * present).sum(dim=1) / present.sum(dim=1).clamp(min=1.0)).mean()
+
+    def extra_repr(self) -> str:
+        return f"per_image={self.per_image}"
+
+
+# --- builders: config params -> module -----------------------------------------------------
+
+
+def _flag(param: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _ParamError(param, f"expected true or false, got {value!r}")
+    return value
+
+
+def _smooth(value: Any) -> float:
+    return _number("smooth", value, 0.0)
+
+
+def _class_weights(param: str, value: Any, n_classes: int) -> torch.Tensor:
+    if not isinstance(value, list | tuple) or len(value) != n_classes:
+        raise _ParamError(param, f"expected a list of {n_classes} numbers >= 0, one per class "
+                                 f"in class-id order, got {value!r}")
+    return torch.tensor([_number(param, v, 0.0) for v in value])
+
+
+def _dice(n_classes: int, smooth: float = 1.0, per_image: bool = False) -> nn.Module:
+    return SoftRegionLoss(False, _smooth(smooth), _flag("per_image", per_image))
+
+
+def _jaccard(n_classes: int, smooth: float = 1.0, per_image: bool = False) -> nn.Module:
+    return SoftRegionLoss(True, _smooth(smooth), _flag("per_image", per_image))
+
+
+def _bce(n_classes: int, pos_weight: float | None = None) -> nn.Module:
+    weight = None if pos_weight is None else torch.tensor(
+        _number("pos_weight", pos_weight, 0.0, low_open=True))
+    return PixelTargets(BCEWithLogits(weight))
+
+
+def _cross_entropy(n_classes: int, weight: list[float] | None = None) -> nn.Module:
+    weights = None if weight is None else _class_weights("weight", weight, n_classes)
+    return PixelTargets(nn.CrossEntropyLoss(weight=weights))
+
+
+def _focal_module(n_classes: int, gamma: Any, alpha: Any) -> nn.Module:
+    gamma = _number("gamma", gamma, 0.0)
+    if alpha is None:
+        weights = None
+    elif n_classes == 1:
+        weights = torch.tensor(_number("alpha", alpha, 0.0, 1.0, high_open=False))
+    else:
+        weights = _class_weights("alpha", alpha, n_classes)
+    return PixelTargets(FocalLoss(gamma, weights, sigmoid=n_classes == 1))
+
+
+def _focal(n_classes: int, gamma: float = 2.0, alpha: float | list[float] | None = None
+           ) -> nn.Module:
+    return _focal_module(n_classes, gamma, alpha)
+
+
+def _lovasz(n_classes: int, per_image: bool = True) -> nn.Module:
+    return LovaszLoss(_flag("per_image", per_image))
+
+
+def _bce_dice(n_classes: int, bce_weight: float = 1.0, dice_weight: float = 1.0,
+              smooth: float = 1.0, per_image: bool = False) -> nn.Module:
+    parts = {"bce": _bce(n_classes), "dice": _dice(n_classes, smooth, per_image)}
+    weights = {"bce": _number("bce_weight", bce_weight, 0.0),
+               "dice": _number("dice_weight", dice_weight, 0.0)}
+    return WeightedLossSum(parts, weights)
+
+
+def _focal_lovasz(n_classes: int, focal_weight: float = 1.0, lovasz_weight: float = 1.0,
+                  gamma: float = 2.0, alpha: float | list[float] | None = None,
+                  per_image: bool = True) -> nn.Module:
+    parts = {"focal": _focal_module(n_classes, gamma, alpha),
+             "lovasz": _lovasz(n_classes, per_image)}
+    weights = {"focal": _number("focal_weight", focal_weight, 0.0),
+               "lovasz": _number("lovasz_weight", lovasz_weight, 0.0)}
+    return WeightedLossSum(parts, weights)
+
+
+@dataclass(frozen=True)
+class SegLossFactory:
+    """A named segmentation loss: the mask kinds it fits and a builder
+    ``(n_classes, **params) -> module`` whose keyword arguments are the config's params."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    kinds: tuple[str, ...] = (BINARY, MULTICLASS)
+    instead: str = ""  # what to use for the other kind of mask
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The config params this loss accepts, read from the builder's signature."""
+        return tuple(inspect.signature(self.build).parameters)[1:]
+
+    def __call__(self, params: Mapping[str, Any] | None, n_classes: int,
+                 key: str = LOSS_KEY) -> nn.Module:
+        """The loss module, after checking the mask kind fits and every param is valid."""
+        kind = BINARY if n_classes == 1 else MULTICLASS
+        if kind not in self.kinds:
+            raise PodiumInputError(
+                f"config key {key}: loss {self.name!r} needs {' or '.join(self.kinds)} masks "
+                f"but this model predicts {kind} masks ({n_classes} class channels); "
+                f"use {self.instead}."
+            )
+        return build_with_params(self.name, self.build, n_classes, params, self.params, key)
+
+
+SEGMENTATION_LOSSES: dict[str, SegLossFactory] = {
+    factory.name: factory for factory in (
+        SegLossFactory("dice", _dice),
+        SegLossFactory("jaccard", _jaccard),
+        SegLossFactory("bce", _bce, (BINARY,), "cross_entropy"),
+        SegLossFactory("cross_entropy", _cross_entropy, (MULTICLASS,), "bce"),
+        SegLossFactory("bce_dice", _bce_dice, (BINARY,),
+                       "[cross_entropy, dice] (a list is a weighted sum)"),
+        SegLossFactory("focal", _focal),
+        SegLossFactory("lovasz", _lovasz),
+        SegLossFactory("focal_lovasz", _focal_lovasz),
+    )
+}
+DEFAULT_LOSS = {BINARY: "bce_dice", MULTICLASS: ["cross_entropy", "dice"]}
+
+
+def _lookup(name: Any, key: str) -> SegLossFactory:
+    if not isinstance(name, str):
+        raise PodiumInputError(f"config key {key}: expected a loss name, got {name!r}.")
+    if name not in SEGMENTATION_LOSSES:
+        raise PodiumInputError(
+            f"config key {key}: unknown segmentation loss {name!r}."
+            f"{did_you_mean(name, SEGMENTATION_LOSSES)} "
+            f"Known: {', '.join(SEGMENTATION_LOSSES)}."
+        )
+    return SEGMENTATION_LOSSES[name]
+
+
+def build_segmentation_loss(config: str | Mapping[str, Any] | list | None, n_classes: int,
+                            key: str = LOSS_KEY) -> nn.Module:
+    """The per-pixel loss a model's config asks for; forward is ``(logits, targets) -> scalar``.
+
+    ``config`` is ``None`` (``bce_dice`` for a binary mask, ``n_classes == 1``; cross-entropy
+    plus dice for ``n_classes > 1``), a loss name, ``{"name": ..., "params": {...}}``, or a list
+    of those (each may add ``"weight"``, default 1.0) for a
+    :class:`~podium.train.losses.WeightedLossSum`. ``key`` names the config key in errors.
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        raise PodiumInputError(f"n_classes must be a positive integer, not {n_classes!r}")
+    if config is None:
+        config = DEFAULT_LOSS[BINARY if n_classes == 1 else MULTICLASS]
+    if isinstance(config, list | tuple):
+        if not config:
+            raise PodiumInputError(f"config key {key}: an empty list names no loss.")
+        losses: dict[str, nn.Module] = {}
+        weights: dict[str, float] = {}
+        for i, item in enumerate(config):
+            item_key = f"{key}[{i}]"
+            name, params, weight = _entry(item, item_key, ("name", "params", "weight"))
+            factory = _lookup(name, item_key)
+            weight = _weight(weight, item_key)
+            part = name if name not in losses else f"{name}_{i}"
+            losses[part] = factory(params, n_classes, item_key)
+            weights[part] = weight
+        return WeightedLossSum(losses, weights)
+    name, params, _ = _entry(config, key, ("name", "params"))
+    return _lookup(name, key)(params, n_classes, key)

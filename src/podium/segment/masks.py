@@ -1,0 +1,85 @@
+"""Train masks packed beside the train images, and the way back to each image's own size.
+
+Masks come from run-length encodings in train.csv, in the images' original pixels. They are
+decoded once and resized to the packed size with nearest-neighbour interpolation (a mask
+stays 0/1), row for row with the packed train images, so training reads them like images.
+Predictions go the other way: probability maps at the packed size are resized to each test
+image's height and width, then thresholded and encoded.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from numpy.lib.format import open_memmap
+
+from podium.errors import PodiumInputError
+from podium.segment.rle import rle_decode
+
+log = logging.getLogger(__name__)
+
+AREA_BINS = 3
+"""Non-empty masks are split into this many area bins (tertiles) for fold stratification."""
+
+
+def rle_area(rle: object) -> int:
+    """Foreground pixels of an RLE string without decoding it: the sum of its run lengths."""
+    if not isinstance(rle, str) or not rle.strip() or rle.strip() == "-1":
+        return 0
+    return int(np.asarray(rle.split()[1::2], dtype=np.int64).sum())
+
+
+def stratification_labels(rles: pd.Series) -> np.ndarray:
+    """0 for an empty mask, else 1..AREA_BINS by area tertile: folds then hold the same share
+    of empty images and of small and large objects (the SIIM and Airbus CV habit)."""
+    areas = np.array([rle_area(v) for v in rles], dtype=np.int64)
+    labels = np.zeros(len(areas), dtype=np.int64)
+    present = areas > 0
+    if present.any():
+        edges = np.quantile(areas[present], np.linspace(0, 1, AREA_BINS + 1)[1:-1])
+        labels[present] = 1 + np.searchsorted(edges, areas[present], side="right")
+    return labels
+
+
+def decode_to_size(rle: object, height: int, width: int, size: int, order: str) -> np.ndarray:
+    """One train mask at the packed ``size x size`` (nearest neighbour, like a label map)."""
+    mask = rle_decode(rle, (height, width), order)
+    if (height, width) == (size, size):
+        return mask
+    return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def pack_masks(manifest: pd.DataFrame, index: pd.DataFrame, target: str, order: str,
+               size: int, out_path: str | Path) -> np.ndarray:
+    """Write ``N x size x size`` uint8 masks in the row order of the packed train ``index``."""
+    by_id = manifest.set_index("id")
+    packed = open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(len(index), size, size))
+    for row, image_id in zip(index["row"], index["id"], strict=True):
+        entry = by_id.loc[image_id]
+        try:
+            packed[row] = decode_to_size(entry[target], int(entry["height"]),
+                                         int(entry["width"]), size, order)
+        except ValueError as err:
+            raise PodiumInputError(
+                f"train image {image_id!r}: its {target} run-length encoding does not fit the "
+                f"{entry['height']}x{entry['width']} image ({err}); check "
+                "competition.mask_order (F: top to bottom first, C: left to right first)."
+            ) from None
+    packed.flush()
+    log.info("packed %d masks into %s (%d with foreground)", len(index), out_path,
+             int((packed.reshape(len(index), -1).max(axis=1) > 0).sum()))
+    return packed
+
+
+def to_original_size(probs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A packed ``size x size`` probability map (or 0/1 mask, kept 0/1) at the image's size."""
+    if probs.shape == (height, width):
+        return probs
+    binary = probs.dtype == np.uint8
+    resized = cv2.resize(probs.astype(np.uint8 if binary else np.float32), (width, height),
+                         interpolation=cv2.INTER_NEAREST if binary else cv2.INTER_LINEAR)
+    return resized

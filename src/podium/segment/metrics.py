@@ -1,0 +1,154 @@
+"""Segmentation metrics, scored per image and then averaged, as Kaggle's leaderboards do.
+
+Dice and IoU follow the SIIM / Severstal convention: an image where prediction and truth are
+both empty scores ``empty_score`` (1.0), so predicting "no mask" correctly is rewarded.
+:func:`instance_average_precision` is the DSB 2018 nuclei metric on instance label maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+DSB_THRESHOLDS = np.arange(0.5, 1.0, 0.05)
+
+MaskBatch = np.ndarray | Sequence[np.ndarray]
+
+
+def _binary_pair(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred, true = np.asarray(pred), np.asarray(true)
+    if pred.shape != true.shape:
+        raise ValueError(f"prediction mask shape {pred.shape} differs from truth {true.shape}.")
+    return pred != 0, true != 0
+
+
+def dice(pred: np.ndarray, true: np.ndarray, empty_score: float = 1.0) -> float:
+    """Dice 2|P∩T| / (|P|+|T|) of one binary mask pair (nonzero = foreground)."""
+    pred, true = _binary_pair(pred, true)
+    total = int(pred.sum()) + int(true.sum())
+    if total == 0:
+        return float(empty_score)
+    return 2.0 * int(np.logical_and(pred, true).sum()) / total
+
+
+def iou(pred: np.ndarray, true: np.ndarray, empty_score: float = 1.0) -> float:
+    """Intersection over union |P∩T| / |P∪T| of one binary mask pair."""
+    pred, true = _binary_pair(pred, true)
+    union = int(np.logical_or(pred, true).sum())
+    if union == 0:
+        return float(empty_score)
+    return int(np.logical_and(pred, true).sum()) / union
+
+
+def _per_image(preds: MaskBatch, trues: MaskBatch,
+               score: Callable[[np.ndarray, np.ndarray], float]) -> float:
+    if len(preds) != len(trues):
+        raise ValueError(f"{len(preds)} predicted masks but {len(trues)} true masks.")
+    if len(preds) == 0:
+        raise ValueError("no masks to score.")
+    return float(np.mean([score(p, t) for p, t in zip(preds, trues, strict=True)]))
+
+
+def mean_dice(preds: MaskBatch, trues: MaskBatch, empty_score: float = 1.0) -> float:
+    """Dice per image, then the mean over images (N x H x W arrays or lists of masks)."""
+    return _per_image(preds, trues, lambda p, t: dice(p, t, empty_score))
+
+
+def mean_iou(preds: MaskBatch, trues: MaskBatch, empty_score: float = 1.0) -> float:
+    """IoU per image, then the mean over images."""
+    return _per_image(preds, trues, lambda p, t: iou(p, t, empty_score))
+
+
+def mean_dice_per_class(preds: MaskBatch, trues: MaskBatch, n_classes: int,
+                        empty_score: float = 1.0) -> float:
+    """Dice of every (image, class) pair averaged, Severstal style.
+
+    Masks hold class ids 0..n_classes, 0 being background; ``n_classes`` counts the
+    foreground classes 1..K that are scored.
+    """
+    if n_classes < 1:
+        raise ValueError(f"n_classes must count at least one foreground class; got {n_classes}.")
+
+    def classes(p: np.ndarray, t: np.ndarray) -> float:
+        p, t = np.asarray(p), np.asarray(t)
+        for name, mask in (("prediction", p), ("truth", t)):
+            if mask.size and (mask.min() < 0 or mask.max() > n_classes):
+                raise ValueError(
+                    f"{name} mask holds class ids {mask.min()}..{mask.max()}; expected "
+                    f"0..{n_classes} (0 = background) for n_classes={n_classes}."
+                )
+        return float(np.mean([dice(p == c, t == c, empty_score)
+                              for c in range(1, n_classes + 1)]))
+
+    return _per_image(preds, trues, classes)
+
+
+def _instance_ious(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """IoU matrix (predicted instances x true instances) from one joint histogram."""
+    _, p_index = np.unique(pred, return_inverse=True)
+    _, t_index = np.unique(true, return_inverse=True)
+    # np.unique sorts, so background 0 (when present) is index 0; shift so it always is.
+    p_index = p_index.ravel() + (0 if (pred == 0).any() else 1)
+    t_index = t_index.ravel() + (0 if (true == 0).any() else 1)
+    n_p, n_t = int(p_index.max(initial=0)) + 1, int(t_index.max(initial=0)) + 1
+    joint = np.bincount(p_index * n_t + t_index, minlength=n_p * n_t).reshape(n_p, n_t)
+    area_p, area_t = joint.sum(axis=1), joint.sum(axis=0)
+    inter = joint[1:, 1:]
+    union = area_p[1:, None] + area_t[None, 1:] - inter
+    return inter / union
+
+
+def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.dtype != bool and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"{name} must be an integer instance label map (0 = background); got dtype "
+            f"{labels.dtype}. Label a binary mask with scipy.ndimage.label first."
+        )
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{name} holds a negative label {labels.min()}; labels are 0, 1, 2...")
+    return labels.astype(np.int64, copy=False)
+
+
+def instance_average_precision(pred_labels: np.ndarray, true_labels: np.ndarray,
+                               thresholds: Sequence[float] | np.ndarray = DSB_THRESHOLDS
+                               ) -> float:
+    """DSB 2018 score of one image: TP / (TP + FP + FN) averaged over IoU thresholds.
+
+    A predicted and a true instance match when their IoU is strictly above the threshold;
+    matching is one-to-one (above 0.5 a match is unique anyway). Both maps empty score 1.0,
+    one empty scores 0.0.
+    """
+    pred = _check_labels(pred_labels, "predicted labels")
+    true = _check_labels(true_labels, "true labels")
+    if pred.shape != true.shape:
+        raise ValueError(f"predicted label map shape {pred.shape} differs from {true.shape}.")
+    thresholds = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    if thresholds.size == 0:
+        raise ValueError("instance_average_precision needs at least one IoU threshold.")
+    ious = _instance_ious(pred, true)
+    n_pred, n_true = ious.shape
+    if n_pred == 0 and n_true == 0:
+        return 1.0
+    scores = []
+    for threshold in thresholds:
+        matches = ious > threshold
+        if (matches.sum(axis=0) > 1).any() or (matches.sum(axis=1) > 1).any():
+            rows, cols = linear_sum_assignment(matches.astype(np.float64),
+                                               maximize=True)
+            tp = int(matches[rows, cols].sum())
+        else:
+            tp = int(matches.sum())
+        scores.append(tp / (n_pred + n_true - tp))  # TP + FP + FN
+    return float(np.mean(scores))
+
+
+def mean_instance_average_precision(
+    list_pred: Sequence[np.ndarray], list_true: Sequence[np.ndarray],
+    thresholds: Sequence[float] | np.ndarray = DSB_THRESHOLDS,
+) -> float:
+    """The DSB 2018 leaderboard score: :func:`instance_average_precision` averaged over images."""
+    return _per_image(list_pred, list_true,
+                      lambda p, t: instance_average_precision(p, t, thresholds))

@@ -1,0 +1,85 @@
+"""Ingest of a segmentation competition: RLE masks checked against each image's size, empty
+masks kept, bad encodings named by line, and train masks packed beside the images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from podium.data.ingest import CompetitionLayout, ingest_train
+from podium.errors import PodiumInputError
+from podium.preprocess.pack import pack_split
+from podium.preprocess.transforms import PreprocessSettings
+from podium.segment.masks import pack_masks, rle_area, stratification_labels
+from podium.segment.rle import rle_decode
+from podium.segment.shapes import write_shapes_competition
+from podium.task import TaskSpec
+
+LAYOUT = {"task": "segmentation", "target": "rle", "metric": "dice"}
+
+
+@pytest.fixture
+def shapes(tmp_path: Path) -> Path:
+    root = tmp_path / "shapes"
+    write_shapes_competition(root, n_images=40, size=40)
+    return root
+
+
+def test_segmentation_train_side_ingests_rle_masks(shapes, tmp_path):
+    manifest = ingest_train(CompetitionLayout(root=shapes, **LAYOUT),
+                            tmp_path / "train.parquet", tmp_path / "task.json")
+    spec = TaskSpec.load(tmp_path / "task.json")
+    assert spec.is_segmentation and spec.mask_order == "F" and spec.classes == ("mask",)
+    table = pd.read_csv(shapes / "train.csv", dtype=str, keep_default_na=False)
+    assert sorted(manifest["id"]) == sorted(table["id"])
+    assert (manifest["rle"] == "").sum() == (table["rle"] == "").sum() > 0
+
+
+def test_a_mask_outside_its_image_is_named_by_line(shapes, tmp_path):
+    table = pd.read_csv(shapes / "train.csv", dtype=str, keep_default_na=False)
+    table.loc[3, "rle"] = "1 5 1590 20"  # runs past the 40 x 40 = 1600 pixels
+    table.loc[5, "rle"] = "7 x"
+    table.to_csv(shapes / "train.csv", index=False)
+    with pytest.raises(PodiumInputError) as info:
+        ingest_train(CompetitionLayout(root=shapes, **LAYOUT), tmp_path / "train.parquet",
+                     tmp_path / "task.json")
+    message = str(info.value)
+    assert "train.csv line 5" in message and table.loc[3, "id"] in message
+    assert "train.csv line 7" in message and "40x40" in message
+    assert not (tmp_path / "train.parquet").exists()
+
+
+def test_an_unknown_mask_order_names_the_key(shapes, tmp_path):
+    with pytest.raises(PodiumInputError, match="competition.mask_order: 'X'"):
+        ingest_train(CompetitionLayout(root=shapes, mask_order="X", **LAYOUT),
+                     tmp_path / "train.parquet", tmp_path / "task.json")
+
+
+def test_masks_are_packed_row_for_row_with_the_images(shapes, tmp_path):
+    manifest = ingest_train(CompetitionLayout(root=shapes, **LAYOUT),
+                            tmp_path / "train.parquet", tmp_path / "task.json")
+    settings = PreprocessSettings(size=20, channels=1, clahe=False, exif_orientation=False)
+    pack_split(manifest, "train", settings, tmp_path / "train.npy", tmp_path / "index.parquet")
+    index = pd.read_parquet(tmp_path / "index.parquet")
+    masks = pack_masks(manifest, index, "rle", "F", 20, tmp_path / "masks.npy")
+    images = np.load(tmp_path / "train.npy")[..., 0].astype(float)
+    assert masks.shape == (len(index), 20, 20) and set(np.unique(masks)) <= {0, 1}
+    full = manifest.set_index("id")
+    for row, image_id in zip(index["row"], index["id"], strict=True):
+        rle = full.at[image_id, "rle"]
+        assert bool(masks[row].any()) == bool(rle)
+        if masks[row].sum() > 20:  # the objects are brighter than the background
+            assert images[row][masks[row] == 1].mean() > images[row][masks[row] == 0].mean()
+        truth = rle_decode(rle, (40, 40))
+        assert abs(int(masks[row].sum()) * 4 - int(truth.sum())) <= 0.25 * int(truth.sum()) + 8
+
+
+def test_stratification_labels_separate_empty_and_area_tertiles():
+    rles = pd.Series(["", "1 2", "1 10", "5 100", "", "3 4 10 4", "1 50 60 50"])
+    assert rle_area("1 2 10 3") == 5 and rle_area("") == 0 and rle_area("-1") == 0
+    labels = stratification_labels(rles)
+    assert labels[0] == labels[4] == 0 and (labels[[1, 2, 3, 5, 6]] > 0).all()
+    assert labels[1] < labels[3] and set(labels) <= {0, 1, 2, 3}

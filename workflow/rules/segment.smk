@@ -1,0 +1,237 @@
+# Segmentation competitions: packed masks, U-Net family models per fold, tiled test
+# prediction, mean blends and mask post-processing, then an RLE submission. Included instead
+# of the classification stages when competition.task is segmentation.
+
+
+if EMBEDDED:
+
+    rule make_shapes_competition:
+        output:
+            train_csv=res("competition/train.csv"),
+            sample_submission=res("competition/sample_submission.csv"),
+            solution=res("competition/solution.csv"),
+            train_images=directory(res("competition/train")),
+            test_images=directory(res("competition/test")),
+        log:
+            res("logs/make_shapes_competition/all.log"),
+        benchmark:
+            res("benchmarks/make_shapes_competition/all.tsv")
+        conda:
+            "../../envs/data.yaml"
+        params:
+            shapes={"n_images": COMPETITION["embedded_max_images"] or 240},
+            code=code("segment", script="make_shapes.py"),
+        script:
+            "../scripts/make_shapes.py"
+
+
+rule pack_masks:
+    input:
+        manifest=res("data/train_manifest.parquet"),
+        index=res("preprocess/train_index.parquet"),
+        task=res("data/task.json"),
+    output:
+        masks=res("preprocess/train_masks.npy"),
+    log:
+        res("logs/pack_masks/all.log"),
+    benchmark:
+        res("benchmarks/pack_masks/all.tsv")
+    conda:
+        "../../envs/data.yaml"
+    params:
+        size=config["preprocess"]["size"],
+        code=code("segment", "task", script="pack_masks.py"),
+    script:
+        "../scripts/pack_masks.py"
+
+
+rule train_segmenter:
+    input:
+        train_array=res("preprocess/train.npy"),
+        train_index=res("preprocess/train_index.parquet"),
+        masks=res("preprocess/train_masks.npy"),
+        folds=res("folds.csv"),
+    output:
+        weights=res("models/{model}/fold{fold}/model.pt"),
+        oof_probs=res("models/{model}/fold{fold}/oof_probs.npy"),
+        oof_index=res("models/{model}/fold{fold}/oof_index.parquet"),
+        history=res("models/{model}/fold{fold}/history.csv"),
+        metrics=res("models/{model}/fold{fold}/metrics.json"),
+    log:
+        res("logs/train_segmenter/{model}_fold{fold}.log"),
+    benchmark:
+        res("benchmarks/train_segmenter/{model}_fold{fold}.tsv")
+    conda:
+        "../../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        settings=lambda wildcards: segment_settings(wildcards.model),
+        resume_dir=lambda wildcards: res(
+            f"resume/{wildcards.model}/fold{wildcards.fold}"
+        ),
+        code=code("segment", "train", script="train_segmenter.py"),
+    script:
+        "../scripts/train_segmenter.py"
+
+
+rule predict_segmenter_test:
+    input:
+        weights=res("models/{model}/fold{fold}/model.pt"),
+        test_array=res("preprocess/test.npy"),
+        test_index=res("preprocess/test_index.parquet"),
+    output:
+        probs=res("models/{model}/fold{fold}/test_probs.npy"),
+        index=res("models/{model}/fold{fold}/test_index.parquet"),
+    log:
+        res("logs/predict_segmenter_test/{model}_fold{fold}.log"),
+    benchmark:
+        res("benchmarks/predict_segmenter_test/{model}_fold{fold}.tsv")
+    conda:
+        "../../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        settings=lambda wildcards: segment_settings(wildcards.model),
+        code=code("segment", "train", script="predict_segmenter.py"),
+    script:
+        "../scripts/predict_segmenter.py"
+
+
+rule gather_segmenter:
+    input:
+        fold_probs=expand(res("models/{{model}}/fold{fold}/oof_probs.npy"), fold=FOLDS),
+        fold_indexes=expand(
+            res("models/{{model}}/fold{fold}/oof_index.parquet"), fold=FOLDS
+        ),
+        fold_tests=expand(res("models/{{model}}/fold{fold}/test_probs.npy"), fold=FOLDS),
+        test_index=res("preprocess/test_index.parquet"),
+        train_index=res("preprocess/train_index.parquet"),
+        masks=res("preprocess/train_masks.npy"),
+        folds=res("folds.csv"),
+    output:
+        **entry_outputs("models/{model}"),
+    log:
+        res("logs/gather_segmenter/{model}.log"),
+    benchmark:
+        res("benchmarks/gather_segmenter/{model}.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    params:
+        code=code("segment", script="gather_segmenter.py"),
+    script:
+        "../scripts/gather_segmenter.py"
+
+
+rule blend_segmenters:
+    input:
+        oofs=[res(f"models/{m}/oof_probs.npy") for m in MODELS],
+        tests=[res(f"models/{m}/test_probs.npy") for m in MODELS],
+        test_index=res("preprocess/test_index.parquet"),
+        train_index=res("preprocess/train_index.parquet"),
+        masks=res("preprocess/train_masks.npy"),
+        folds=res("folds.csv"),
+    output:
+        **entry_outputs("ensemble/{blend}"),
+    log:
+        res("logs/blend_segmenters/{blend}.log"),
+    benchmark:
+        res("benchmarks/blend_segmenters/{blend}.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    params:
+        settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
+        code=code("segment", script="blend_segmenters.py"),
+    script:
+        "../scripts/blend_segmenters.py"
+
+
+rule postprocess_masks:
+    input:
+        oof=lambda wildcards: res(
+            f"{entry_folder(wildcards.entry)}/{wildcards.entry}/oof_probs.npy"
+        ),
+        test=lambda wildcards: res(
+            f"{entry_folder(wildcards.entry)}/{wildcards.entry}/test_probs.npy"
+        ),
+        test_index=res("preprocess/test_index.parquet"),
+        train_index=res("preprocess/train_index.parquet"),
+        masks=res("preprocess/train_masks.npy"),
+        folds=res("folds.csv"),
+    output:
+        **entry_outputs("postprocess/{entry}+{post}"),
+    log:
+        res("logs/postprocess_masks/{entry}+{post}.log"),
+    benchmark:
+        res("benchmarks/postprocess_masks/{entry}+{post}.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    params:
+        settings=lambda wildcards: config["postprocess"][wildcards.post],
+        code=code("segment", script="postprocess_masks.py"),
+    script:
+        "../scripts/postprocess_masks.py"
+
+
+rule build_leaderboard:
+    input:
+        cvs=[res(f"{kind}/{name}/cv.json") for name, kind in all_entries()],
+    output:
+        leaderboard=res("leaderboard.csv"),
+    log:
+        res("logs/build_leaderboard/all.log"),
+    benchmark:
+        res("benchmarks/build_leaderboard/all.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    params:
+        code=code("submit", "metrics", script="leaderboard.py"),
+    script:
+        "../scripts/leaderboard.py"
+
+
+rule write_mask_submission:
+    input:
+        sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
+        leaderboard=res("leaderboard.csv"),
+        tests=[res(f"{kind}/{name}/test_probs.npy") for name, kind in all_entries()],
+        test_index=res("preprocess/test_index.parquet"),
+        manifest=res("data/test_manifest.parquet"),
+        task=res("data/task.json"),
+    output:
+        submission=res("submission.csv"),
+    log:
+        res("logs/write_mask_submission/all.log"),
+    benchmark:
+        res("benchmarks/write_mask_submission/all.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    params:
+        names=[name for name, _ in all_entries()],
+        code=code("segment", "submit", "task", script="mask_submission.py"),
+    script:
+        "../scripts/mask_submission.py"
+
+
+if EMBEDDED:
+
+    rule score_mask_submission:
+        input:
+            solution=res("competition/solution.csv"),
+            submission=res("submission.csv"),
+            manifest=res("data/test_manifest.parquet"),
+            task=res("data/task.json"),
+        output:
+            score=res("score.json"),
+        log:
+            res("logs/score_mask_submission/all.log"),
+        benchmark:
+            res("benchmarks/score_mask_submission/all.tsv")
+        conda:
+            "../../envs/ensemble.yaml"
+        params:
+            code=code("segment", "task", script="score_masks.py"),
+        script:
+            "../scripts/score_masks.py"

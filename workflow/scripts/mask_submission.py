@@ -1,0 +1,22 @@
+"""Write the best entry's test masks, at each image's size, run-length encoded."""
+
+import numpy as np
+import pandas as pd
+
+from podium.glue import job_logging
+from podium.segment.submission import encode_test_masks, segmentation_submission
+from podium.submit.submission import read_sample
+from podium.tables import write_csv
+from podium.task import TaskSpec
+
+with job_logging(snakemake) as log:
+    i = snakemake.input
+    spec = TaskSpec.load(i.task)
+    best = pd.read_csv(i.leaderboard)["name"].iloc[0]
+    maps = np.load(i.tests[list(snakemake.params.names).index(best)])
+    test_ids = pd.read_parquet(i.test_index)["id"]
+    rle_of = encode_test_masks(maps, test_ids, pd.read_parquet(i.manifest), spec.mask_order)
+    write_csv(segmentation_submission(read_sample(i.sample), spec, rle_of),
+              snakemake.output.submission)
+    log.info("submission from %s: %d of %d test images with a mask", best,
+             sum(bool(v) for v in rle_of.values()), len(rle_of))

@@ -1,0 +1,12 @@
+"""Decode the train masks and pack them row for row with the packed train images."""
+
+import pandas as pd
+
+from podium.glue import job_logging
+from podium.segment.masks import pack_masks
+from podium.task import TaskSpec
+
+with job_logging(snakemake):
+    spec = TaskSpec.load(snakemake.input.task)
+    pack_masks(pd.read_parquet(snakemake.input.manifest), pd.read_parquet(snakemake.input.index),
+               spec.target, spec.mask_order, snakemake.params.size, snakemake.output.masks)
