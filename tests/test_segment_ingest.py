@@ -83,3 +83,43 @@ def test_stratification_labels_separate_empty_and_area_tertiles():
     labels = stratification_labels(rles)
     assert labels[0] == labels[4] == 0 and (labels[[1, 2, 3, 5, 6]] > 0).all()
     assert labels[1] < labels[3] and set(labels) <= {0, 1, 2, 3}
+
+
+def _masks_as_images(shapes: Path) -> pd.DataFrame:
+    """The demo folder rewritten the Carvana way: one mask PNG per train image (0/255) and a
+    train.csv without the RLE column."""
+    import cv2
+
+    table = pd.read_csv(shapes / "train.csv", dtype=str, keep_default_na=False)
+    (shapes / "train_masks").mkdir()
+    for image_id, rle in zip(table["id"], table["rle"], strict=True):
+        cv2.imwrite(str(shapes / f"train_masks/{image_id}_mask.png"),
+                    rle_decode(rle, (40, 40)) * 255)
+    table[["id"]].to_csv(shapes / "train.csv", index=False)
+    return table
+
+
+def test_mask_images_become_the_same_rle_strings(shapes, tmp_path):
+    table = _masks_as_images(shapes)
+    manifest = ingest_train(
+        CompetitionLayout(root=shapes, train_masks="train_masks/{id}_mask.png", **LAYOUT),
+        tmp_path / "train.parquet", tmp_path / "task.json")
+    by_id = manifest.set_index("id")["rle"]
+    assert all(by_id[i] == rle for i, rle in zip(table["id"], table["rle"], strict=True))
+
+
+def test_missing_or_misfit_mask_images_are_named(shapes, tmp_path):
+    import cv2
+
+    table = _masks_as_images(shapes)
+    (shapes / f"train_masks/{table['id'][0]}_mask.png").unlink()
+    cv2.imwrite(str(shapes / f"train_masks/{table['id'][1]}_mask.png"),
+                np.zeros((20, 40), dtype=np.uint8))
+    with pytest.raises(PodiumInputError) as info:
+        ingest_train(
+            CompetitionLayout(root=shapes, train_masks="train_masks/{id}_mask.png", **LAYOUT),
+            tmp_path / "train.parquet", tmp_path / "task.json")
+    message = str(info.value)
+    assert f"{table['id'][0]}_mask.png: mask of train image" in message
+    assert "competition.train_masks" in message
+    assert f"mask is 20x40 but train image {table['id'][1]!r} is 40x40" in message

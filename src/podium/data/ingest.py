@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pydicom
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from podium.errors import PodiumInputError
 from podium.metrics import check_metric_for_task
-from podium.segment.rle import ORDERS, rle_decode
+from podium.segment.rle import ORDERS, rle_decode, rle_encode
 from podium.tables import write_csv, write_parquet
 from podium.task import (
     LABEL_SEPARATOR,
@@ -70,6 +71,7 @@ class CompetitionLayout:
     bad_train_images: str = "error"
     external: tuple[ExternalSource, ...] = ()
     mask_order: str = "F"
+    train_masks: str | None = None  # segmentation: mask image per train id, e.g. "masks/{id}.png"
 
     @classmethod
     def from_config(cls, section: dict, root: str | Path | None = None) -> CompetitionLayout:
@@ -481,6 +483,9 @@ def _validate_train(layout: CompetitionLayout, problems: _Problems) -> _TrainSid
     train = _read_table(train_path, "competition.train_csv")
     if layout.label_columns:
         train, layout = _labels_from_columns(train, train_path, layout)
+    if layout.task == SEGMENTATION and layout.train_masks:
+        # masks come as images, read and run-length encoded once the images are inspected
+        train = train.assign(**{layout.target: ""})
     _require_columns(
         train, train_path, [(layout.id_column, "competition.id_column"),
                             (layout.target, "competition.target")]
@@ -556,6 +561,32 @@ def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
                          "check competition.mask_order")
 
 
+def _encode_mask_images(frame: pd.DataFrame, layout: CompetitionLayout,
+                        problems: _Problems) -> list[str]:
+    """Each train image's mask image (``competition.train_masks``) as an RLE string: missing,
+    unreadable or differently sized masks are problems named by path. Any nonzero pixel is
+    foreground (0/1, 0/255 and colour masks alike)."""
+    encoded = []
+    for image_id, height, width in zip(frame["id"], frame["height"], frame["width"],
+                                       strict=True):
+        path = layout.root / layout.train_masks.format(id=image_id)
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+        if mask is None:
+            problems.add(f"{path}: mask of train image {image_id!r} is missing or unreadable "
+                         "(config key competition.train_masks)")
+            encoded.append("")
+            continue
+        if mask.ndim == 3:
+            mask = mask.max(axis=2)
+        if mask.shape != (height, width):
+            problems.add(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} but train image "
+                         f"{image_id!r} is {height}x{width}")
+            encoded.append("")
+            continue
+        encoded.append(rle_encode(mask, layout.mask_order))
+    return encoded
+
+
 def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple[str, ...],
                    threads: int, problems: _Problems, skipped: list[dict]) -> list[pd.DataFrame]:
     frames = []
@@ -568,6 +599,8 @@ def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple
         frame[layout.target] = (normalized_labels(labels, layout.task, classes).to_numpy()[keep]
                                 if labels is not None else None)
         if layout.task == SEGMENTATION and labels is not None:
+            if layout.train_masks and source == "competition":
+                frame[layout.target] = _encode_mask_images(frame, layout, problems)
             line_of = {image_id: int(row) + 2 for row, image_id in ids.items()}
             _check_masks(frame, line_of, layout.root / layout.train_csv, layout, problems)
         frames.append(frame.assign(source=source, train_only=train_only))
@@ -598,6 +631,20 @@ def _write_train_side(layout: CompetitionLayout, classes: tuple[str, ...],
         write_csv(pd.DataFrame(skipped, columns=["id", "path", "problem"]), skipped_path)
 
 
+def _inspect_and_write(train_side: _TrainSide, parts: list[tuple], threads: int,
+                       problems: _Problems, manifest_path: str | Path, task_path: str | Path,
+                       skipped_path: str | Path | None) -> pd.DataFrame:
+    """Read every image of ``parts``, then write the manifest, the task spec and the skipped
+    train images (all or nothing: a problem stops before anything is written)."""
+    layout, skipped = train_side.layout, []
+    frames = _inspect_parts(layout, parts, train_side.classes, threads, problems, skipped)
+    manifest = _assemble(layout, frames, train_side.table)
+    write_parquet(manifest, manifest_path)
+    _write_train_side(layout, train_side.classes, task_path, skipped, skipped_path)
+    _log_counts(manifest, train_side.classes)
+    return manifest
+
+
 def _log_counts(manifest: pd.DataFrame, classes: tuple[str, ...] | None = None) -> None:
     counts = manifest["split"].value_counts()
     log.info("manifest: %d train and %d test images%s", counts.get("train", 0),
@@ -620,14 +667,9 @@ def ingest_competition(
     layout = train_side.layout
     test_parts = _validate_test(layout, problems, train_side.table[layout.id_column])
     problems.raise_if_any(f"competition folder {layout.root} failed validation")
-    skipped: list[dict] = []
-    frames = _inspect_parts(layout, [train_side.parts[0], *test_parts, *train_side.parts[1:]],
-                            train_side.classes, threads, problems, skipped)
-    manifest = _assemble(layout, frames, train_side.table)
-    write_parquet(manifest, manifest_path)
-    _write_train_side(layout, train_side.classes, task_path, skipped, skipped_path)
-    _log_counts(manifest, train_side.classes)
-    return manifest
+    parts = [train_side.parts[0], *test_parts, *train_side.parts[1:]]  # the manifest's order
+    return _inspect_and_write(train_side, parts, threads, problems, manifest_path, task_path,
+                              skipped_path)
 
 
 def ingest_train(
@@ -645,14 +687,8 @@ def ingest_train(
     train_side = _validate_train(layout, problems)
     layout = train_side.layout
     problems.raise_if_any(f"competition folder {layout.root} failed validation")
-    skipped: list[dict] = []
-    frames = _inspect_parts(layout, train_side.parts, train_side.classes, threads, problems,
-                            skipped)
-    manifest = _assemble(layout, frames, train_side.table)
-    write_parquet(manifest, manifest_path)
-    _write_train_side(layout, train_side.classes, task_path, skipped, skipped_path)
-    _log_counts(manifest, train_side.classes)
-    return manifest
+    return _inspect_and_write(train_side, train_side.parts, threads, problems, manifest_path,
+                              task_path, skipped_path)
 
 
 def ingest_test(layout: CompetitionLayout, manifest_path: str | Path,

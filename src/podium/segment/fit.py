@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from podium.errors import PodiumInputError, did_you_mean
+from podium.metrics import get_metric
 from podium.segment.losses import build_segmentation_loss
 from podium.segment.metrics import mean_dice
 from podium.segment.models import Segmenter, build_segmenter
@@ -39,15 +40,10 @@ from podium.segment.tiles import d4_predict, predict_tiled
 from podium.tables import write_csv, write_json, write_parquet
 from podium.train.augment import build_augmentation
 from podium.train.data import load_packed, reseed_worker_augmentation
-from podium.train.fit import (
-    LOSS_CHECK_EVERY_CUDA,
-    LossLog,
-    NonFiniteLoss,
-    epoch_seed,
-    seed_everything,
-)
+from podium.train.epochs import NonFiniteLoss, run_epochs
+from podium.train.fit import LOSS_CHECK_EVERY_CUDA, LossLog, epoch_seed, seed_everything
 from podium.train.optim import LrSchedule, build_optimizer
-from podium.train.resume import ResumeStore, TrainingInterrupted, resume_key, stop_on_sigterm
+from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
 from podium.train.tta import GROUPS, NAMED_VIEWS
 
@@ -199,10 +195,6 @@ class EncoderSplit(nn.Module):
         self.backbone = model.encoder
         encoder_ids = {id(p) for p in model.encoder.parameters()}
         self.head = nn.ParameterList([p for p in model.parameters() if id(p) not in encoder_ids])
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def _save_npy(array: np.ndarray, path: str | Path) -> None:
@@ -387,62 +379,22 @@ def train_segment_fold(
                           [train_array, train_index, masks_array, folds_csv])
     eval_batch = settings.batch_size * 2
 
-    history: list[dict] = []
-    best_score, best_epoch, best_state = float("nan"), -1, None
-    start_epoch, stopped_early = 0, False
-    saved = store.load() if store is not None else None
-    if saved is not None:
-        trainer.load_state_dict(saved["trainer"])
-        history, best_score = saved["history"], saved["best_score"]
-        best_epoch, best_state = saved["best_epoch"], saved["best_state"]
-        start_epoch, stopped_early = saved["epochs_done"], saved["stopped_early"]
-        log.info("resuming %s fold %d from epoch %d of %d (state %s)", name, fold,
-                 start_epoch, settings.epochs, store.path)
+    def evaluate(epoch: int) -> tuple[float, dict[str, float]]:
+        probs = predict_probabilities(trainer.model, images, valid_rows, runtime, settings,
+                                      eval_batch, views=("identity",))
+        if not np.isfinite(probs).all():
+            raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
+        score = _dice(probs, valid_masks)
+        return score, {"valid_dice": score}
 
-    fit_start = time.perf_counter()
-    try:
-        with stop_on_sigterm():
-            for epoch in range(start_epoch, settings.epochs):
-                if stopped_early:
-                    break
-                epoch_start = time.perf_counter()
-                train_loss = trainer.train_epoch(epoch)
-                probs = predict_probabilities(trainer.model, images, valid_rows, runtime,
-                                              settings, eval_batch, views=("identity",))
-                if not np.isfinite(probs).all():
-                    raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
-                score = _dice(probs, valid_masks)
-                trainer.schedule.after_epoch(score)
-                row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_dice": score,
-                       "lr": trainer.optimizer.param_groups[-1]["lr"],
-                       "seconds": time.perf_counter() - epoch_start}
-                history.append(row)
-                log.info("fold %d epoch %d/%d train_loss %.4f valid_dice %.4f lr %.2e (%.1fs)",
-                         fold, epoch + 1, settings.epochs, train_loss, score, row["lr"],
-                         row["seconds"])
-                if best_epoch < 0 or score > best_score:
-                    best_score, best_epoch = score, epoch + 1
-                    best_state = _cpu_state(trainer.model)
-                elif epoch + 1 - best_epoch >= settings.patience:
-                    log.info("early stop: no better valid_dice for %d epochs", settings.patience)
-                    stopped_early = True
-                if store is not None:
-                    store.save({"trainer": trainer.state_dict(), "history": history,
-                                "best_score": best_score, "best_epoch": best_epoch,
-                                "best_state": best_state, "epochs_done": epoch + 1,
-                                "stopped_early": stopped_early})
-    except NonFiniteLoss as err:
-        kept = (f"the state after epoch {len(history)} is kept in {store.path}"
-                if store is not None and history else "no epoch had completed")
-        raise PodiumInputError(
-            f"models.{name} fold {fold}: training stopped, {err}; {kept}. Lower "
-            f"models.{name}.lr, or check the images and masks.") from None
-    except TrainingInterrupted:
-        where = (f"epoch {len(history)} is saved in {store.path}; rerun to continue"
-                 if store is not None else "no resume folder was given")
-        log.warning("%s fold %d interrupted by SIGTERM: %s", name, fold, where)
-        raise SystemExit(143) from None
-    fit_seconds = time.perf_counter() - fit_start
+    result = run_epochs(
+        trainer, evaluate, epochs=settings.epochs, patience=settings.patience, metric="dice",
+        is_better=get_metric("dice").is_better, best_model=lambda: trainer.model, store=store,
+        name=name, fold=fold,
+        advice=f"Lower models.{name}.lr, or check the images and masks.")
+    history, best_state, start_epoch = result.history, result.best_state, result.start_epoch
+    best_score, best_epoch = result.best_score, result.best_epoch
+    fit_seconds, stopped_early = result.fit_seconds, result.stopped_early
 
     predict_start = time.perf_counter()
     trainer.model.load_state_dict(best_state)

@@ -30,10 +30,9 @@ from podium.train.losses import (
     BCEWithLogits,
     FocalLoss,
     WeightedLossSum,
-    _entry,
     _number,
     _ParamError,
-    _weight,
+    build_from_config,
     build_with_params,
     lovasz_grad,
 )
@@ -303,19 +302,4 @@ def build_segmentation_loss(config: str | Mapping[str, Any] | list | None, n_cla
         raise PodiumInputError(f"n_classes must be a positive integer, not {n_classes!r}")
     if config is None:
         config = DEFAULT_LOSS[BINARY if n_classes == 1 else MULTICLASS]
-    if isinstance(config, list | tuple):
-        if not config:
-            raise PodiumInputError(f"config key {key}: an empty list names no loss.")
-        losses: dict[str, nn.Module] = {}
-        weights: dict[str, float] = {}
-        for i, item in enumerate(config):
-            item_key = f"{key}[{i}]"
-            name, params, weight = _entry(item, item_key, ("name", "params", "weight"))
-            factory = _lookup(name, item_key)
-            weight = _weight(weight, item_key)
-            part = name if name not in losses else f"{name}_{i}"
-            losses[part] = factory(params, n_classes, item_key)
-            weights[part] = weight
-        return WeightedLossSum(losses, weights)
-    name, params, _ = _entry(config, key, ("name", "params"))
-    return _lookup(name, key)(params, n_classes, key)
+    return build_from_config(config, _lookup, n_classes, key)

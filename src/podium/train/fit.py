@@ -35,11 +35,12 @@ from podium.train.data import (
     load_packed,
     reseed_worker_augmentation,
 )
+from podium.train.epochs import NonFiniteLoss, run_epochs
 from podium.train.heads import build_classifier
 from podium.train.losses import build_loss
 from podium.train.optim import LrSchedule, build_optimizer, set_backbone_frozen
 from podium.train.predict import predict_proba
-from podium.train.resume import ResumeStore, TrainingInterrupted, resume_key, stop_on_sigterm
+from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
 from podium.train.samplers import build_sampler
 from podium.train.tta import TtaView, build_tta, check_merge
@@ -123,10 +124,6 @@ class FoldOutputs:
     metrics: Path
 
 
-class NonFiniteLoss(Exception):
-    """The training loss became NaN or infinite."""
-
-
 def seed_everything(seed: int) -> None:
     """Same seed, same config, same CPU: the same predictions."""
     random.seed(seed)
@@ -143,10 +140,6 @@ def _labels_of(spec: TaskSpec, manifest_path: str | Path, ids: pd.Series) -> np.
     manifest = pd.read_parquet(manifest_path, columns=["id", spec.target])
     labels_by_id = dict(zip(manifest["id"], manifest[spec.target], strict=True))
     return spec.encode(ids.map(labels_by_id))
-
-
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 LOSS_CHECK_EVERY_CUDA = 32
@@ -387,76 +380,24 @@ def train_fold(
             [p for p in (train_array, train_index, folds_csv, manifest_path, weights_csv,
                          pseudo.labels_csv if pseudo is not None else None) if p is not None]))
 
-    history: list[dict] = []
-    best_score, best_epoch, best_state = float("nan"), -1, None
-    start_epoch = 0
-    saved = store.load() if store is not None else None
-    if saved is not None:
-        trainer.load_state_dict(saved["trainer"])
-        history, best_score = saved["history"], saved["best_score"]
-        best_epoch, best_state = saved["best_epoch"], saved["best_state"]
-        start_epoch = saved["epochs_done"]
-        log.info("resuming %s fold %d from epoch %d of %d (state %s)", name, fold,
-                 start_epoch, settings.epochs, store.path)
+    def evaluate(epoch: int) -> tuple[float, dict[str, float]]:
+        proba = predict_proba(trainer.eval_model, train_images, valid_rows, runtime,
+                              [TtaView("identity")], eval_batch, spec.output_kind)
+        if not np.isfinite(proba).all():
+            raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
+        score = metric(y[valid_rows], proba)
+        return score, {f"valid_{secondary.name}": secondary(y[valid_rows], proba),
+                       f"valid_{metric.name}": score}
 
-    fit_start = time.perf_counter()
-    stopped_early = saved is not None and saved.get("stopped_early", False)
-    try:
-        with stop_on_sigterm():
-            for epoch in range(start_epoch, settings.epochs):
-                if stopped_early:
-                    break
-                epoch_start = time.perf_counter()
-                train_loss = trainer.train_epoch(epoch)
-                proba = predict_proba(trainer.eval_model, train_images, valid_rows, runtime,
-                                      [TtaView("identity")], eval_batch, spec.output_kind)
-                if not np.isfinite(proba).all():
-                    raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
-                score = metric(y[valid_rows], proba)
-                trainer.schedule.after_epoch(score)
-                row = {
-                    "epoch": epoch + 1, "train_loss": train_loss,
-                    f"valid_{secondary.name}": secondary(y[valid_rows], proba),
-                    f"valid_{metric.name}": score,
-                    "lr": trainer.optimizer.param_groups[-1]["lr"],
-                    "backbone_frozen": epoch < settings.freeze_backbone_epochs,
-                    "seconds": time.perf_counter() - epoch_start,
-                }
-                history.append(row)
-                log.info("fold %d epoch %d/%d train_loss %.4f valid_%s %.4f lr %.2e (%.1fs)",
-                         fold, epoch + 1, settings.epochs, train_loss, metric.name, score,
-                         row["lr"], row["seconds"])
-                if metric.is_better(score, best_score):
-                    best_score, best_epoch = score, epoch + 1
-                    best_state = _cpu_state(trainer.eval_model)
-                elif epoch + 1 - best_epoch >= settings.patience:
-                    log.info("early stop: no better valid_%s for %d epochs", metric.name,
-                             settings.patience)
-                    stopped_early = True
-                if store is not None:
-                    store.save({"trainer": trainer.state_dict(), "history": history,
-                                "best_score": best_score, "best_epoch": best_epoch,
-                                "best_state": best_state, "epochs_done": epoch + 1,
-                                "stopped_early": stopped_early})
-    except NonFiniteLoss as err:
-        kept = (f"the state after epoch {len(history)} is kept in {store.path}"
-                if store is not None and history else "no epoch had completed")
-        raise PodiumInputError(
-            f"models.{name} fold {fold}: training stopped, {err}; {kept}. Lower lr, set "
-            "clip_grad_norm, or check the images and labels."
-        ) from None
-    except TrainingInterrupted:
-        where = (f"epoch {len(history)} is saved in {store.path}; rerun to continue"
-                 if store is not None else "no resume folder was given")
-        log.warning("%s fold %d interrupted by SIGTERM: %s", name, fold, where)
-        raise SystemExit(143) from None
-    fit_seconds = time.perf_counter() - fit_start
+    result = run_epochs(
+        trainer, evaluate, epochs=settings.epochs, patience=settings.patience,
+        metric=metric.name, is_better=metric.is_better, best_model=lambda: trainer.eval_model,
+        store=store, name=name, fold=fold,
+        advice="Lower lr, set clip_grad_norm, or check the images and labels.",
+        row_extras=lambda epoch: {"backbone_frozen": epoch < settings.freeze_backbone_epochs})
+    history, best_state, start_epoch = result.history, result.best_state, result.start_epoch
+    best_score, best_epoch, fit_seconds = result.best_score, result.best_epoch, result.fit_seconds
 
-    if best_state is None:
-        raise PodiumInputError(
-            f"models.{name}: fold {fold} produced no finite validation {metric.name} in "
-            f"{len(history)} epochs (see history in the log); lower lr or check the labels."
-        )
     predict_start = time.perf_counter()
     model = trainer.eval_model
     model.load_state_dict(best_state)

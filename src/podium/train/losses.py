@@ -395,6 +395,15 @@ def build_loss(config: str | Mapping[str, Any] | list | None, spec: TaskSpec,
             raise PodiumInputError(f"config key {key}: no default loss for task {spec.task!r}; "
                                    f"name one of {', '.join(LOSSES)}.")
         return LOSSES[DEFAULT_LOSS[spec.task]]({}, spec, key)
+    return build_from_config(config, _lookup, spec, key)
+
+
+def build_from_config(config: str | Mapping[str, Any] | list, lookup: Callable[[Any, str], Any],
+                      target: Any, key: str) -> nn.Module:
+    """A loss from its config form: a name, ``{name, params}``, or a list of those (each with
+    an optional ``weight``) summed by :class:`WeightedLossSum`. ``lookup(name, key)`` gives
+    the factory, called as ``factory(params, target, key)`` (the task spec for
+    classification, the class count for segmentation)."""
     if isinstance(config, list | tuple):
         if not config:
             raise PodiumInputError(f"config key {key}: an empty list names no loss.")
@@ -403,12 +412,12 @@ def build_loss(config: str | Mapping[str, Any] | list | None, spec: TaskSpec,
         for i, item in enumerate(config):
             item_key = f"{key}[{i}]"
             name, params, weight = _entry(item, item_key, ("name", "params", "weight"))
-            factory = _lookup(name, item_key)
+            factory = lookup(name, item_key)
             weight = _weight(weight, item_key)
             part = name if name not in losses else f"{name}_{i}"
-            losses[part] = factory(params, spec, item_key)
+            losses[part] = factory(params, target, item_key)
             weights[part] = weight
         return WeightedLossSum(losses, weights)
     name, params, _ = _entry(config, key, ("name", "params"))
-    return _lookup(name, key)(params, spec, key)
+    return lookup(name, key)(params, target, key)
 
