@@ -39,6 +39,7 @@ if SEGMENTATION:
         build_leaderboard,
         write_mask_submission,
         score_mask_submission,
+        plot_segmentation,
 
 else:
 

@@ -59,4 +59,7 @@ def test_fold_outputs_and_a_rerun_does_nothing(shapes_run):
             fold = results / f"models/{model}/fold{k}"
             assert {"model.pt", "oof_probs.npy", "oof_index.parquet", "history.csv",
                     "metrics.json", "test_probs.npy"} <= {p.name for p in fold.iterdir()}
+    for plot in ("leaderboard", "cv_folds", "learning_curves", "masks"):
+        png = (results / f"plots/{plot}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, plot
     assert shapes_run.planned_jobs("--configfile", "workflow/demos/shapes.yaml") == {}

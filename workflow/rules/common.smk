@@ -310,6 +310,7 @@ def final_outputs():
             res("submission.csv"),
             res("leaderboard.csv"),
             res("dedup/clusters.csv"),
+            res("plots/masks.png"),
         ] + ([res("score.json")] if EMBEDDED else [])
     outputs = [
         res("submission.csv"),

@@ -192,6 +192,52 @@ rule build_leaderboard:
         "../scripts/leaderboard.py"
 
 
+rule plot_segmentation:
+    input:
+        leaderboard=res("leaderboard.csv"),
+        histories=expand(
+            res("models/{model}/fold{fold}/history.csv"), model=MODELS, fold=FOLDS
+        ),
+        cvs=[res(f"{kind}/{name}/cv.json") for name, kind in all_entries()],
+        oofs=[res(f"{kind}/{name}/oof_probs.npy") for name, kind in all_entries()],
+        train_array=res("preprocess/train.npy"),
+        train_index=res("preprocess/train_index.parquet"),
+        masks=res("preprocess/train_masks.npy"),
+        folds=res("folds.csv"),
+    output:
+        leaderboard=report(
+            res("plots/leaderboard.png"),
+            caption="../report/leaderboard.rst",
+            category="Leaderboard",
+        ),
+        folds=report(
+            res("plots/cv_folds.png"),
+            caption="../report/cv_folds.rst",
+            category="Leaderboard",
+        ),
+        curves=report(
+            res("plots/learning_curves.png"),
+            caption="../report/learning_curves.rst",
+            category="Training",
+        ),
+        masks=report(
+            res("plots/masks.png"),
+            caption="../report/masks.rst",
+            category="Leaderboard",
+        ),
+    log:
+        res("logs/plot_segmentation/all.log"),
+    benchmark:
+        res("benchmarks/plot_segmentation/all.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    params:
+        names=[name for name, _ in all_entries()],
+        code=code("segment", "submit", script="plot_segmentation.py"),
+    script:
+        "../scripts/plot_segmentation.py"
+
+
 rule write_mask_submission:
     input:
         sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
