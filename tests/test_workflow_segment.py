@@ -63,3 +63,15 @@ def test_fold_outputs_and_a_rerun_does_nothing(shapes_run):
         png = (results / f"plots/{plot}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000, plot
     assert shapes_run.planned_jobs("--configfile", "workflow/demos/shapes.yaml") == {}
+
+
+def test_a_plotting_change_reruns_only_the_plots(shapes_run):
+    """Code hashes name the podium.segment modules each rule runs."""
+    plots = shapes_run.root / "src/podium/segment/plots.py"
+    original = plots.read_text()
+    plots.write_text(original + "\n# a change\n")
+    try:
+        planned = shapes_run.planned_jobs("--configfile", "workflow/demos/shapes.yaml")
+    finally:
+        plots.write_text(original)
+    assert planned == {"plot_segmentation": 1, "all": 1}

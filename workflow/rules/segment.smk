@@ -1,6 +1,7 @@
 # Segmentation competitions: packed masks, U-Net family models per fold, tiled test
 # prediction, mean blends and mask post-processing, then an RLE submission. Included instead
-# of the classification stages when competition.task is segmentation.
+# of the classification stages when competition.task is segmentation. Code hashes name the
+# podium.segment modules each rule runs, so a plotting change never retrains a model.
 
 
 if EMBEDDED:
@@ -20,7 +21,7 @@ if EMBEDDED:
             "../../envs/data.yaml"
         params:
             shapes={"n_images": COMPETITION["embedded_max_images"] or 240},
-            code=code("segment", script="make_shapes.py"),
+            code=code("segment/shapes", "segment/rle", script="make_shapes.py"),
         script:
             "../scripts/make_shapes.py"
 
@@ -40,7 +41,7 @@ rule pack_masks:
         "../../envs/data.yaml"
     params:
         size=config["preprocess"]["size"],
-        code=code("segment", "task", script="pack_masks.py"),
+        code=code("segment/masks", "segment/rle", "task", script="pack_masks.py"),
     script:
         "../scripts/pack_masks.py"
 
@@ -71,7 +72,16 @@ rule train_segmenter:
         resume_dir=lambda wildcards: res(
             f"resume/{wildcards.model}/fold{wildcards.fold}"
         ),
-        code=code("segment", "train", script="train_segmenter.py"),
+        code=code(
+            "segment/fit",
+            "segment/models",
+            "segment/losses",
+            "segment/tiles",
+            "segment/metrics",
+            "train",
+            "metrics",
+            script="train_segmenter.py",
+        ),
     script:
         "../scripts/train_segmenter.py"
 
@@ -95,7 +105,16 @@ rule predict_segmenter_test:
         gpu=1,
     params:
         settings=lambda wildcards: segment_settings(wildcards.model),
-        code=code("segment", "train", script="predict_segmenter.py"),
+        code=code(
+            "segment/fit",
+            "segment/models",
+            "segment/losses",
+            "segment/tiles",
+            "segment/metrics",
+            "train",
+            "metrics",
+            script="predict_segmenter.py",
+        ),
     script:
         "../scripts/predict_segmenter.py"
 
@@ -120,7 +139,12 @@ rule gather_segmenter:
     conda:
         "../../envs/ensemble.yaml"
     params:
-        code=code("segment", script="gather_segmenter.py"),
+        code=code(
+            "segment/entries",
+            "segment/metrics",
+            "segment/postprocess",
+            script="gather_segmenter.py",
+        ),
     script:
         "../scripts/gather_segmenter.py"
 
@@ -143,7 +167,12 @@ rule blend_segmenters:
         "../../envs/ensemble.yaml"
     params:
         settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
-        code=code("segment", script="blend_segmenters.py"),
+        code=code(
+            "segment/entries",
+            "segment/metrics",
+            "segment/postprocess",
+            script="blend_segmenters.py",
+        ),
     script:
         "../scripts/blend_segmenters.py"
 
@@ -170,7 +199,12 @@ rule postprocess_masks:
         "../../envs/ensemble.yaml"
     params:
         settings=lambda wildcards: config["postprocess"][wildcards.post],
-        code=code("segment", script="postprocess_masks.py"),
+        code=code(
+            "segment/entries",
+            "segment/metrics",
+            "segment/postprocess",
+            script="postprocess_masks.py",
+        ),
     script:
         "../scripts/postprocess_masks.py"
 
@@ -233,7 +267,14 @@ rule plot_segmentation:
         "../../envs/ensemble.yaml"
     params:
         names=[name for name, _ in all_entries()],
-        code=code("segment", "submit", script="plot_segmentation.py"),
+        code=code(
+            "segment/plots",
+            "segment/entries",
+            "segment/metrics",
+            "segment/postprocess",
+            "submit",
+            script="plot_segmentation.py",
+        ),
     script:
         "../scripts/plot_segmentation.py"
 
@@ -256,7 +297,15 @@ rule write_mask_submission:
         "../../envs/ensemble.yaml"
     params:
         names=[name for name, _ in all_entries()],
-        code=code("segment", "submit", "task", script="mask_submission.py"),
+        code=code(
+            "segment/submission",
+            "segment/masks",
+            "segment/rle",
+            "segment/metrics",
+            "submit",
+            "task",
+            script="mask_submission.py",
+        ),
     script:
         "../scripts/mask_submission.py"
 
@@ -278,6 +327,13 @@ if EMBEDDED:
         conda:
             "../../envs/ensemble.yaml"
         params:
-            code=code("segment", "task", script="score_masks.py"),
+            code=code(
+                "segment/submission",
+                "segment/masks",
+                "segment/rle",
+                "segment/metrics",
+                "task",
+                script="score_masks.py",
+            ),
         script:
             "../scripts/score_masks.py"
