@@ -45,6 +45,18 @@ def write_json(data: Any, path: str | Path) -> None:
     tmp.replace(path)
 
 
+def write_npy(array: Any, path: str | Path) -> None:
+    """Write a numpy array as .npy, atomically."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    with open(tmp, "wb") as handle:
+        np.save(handle, array)
+    tmp.replace(path)
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text())

@@ -600,9 +600,11 @@ def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple
                                 if labels is not None else None)
         if layout.task == SEGMENTATION and labels is not None:
             if layout.train_masks and source == "competition":
+                # encoded from masks of the image's own size: nothing to check again
                 frame[layout.target] = _encode_mask_images(frame, layout, problems)
-            line_of = {image_id: int(row) + 2 for row, image_id in ids.items()}
-            _check_masks(frame, line_of, layout.root / layout.train_csv, layout, problems)
+            else:
+                line_of = {image_id: int(row) + 2 for row, image_id in ids.items()}
+                _check_masks(frame, line_of, layout.root / layout.train_csv, layout, problems)
         frames.append(frame.assign(source=source, train_only=train_only))
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
     return frames

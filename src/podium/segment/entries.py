@@ -24,7 +24,7 @@ from podium.segment.postprocess import (
     fit_postprocess,
     fit_postprocess_fold_by_fold,
 )
-from podium.tables import write_json, write_parquet
+from podium.tables import write_json, write_npy, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ def write_entry(name: str, kind: str, truth: SegmentTruth, oof: np.ndarray, test
     if details:
         summary["details"] = details
     dtype = np.uint8 if oof.dtype == np.uint8 else np.float16
-    np.save(out.oof_probs, oof.astype(dtype))
-    np.save(out.test_probs, test.astype(dtype))
+    write_npy(oof.astype(dtype), out.oof_probs)
+    write_npy(test.astype(dtype), out.test_probs)
     write_parquet(pd.DataFrame({"id": truth.ids, "fold": truth.fold}), out.oof)
     write_parquet(pd.DataFrame({"id": test_ids}), out.test)
     write_json(summary, out.cv)

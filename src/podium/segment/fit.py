@@ -37,9 +37,15 @@ from podium.segment.losses import build_segmentation_loss
 from podium.segment.metrics import mean_dice
 from podium.segment.models import Segmenter, build_segmenter
 from podium.segment.tiles import d4_predict, predict_tiled
-from podium.tables import write_csv, write_json, write_parquet
+from podium.tables import write_csv, write_json, write_npy, write_parquet
 from podium.train.augment import build_augmentation
-from podium.train.data import load_packed, reseed_worker_augmentation
+from podium.train.data import (
+    BatchLoader,
+    PackedImages,
+    fold_rows,
+    load_packed,
+    reseed_worker_augmentation,
+)
 from podium.train.epochs import NonFiniteLoss, run_epochs
 from podium.train.fit import LOSS_CHECK_EVERY_CUDA, LossLog, epoch_seed, seed_everything
 from podium.train.optim import LrSchedule, build_optimizer
@@ -197,16 +203,6 @@ class EncoderSplit(nn.Module):
         self.head = nn.ParameterList([p for p in model.parameters() if id(p) not in encoder_ids])
 
 
-def _save_npy(array: np.ndarray, path: str | Path) -> None:
-    """``np.save`` to a temporary sibling, renamed into place (no torn arrays on a kill)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        np.save(handle, array)
-    tmp.replace(path)
-
-
 class SegmentTrainer:
     """One fold's segmenter, optimiser, schedule, loss and loader, trained epoch by epoch."""
 
@@ -298,29 +294,17 @@ def predict_probabilities(model: nn.Module, array: np.ndarray, rows: np.ndarray,
     rows = np.asarray(rows)
     out = np.empty((len(rows), *array.shape[1:3]), dtype=np.float32)
     forward = _forward(model, runtime, settings.tile, batch_size)
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        images = runtime.batch(torch.from_numpy(np.ascontiguousarray(array[chunk])))
-        logits = d4_predict(forward, images, views)
-        out[start:start + len(chunk)] = torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+    loader = BatchLoader([PackedImages(array, rows)], batch_size, pin_memory=runtime.cuda)
+    start = 0
+    for images, _ in loader:
+        logits = d4_predict(forward, runtime.batch(images), views)
+        out[start:start + len(images)] = torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+        start += len(images)
     return out
 
 
 def _dice(probs: np.ndarray, masks: np.ndarray) -> float:
     return mean_dice(probs > THRESHOLD, masks)
-
-
-def _fold_rows(train_index: str | Path, folds_csv: str | Path,
-               fold: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The index, and the index positions trained on and validated. Fold -1 is train-only;
-    images missing from folds.csv (dropped duplicates) are neither trained nor validated."""
-    index = pd.read_parquet(train_index, columns=["id", "row"])
-    index["id"] = index["id"].astype(str)
-    folds = pd.read_csv(folds_csv, dtype={"id": str}, usecols=["id", "fold"])
-    index = index.merge(folds, on="id", how="left", validate="one_to_one")
-    in_folds = index["fold"].notna().to_numpy()
-    is_valid = (index["fold"] == fold).to_numpy()
-    return index, np.flatnonzero(in_folds & ~is_valid), np.flatnonzero(is_valid)
 
 
 def _check_inputs(images: np.ndarray, masks: np.ndarray, masks_path: str | Path,
@@ -368,7 +352,7 @@ def train_segment_fold(
     torch.set_num_threads(max(1, threads))
     runtime = Runtime.detect(threads, settings.precision, settings.channels_last,
                              key=f"models.{name}.precision")
-    index, train_pos, valid_pos = _fold_rows(train_index, folds_csv, fold)
+    index, train_pos, valid_pos = fold_rows(train_index, folds_csv, fold)
     images, masks = load_packed(train_array), load_packed(masks_array)
     _check_inputs(images, masks, masks_array, len(train_pos), len(valid_pos), fold, folds_csv)
     train_rows = index["row"].to_numpy()[train_pos]
@@ -405,7 +389,7 @@ def train_segment_fold(
     outputs.weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": best_state, "settings": asdict(settings),
                 "in_chans": int(images.shape[3])}, outputs.weights)
-    _save_npy(oof.astype(np.float16), outputs.oof_probs)
+    write_npy(oof.astype(np.float16), outputs.oof_probs)
     write_parquet(index.loc[valid_pos, ["id", "row"]].reset_index(drop=True), outputs.oof_index)
     write_csv(pd.DataFrame(history), outputs.history)
     epochs_run = len(history) - start_epoch
@@ -463,7 +447,7 @@ def predict_segment_test(
     index = pd.read_parquet(test_index, columns=["id", "row"])
     probs = predict_probabilities(model, images, index["row"].to_numpy(), runtime, settings,
                                   settings.batch_size * 2, views)
-    _save_npy(probs.astype(np.float16), probs_out)
+    write_npy(probs.astype(np.float16), probs_out)
     write_parquet(index.reset_index(drop=True), index_out)
     seconds = time.perf_counter() - start
     log.info("%s: predicted %d test masks with %d TTA views on %s (%s) in %.1fs", name,

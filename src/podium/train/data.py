@@ -15,6 +15,7 @@ from pathlib import Path
 
 import albumentations as A
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, Dataset, get_worker_info
 
@@ -64,6 +65,20 @@ def normalize(batch: torch.Tensor) -> torch.Tensor:
     less to copy than float32)."""
     half_range = 32767.5 if batch.dtype == torch.uint16 else 127.5
     return batch.float().div_(half_range).sub_(1.0)
+
+
+def fold_rows(train_index: str | Path, folds_csv: str | Path,
+              fold: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The packed train index with each image's fold, and the index positions fold ``fold``
+    trains on and validates. Fold -1 is train-only; images missing from folds.csv (left out
+    by dedup.drop) are neither trained nor validated."""
+    index = pd.read_parquet(train_index, columns=["id", "row"])
+    index["id"] = index["id"].astype(str)
+    folds = pd.read_csv(folds_csv, dtype={"id": str}, usecols=["id", "fold"])
+    index = index.merge(folds, on="id", how="left", validate="one_to_one")
+    in_folds = index["fold"].notna().to_numpy()
+    is_valid = (index["fold"] == fold).to_numpy()
+    return index, np.flatnonzero(in_folds & ~is_valid), np.flatnonzero(is_valid)
 
 
 def label_tensor(labels: np.ndarray) -> torch.Tensor:

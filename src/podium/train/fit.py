@@ -32,6 +32,7 @@ from podium.train.augment import build_augmentation
 from podium.train.data import (
     BatchLoader,
     PackedImages,
+    fold_rows,
     load_packed,
     reseed_worker_augmentation,
 )
@@ -348,15 +349,9 @@ def train_fold(
     metric = get_metric(spec.metric)
     secondary = get_metric("rmse" if spec.predicts_value else "logloss")  # logged each epoch
 
-    index = pd.read_parquet(train_index)
-    folds = pd.read_csv(folds_csv, dtype={"id": str})
-    index = index.merge(folds, on="id", how="left", validate="one_to_one")
+    # packed rows are in index order, so index positions are array rows
+    index, train_rows, valid_rows = fold_rows(train_index, folds_csv, fold)
     y = _labels_of(spec, manifest_path, index["id"])
-    # Images missing from folds.csv were left out by dedup.drop: never trained or validated.
-    in_folds = index["fold"].notna().to_numpy()
-    is_valid = (index["fold"] == fold).to_numpy()
-    train_rows = np.flatnonzero(in_folds & ~is_valid)
-    valid_rows = np.flatnonzero(is_valid)
 
     train_images = load_packed(train_array)
     in_chans = train_images.shape[3]
