@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from podium.segment.rle import rle_decode
 
@@ -75,3 +76,18 @@ def test_a_plotting_change_reruns_only_the_plots(shapes_run):
     finally:
         plots.write_text(original)
     assert planned == {"plot_segmentation": 1, "all": 1}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"preprocess": {"resize": "pad"}}, "preprocess.resize: segmentation needs stretch"),
+    ({"models": {"unet": {"arch": None}, "fpn": {"arch": None}}},
+     "no model fits a segmentation competition"),
+])
+def test_settings_segmentation_cannot_use_are_refused_before_anything_runs(workflow, override,
+                                                                           message):
+    from conftest import _merge
+
+    demo = yaml.safe_load((workflow.root / "workflow/demos/shapes.yaml").read_text())
+    (workflow.root / "bad.yaml").write_text(yaml.safe_dump(_merge(demo, override)))
+    proc = workflow.snakemake("-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0 and message in proc.output
