@@ -90,7 +90,7 @@ def test_fold_writes_its_outputs_learns_and_is_deterministic(inputs, tmp_path):
     index = pd.read_parquet(tmp_path / "a/oof_index.parquet")
     assert list(index.columns) == ["id", "row"] and list(index["id"]) == valid
     assert list(index["row"]) == [int(v[2:]) for v in valid]
-    assert oof.dtype == np.float16 and oof.shape == (len(valid), SIZE, SIZE)
+    assert oof.dtype == np.float16 and oof.shape == (len(valid), 1, SIZE, SIZE)
     assert ((oof >= 0) & (oof <= 1)).all()
     # 24 images: 11 validated, 2 left out of folds.csv, 11 trained on (train-only -1 included)
     assert summary["n_valid"] == 11 and summary["n_train"] == 11
@@ -137,9 +137,9 @@ def test_model_pt_predicts_the_test_images_as_the_training_job_did(inputs, tmp_p
     plain = predict_probabilities(model, array, rows, runtime, SegmentSettings(), 8)
     assert np.array_equal(whole, plain)
     masks = np.load(inputs["masks.npy"])[rows]
-    untrained = build_segmenter("unet", "resnet10t", 1, 1)
+    untrained = runtime.model(build_segmenter("unet", "resnet10t", 1, 1))
     baseline = predict_probabilities(untrained, array, rows, runtime, SegmentSettings(), 8)
-    assert mean_dice(plain > 0.5, masks) > mean_dice(baseline > 0.5, masks) + 0.2
+    assert mean_dice(plain[:, 0] > 0.5, masks) > mean_dice(baseline[:, 0] > 0.5, masks) + 0.2
 
 
 def test_sigterm_keeps_the_epoch_and_a_rerun_resumes_to_the_same_result(inputs, tmp_path,
@@ -187,3 +187,45 @@ def test_unknown_and_bad_settings_name_their_config_key(inputs, tmp_path):
         SegmentSettings.from_config({"tile": 0}, name="seg")
     with pytest.raises(PodiumInputError, match=r"models\.unet\.crop: 64 is larger"):
         _run(inputs, tmp_path / "a", crop=64)
+
+
+def test_two_mask_classes_train_as_two_sigmoid_channels(tmp_path):
+    """Packed bits 0 and 1 are two classes: bright squares (bit 0) and dim ones (bit 1), one
+    of each per image, sometimes overlapping. The fold predicts two channels, each learns its
+    own class, and model.pt predicts the test images with two channels as well."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 40, (N, SIZE, SIZE, 1), dtype=np.uint8)
+    masks = np.zeros((N, SIZE, SIZE), dtype=np.uint8)
+    for i in range(N):
+        for bit, (low, high) in enumerate(((200, 255), (90, 130))):
+            side = int(rng.integers(6, 11))
+            y, x = rng.integers(0, SIZE - side, 2)
+            images[i, y:y + side, x:x + side] = rng.integers(low, high, (side, side, 1))
+            masks[i, y:y + side, x:x + side] |= 1 << bit
+    paths = _inputs(tmp_path)
+    np.save(paths["train.npy"], images)
+    np.save(paths["masks.npy"], masks)
+    summary = train_segment_fold(
+        SegmentSettings(**{**FAST, "epochs": 10, "patience": 10}), 1, paths["train.npy"],
+        paths["index.parquet"], paths["masks.npy"], paths["folds.csv"],
+        _outputs(tmp_path / "out"), name="unet", n_classes=2)
+    oof = np.load(tmp_path / "out/oof_probs.npy").astype(np.float32)
+    rows = pd.read_parquet(tmp_path / "out/oof_index.parquet")["row"].to_numpy()
+    assert oof.shape == (len(rows), 2, SIZE, SIZE) and summary["n_classes"] == 2
+    truth = [(masks[rows] >> bit) & 1 for bit in (0, 1)]
+    for k in (0, 1):  # each channel matches its own class better than the other class
+        own = mean_dice(oof[:, k] > 0.5, truth[k])
+        other = mean_dice(oof[:, k] > 0.5, truth[1 - k])
+        assert own > 0.4 and own > other + 0.25, (k, own, other)
+    predict_segment_test(SegmentSettings(**FAST), tmp_path / "out/model.pt", paths["train.npy"],
+                         tmp_path / "out/oof_index.parquet", tmp_path / "test.npy",
+                         tmp_path / "test_index.parquet", name="unet")
+    test = np.load(tmp_path / "test.npy").astype(np.float32)
+    assert test.shape == oof.shape and np.allclose(test, oof, atol=2e-3)
+
+
+def test_packed_masks_with_more_classes_than_bits_are_refused(inputs, tmp_path):
+    with pytest.raises(PodiumInputError, match="1 to 8 mask classes"):
+        train_segment_fold(SegmentSettings(**FAST), 1, inputs["train.npy"],
+                           inputs["index.parquet"], inputs["masks.npy"], inputs["folds.csv"],
+                           _outputs(tmp_path), name="unet", n_classes=9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -91,3 +92,35 @@ def test_settings_segmentation_cannot_use_are_refused_before_anything_runs(workf
     (workflow.root / "bad.yaml").write_text(yaml.safe_dump(_merge(demo, override)))
     proc = workflow.snakemake("-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0 and message in proc.output
+
+
+def test_two_mask_classes_end_to_end(tmp_path):
+    """The two-class demo on a small run: per-class rows in, a Dice per class in each entry's
+    cv.json, per-class post-processing, and the sample's per-class rows filled."""
+    from conftest import Workflow
+
+    flow = Workflow(tmp_path)
+    small = {"results": "results-small", "competition": {"embedded_max_images": 80},
+             "folds": {"n_folds": 2},
+             # small batches for enough steps; fpn without an arch sits this run out
+             "models": {"unet": {"epochs": 12, "patience": 12, "batch_size": 4},
+                        "fpn": {"arch": None}}}
+    (flow.root / "small.yaml").write_text(yaml.safe_dump(small))
+    flow.snakemake("--configfile", "workflow/demos/shapes.yaml",
+                   "workflow/demos/shapes_classes.yaml", "small.yaml", timeout=1200)
+    results = flow.root / "results-small"
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert {"unet", "mean", "unet+masks"} <= set(board["name"]) and "fpn" not in set(board["name"])
+    unet = json.loads((results / "models/unet/cv.json").read_text())
+    assert len(unet["class_scores"]) == 2 and unet["cv_mean"] > 0.5
+    post = json.loads((results / "postprocess/unet+masks/cv.json").read_text())
+    assert [c["class"] for c in post["details"]["classes"]] == [0, 1]
+    assert np.load(results / "models/unet/test_probs.npy").shape[1:] == (2, 64, 64)
+    sample = pd.read_csv(results / "competition/sample_submission.csv", dtype=str,
+                         keep_default_na=False)
+    submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
+    assert list(submission.columns) == ["id", "class", "rle"]
+    assert submission[["id", "class"]].equals(sample[["id", "class"]])
+    assert submission["rle"].str.len().gt(0).any()
+    score = json.loads((results / "score.json").read_text())
+    assert score["n"] == len(sample) and score["score"] > 0.5

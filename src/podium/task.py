@@ -16,7 +16,7 @@ from podium.tables import read_json, write_json
 
 CLASSIFICATION_TASKS = ("binary", "multiclass", "multilabel")
 VALUE_TASKS = ("regression", "ordinal")  # one predicted number per image, column ``pred``
-SEGMENTATION = "segmentation"  # a binary mask per image, run-length encoded (podium.segment)
+SEGMENTATION = "segmentation"  # masks per image and class, run-length encoded (podium.segment)
 TASKS = CLASSIFICATION_TASKS + VALUE_TASKS + (SEGMENTATION,)
 LABEL_SEPARATOR = " "  # multilabel targets: "3 7 12", Kaggle's usual form
 
@@ -36,6 +36,8 @@ class TaskSpec:
     metric: str
     id_column: str
     mask_order: str = "F"  # segmentation: RLE pixel order, F (column-major) or C (row-major)
+    class_column: str | None = None  # segmentation: CSV rows per (image, class), see
+    class_separator: str | None = None  # podium.segment.classes.ClassRows
 
     @property
     def is_segmentation(self) -> bool:

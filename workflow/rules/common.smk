@@ -164,9 +164,20 @@ def competition_dir():
     return COMPETITION["dir"]
 
 
-TEST_SIDE_KEYS = ("dir", "id_column", "train_csv", "sample_submission", "test_images")
+TEST_SIDE_KEYS = (
+    "dir",
+    "id_column",
+    "train_csv",
+    "sample_submission",
+    "test_images",
+    "task",
+    "class_column",
+    "class_separator",
+    "train_masks",
+)
 """The competition keys the test side reads (train_csv only for its ids, which test ids must
-not repeat); every other key is the train side's alone."""
+not repeat; in segmentation the class keys say how rows name images); every other key is the
+train side's alone."""
 
 
 def competition_inputs(side):

@@ -39,7 +39,14 @@ rule ingest_train:
     threads: config["preprocess"]["threads"]
     params:
         competition=competition_params("train"),
-        code=code("data", "metrics", "task", "segment/rle", script="ingest_train.py"),
+        code=code(
+            "data",
+            "metrics",
+            "task",
+            "segment/rle",
+            "segment/classes",
+            script="ingest_train.py",
+        ),
     script:
         "../scripts/ingest_train.py"
 
@@ -58,7 +65,14 @@ rule ingest_test:
     threads: config["preprocess"]["threads"]
     params:
         competition=competition_params("test"),
-        code=code("data", "metrics", "task", script="ingest_test.py"),
+        code=code(
+            "data",
+            "metrics",
+            "task",
+            "segment/rle",
+            "segment/classes",
+            script="ingest_test.py",
+        ),
     script:
         "../scripts/ingest_test.py"
 
@@ -149,6 +163,6 @@ rule make_folds:
         "../../envs/data.yaml"
     params:
         folds=config["folds"],
-        code=code("data", "task", "segment/masks", script="folds.py"),
+        code=code("data", "task", "segment/masks", "segment/classes", script="folds.py"),
     script:
         "../scripts/folds.py"

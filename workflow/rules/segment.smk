@@ -20,8 +20,16 @@ if EMBEDDED:
         conda:
             "../../envs/data.yaml"
         params:
-            shapes={"n_images": COMPETITION["embedded_max_images"] or 240},
-            code=code("segment/shapes", "segment/rle", script="make_shapes.py"),
+            shapes={
+                "n_images": COMPETITION["embedded_max_images"] or 240,
+                "classes": COMPETITION["classes"],
+            },
+            code=code(
+                "segment/shapes",
+                "segment/rle",
+                "segment/classes",
+                script="make_shapes.py",
+            ),
         script:
             "../scripts/make_shapes.py"
 
@@ -41,7 +49,13 @@ rule pack_masks:
         "../../envs/data.yaml"
     params:
         size=config["preprocess"]["size"],
-        code=code("segment/masks", "segment/rle", "task", script="pack_masks.py"),
+        code=code(
+            "segment/masks",
+            "segment/rle",
+            "segment/classes",
+            "task",
+            script="pack_masks.py",
+        ),
     script:
         "../scripts/pack_masks.py"
 
@@ -52,6 +66,7 @@ rule train_segmenter:
         train_index=res("preprocess/train_index.parquet"),
         masks=res("preprocess/train_masks.npy"),
         folds=res("folds.csv"),
+        task=res("data/task.json"),
     output:
         weights=res("models/{model}/fold{fold}/model.pt"),
         oof_probs=res("models/{model}/fold{fold}/oof_probs.npy"),
@@ -74,6 +89,7 @@ rule train_segmenter:
         ),
         code=code(
             "segment/fit",
+            "segment/classes",
             "segment/models",
             "segment/losses",
             "segment/tiles",
@@ -107,6 +123,7 @@ rule predict_segmenter_test:
         settings=lambda wildcards: segment_settings(wildcards.model),
         code=code(
             "segment/fit",
+            "segment/classes",
             "segment/models",
             "segment/losses",
             "segment/tiles",
@@ -141,6 +158,7 @@ rule gather_segmenter:
     params:
         code=code(
             "segment/entries",
+            "segment/classes",
             "segment/metrics",
             "segment/postprocess",
             script="gather_segmenter.py",
@@ -169,6 +187,7 @@ rule blend_segmenters:
         settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
         code=code(
             "segment/entries",
+            "segment/classes",
             "segment/metrics",
             "segment/postprocess",
             script="blend_segmenters.py",
@@ -201,6 +220,7 @@ rule postprocess_masks:
         settings=lambda wildcards: config["postprocess"][wildcards.post],
         code=code(
             "segment/entries",
+            "segment/classes",
             "segment/metrics",
             "segment/postprocess",
             script="postprocess_masks.py",
@@ -238,6 +258,7 @@ rule plot_segmentation:
         train_index=res("preprocess/train_index.parquet"),
         masks=res("preprocess/train_masks.npy"),
         folds=res("folds.csv"),
+        task=res("data/task.json"),
     output:
         leaderboard=report(
             res("plots/leaderboard.png"),
@@ -270,6 +291,7 @@ rule plot_segmentation:
         code=code(
             "segment/plots",
             "segment/entries",
+            "segment/classes",
             "segment/metrics",
             "segment/postprocess",
             "submit",
@@ -299,6 +321,7 @@ rule write_mask_submission:
         names=[name for name, _ in all_entries()],
         code=code(
             "segment/submission",
+            "segment/classes",
             "segment/masks",
             "segment/rle",
             "segment/metrics",

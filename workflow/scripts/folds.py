@@ -13,7 +13,7 @@ with job_logging(snakemake):
     manifest = pd.read_parquet(snakemake.input.manifest)
     train_labels = manifest.loc[manifest["split"] == "train", spec.target]
     # segmentation stratifies on empty masks and mask-area tertiles
-    labels = (stratification_labels(train_labels) if spec.is_segmentation
+    labels = (stratification_labels(train_labels, spec.n_classes) if spec.is_segmentation
               else spec.encode(train_labels))
     folds = assign_folds(
         manifest, pd.read_csv(snakemake.input.clusters, dtype={"id": str}),

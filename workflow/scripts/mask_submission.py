@@ -16,7 +16,7 @@ with job_logging(snakemake) as log:
     maps = np.load(i.tests[list(snakemake.params.names).index(best)])
     test_ids = pd.read_parquet(i.test_index)["id"]
     rle_of = encode_test_masks(maps, test_ids, pd.read_parquet(i.manifest), spec.mask_order)
-    write_csv(segmentation_submission(read_sample(i.sample), spec, rle_of),
+    write_csv(segmentation_submission(read_sample(i.sample), spec, rle_of, i.sample),
               snakemake.output.submission)
     log.info("submission from %s: %d of %d test images with a mask", best,
-             sum(bool(v) for v in rle_of.values()), len(rle_of))
+             sum(any(v) for v in rle_of.values()), len(rle_of))

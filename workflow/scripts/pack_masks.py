@@ -9,4 +9,5 @@ from podium.task import TaskSpec
 with job_logging(snakemake):
     spec = TaskSpec.load(snakemake.input.task)
     pack_masks(pd.read_parquet(snakemake.input.manifest), pd.read_parquet(snakemake.input.index),
-               spec.target, spec.mask_order, snakemake.params.size, snakemake.output.masks)
+               spec.target, spec.mask_order, snakemake.params.size, snakemake.output.masks,
+               n_classes=spec.n_classes)

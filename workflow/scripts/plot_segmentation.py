@@ -11,6 +11,7 @@ from podium.segment.entries import SegmentTruth
 from podium.segment.plots import plot_mask_examples
 from podium.submit.plots import plot_fold_scores, plot_leaderboard, plot_learning_curves
 from podium.tables import read_json
+from podium.task import TaskSpec
 
 with job_logging(snakemake):
     i, o = snakemake.input, snakemake.output
@@ -26,4 +27,5 @@ with job_logging(snakemake):
     best = board["name"].iloc[0]
     maps = np.load(dict(zip(snakemake.params.names, i.oofs, strict=True))[best])
     images = np.load(i.train_array, mmap_mode="r")[truth.rows]
-    plot_mask_examples(images, truth.masks, maps, truth.ids, best, o.masks)
+    plot_mask_examples(images, truth.class_masks(maps.shape[1]), maps, truth.ids, best, o.masks,
+                       class_names=list(TaskSpec.load(i.task).classes))

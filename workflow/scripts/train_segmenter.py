@@ -4,6 +4,7 @@ from pathlib import Path
 
 from podium.glue import job_logging
 from podium.segment.fit import SegmentFoldOutputs, SegmentSettings, train_segment_fold
+from podium.task import TaskSpec
 from podium.train.devices import default_lock_dir, pin_gpu
 
 with job_logging(snakemake), pin_gpu(default_lock_dir()):
@@ -15,5 +16,5 @@ with job_logging(snakemake), pin_gpu(default_lock_dir()):
         SegmentFoldOutputs(*(Path(p) for p in (o.weights, o.oof_probs, o.oof_index, o.history,
                                                o.metrics))),
         threads=snakemake.threads, resume_dir=snakemake.params.resume_dir,
-        name=snakemake.wildcards.model,
+        name=snakemake.wildcards.model, n_classes=TaskSpec.load(i.task).n_classes,
     )

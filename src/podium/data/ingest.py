@@ -26,6 +26,14 @@ from tqdm import tqdm
 
 from podium.errors import PodiumInputError
 from podium.metrics import check_metric_for_task
+from podium.segment.classes import (
+    BINARY_CLASSES,
+    ClassRows,
+    check_class_count,
+    class_rles,
+    collapse_class_rows,
+    join_rles,
+)
 from podium.segment.rle import ORDERS, rle_decode, rle_encode
 from podium.tables import write_csv, write_parquet
 from podium.task import (
@@ -72,6 +80,13 @@ class CompetitionLayout:
     external: tuple[ExternalSource, ...] = ()
     mask_order: str = "F"
     train_masks: str | None = None  # segmentation: mask image per train id, e.g. "masks/{id}.png"
+    class_column: str | None = None  # segmentation: CSV rows per (image, class), class column
+    class_separator: str | None = None  # ... or the class after the image id: "<id>_<class>"
+
+    @property
+    def class_rows(self) -> ClassRows:
+        """How the CSVs of a segmentation competition name each row's mask class."""
+        return ClassRows(self.id_column, self.class_column, self.class_separator)
 
     @classmethod
     def from_config(cls, section: dict, root: str | Path | None = None) -> CompetitionLayout:
@@ -276,12 +291,21 @@ def normalized_labels(labels: pd.Series, spec_task: str, classes: tuple[str, ...
     if spec_task == "regression":
         return labels.map(lambda v: repr(float(v)))
     if spec_task == SEGMENTATION:  # one spelling of "no mask": Kaggle CSVs use "", "-1"
-        return labels.map(lambda v: "" if str(v).strip() in ("", "-1") else str(v).strip())
+        return labels.map(lambda v: _normalized_masks(v, len(classes)))
     if spec_task != "multilabel":
         return labels
     order = {c: i for i, c in enumerate(classes)}
     return labels.map(lambda v: LABEL_SEPARATOR.join(sorted(set(split_labels(v)),
                                                             key=order.__getitem__)))
+
+
+def _normalized_masks(cell: object, n_classes: int) -> str:
+    """The class encodings of one manifest cell in one spelling; a cell with the wrong number
+    of classes is left for the mask check to report."""
+    try:
+        return join_rles(class_rles(cell, n_classes))
+    except ValueError:
+        return str(cell)
 
 
 def _image_paths(root: Path, table: pd.DataFrame, id_column: str, image_column: str | None,
@@ -296,14 +320,8 @@ def _check_labels(
     labels: pd.Series, path: Path, layout: CompetitionLayout, problems: _Problems
 ) -> tuple[str, ...]:
     """Labels must be present and belong to the task's classes; returns the class order
-    (the grades for ordinal tasks, none for regression, ``("mask",)`` for segmentation, whose
-    run-length encodings are checked against each image's size once it is read)."""
-    if layout.task == SEGMENTATION:
-        if layout.mask_order not in ORDERS:
-            raise PodiumInputError(
-                f"config key competition.mask_order: {layout.mask_order!r} is not one of "
-                f"{', '.join(ORDERS)} (F: top to bottom first, C: left to right first).")
-        return ("mask",)
+    (the grades for ordinal tasks, none for regression; segmentation's mask classes come from
+    :func:`_segmentation_table`)."""
     if layout.task in VALUE_TASKS:
         return _check_values(labels, path, layout.target, layout.task, layout.classes,
                              problems)
@@ -323,6 +341,41 @@ def _check_labels(
             f"{list(classes)[:10]}; set competition.task to multiclass or fix the labels"
         )
     return classes
+
+
+def _segmentation_table(train: pd.DataFrame, path: Path, layout: CompetitionLayout,
+                        problems: _Problems) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The train table of a segmentation competition with one row per image, and its mask
+    classes: ``("mask",)`` for one binary mask, else ``competition.classes`` or the classes
+    the per-class rows name. Masks given as images are read once the images are inspected."""
+    if layout.mask_order not in ORDERS:
+        raise PodiumInputError(
+            f"config key competition.mask_order: {layout.mask_order!r} is not one of "
+            f"{', '.join(ORDERS)} (F: top to bottom first, C: left to right first).")
+    rows = layout.class_rows
+    configured = tuple(str(c) for c in layout.classes) if layout.classes else None
+    if configured is not None:
+        check_class_count(configured)
+    if layout.train_masks:  # train.csv has a row per image; class rows are the sample's
+        if "{class}" in layout.train_masks and configured is None:
+            raise PodiumInputError(
+                f"config key competition.train_masks: {layout.train_masks!r} has one file per "
+                "class ({class}); list the classes in competition.classes.")
+        return train.assign(**{layout.target: ""}), configured or BINARY_CLASSES
+    if rows.per_class:
+        _require_columns(train, path, [(layout.target, "competition.target")])
+        train, classes, found = collapse_class_rows(train, rows, layout.target, configured,
+                                                    path)
+        for problem in found:
+            problems.add(problem)
+        return train, classes
+    if configured is not None and len(configured) > 1:
+        raise PodiumInputError(
+            f"config key competition.classes lists {len(configured)} mask classes but "
+            f"{path.name} has one mask per row; for several classes set "
+            "competition.class_column (or class_separator) for rows per image and class, or "
+            "competition.train_masks for mask images.")
+    return train, configured or BINARY_CLASSES
 
 
 def _labels_from_columns(train: pd.DataFrame, path: Path, layout: CompetitionLayout
@@ -483,9 +536,9 @@ def _validate_train(layout: CompetitionLayout, problems: _Problems) -> _TrainSid
     train = _read_table(train_path, "competition.train_csv")
     if layout.label_columns:
         train, layout = _labels_from_columns(train, train_path, layout)
-    if layout.task == SEGMENTATION and layout.train_masks:
-        # masks come as images, read and run-length encoded once the images are inspected
-        train = train.assign(**{layout.target: ""})
+    segment_classes = None
+    if layout.task == SEGMENTATION:
+        train, segment_classes = _segmentation_table(train, train_path, layout, problems)
     _require_columns(
         train, train_path, [(layout.id_column, "competition.id_column"),
                             (layout.target, "competition.target")]
@@ -496,7 +549,8 @@ def _validate_train(layout: CompetitionLayout, problems: _Problems) -> _TrainSid
             _require_columns(train, train_path, [(column, f"competition.{key}")])
     train_ids = train[layout.id_column]
     _check_ids(train_ids, train_path, problems)
-    classes = _check_labels(train[layout.target], train_path, layout, problems)
+    classes = segment_classes or _check_labels(train[layout.target], train_path, layout,
+                                               problems)
     if layout.image_column is not None:
         _check_image_column(train[layout.image_column], train_path, problems)
     external = [_read_external(e, layout, set(train_ids), classes, problems)
@@ -515,7 +569,8 @@ def _validate_test(layout: CompetitionLayout, problems: _Problems,
     sample_path = layout.root / layout.sample_submission
     sample = _read_table(sample_path, "competition.sample_submission")
     _require_columns(sample, sample_path, [(layout.id_column, "competition.id_column")])
-    test_ids = sample[layout.id_column]
+    test_ids = (layout.class_rows.image_ids(sample, sample_path)
+                if layout.task == SEGMENTATION else sample[layout.id_column])
     _check_ids(test_ids, sample_path, problems)
     for value in sorted(set(train_ids) & set(test_ids) - {""}):
         problems.add(
@@ -545,45 +600,84 @@ def _train_ids_of(layout: CompetitionLayout) -> pd.Series:
     path = layout.root / layout.train_csv
     table = _read_table(path, "competition.train_csv")
     _require_columns(table, path, [(layout.id_column, "competition.id_column")])
+    if layout.task == SEGMENTATION and not layout.train_masks:
+        return layout.class_rows.image_ids(table, path)
     return table[layout.id_column]
 
 
 def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
-                 layout: CompetitionLayout, problems: _Problems) -> None:
-    """Every run-length encoding must decode inside its image (named by line and id)."""
-    for image_id, rle, height, width in zip(frame["id"], frame[layout.target], frame["height"],
-                                            frame["width"], strict=True):
+                 layout: CompetitionLayout, classes: tuple[str, ...],
+                 problems: _Problems) -> None:
+    """Every run-length encoding must decode inside its image (named by line, id and, with
+    several classes, the class)."""
+    for image_id, cell, height, width in zip(frame["id"], frame[layout.target],
+                                             frame["height"], frame["width"], strict=True):
+        where = f"{path} line {line_of.get(image_id, '?')}: id {image_id!r}"
         try:
-            rle_decode(rle, (int(height), int(width)), layout.mask_order)
+            rles = class_rles(cell, len(classes))
         except ValueError as err:
-            problems.add(f"{path} line {line_of.get(image_id, '?')}: id {image_id!r}: "
-                         f"{layout.target} does not fit the {height}x{width} image ({err}); "
-                         "check competition.mask_order")
+            problems.add(f"{where}: {layout.target} holds {err}; an encoding of a binary mask "
+                         "is run lengths only")
+            continue
+        for name, rle in zip(classes, rles, strict=True):
+            try:
+                rle_decode(rle, (int(height), int(width)), layout.mask_order)
+            except ValueError as err:
+                label = f" class {name!r}" if len(classes) > 1 else ""
+                problems.add(f"{where}{label}: {layout.target} does not fit the {height}x{width} "
+                             f"image ({err}); check competition.mask_order")
+
+
+def _read_mask_image(path: Path, image_id: str, height: int, width: int,
+                     problems: _Problems) -> np.ndarray | None:
+    """One mask file at its image's size (colour masks: the brightest channel), or None with
+    the problem reported by path."""
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+    if mask is None:
+        problems.add(f"{path}: mask of train image {image_id!r} is missing or unreadable "
+                     "(config key competition.train_masks)")
+        return None
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if mask.shape != (height, width):
+        problems.add(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} but train image "
+                     f"{image_id!r} is {height}x{width}")
+        return None
+    return mask
+
+
+def _class_masks(layout: CompetitionLayout, classes: tuple[str, ...], image_id: str,
+                 height: int, width: int, problems: _Problems) -> list[np.ndarray] | None:
+    """Each class's 0/1 mask of one train image: one file per class when the pattern holds
+    ``{class}`` (nonzero pixels: the class), else one file whose nonzero pixels are the object
+    (binary) or whose pixel value k is the k-th class (several classes, 0: background)."""
+    pattern = layout.train_masks
+    if "{class}" in pattern:
+        masks = [_read_mask_image(layout.root / pattern.format(id=image_id, **{"class": c}),
+                                  image_id, height, width, problems) for c in classes]
+        return None if any(m is None for m in masks) else [m != 0 for m in masks]
+    path = layout.root / pattern.format(id=image_id)
+    mask = _read_mask_image(path, image_id, height, width, problems)
+    if mask is None or len(classes) == 1:
+        return None if mask is None else [mask != 0]
+    if int(mask.max()) > len(classes):
+        problems.add(f"{path}: mask holds pixel value {int(mask.max())} but there are "
+                     f"{len(classes)} classes (values 1..{len(classes)}, 0 background; config "
+                     "key competition.classes)")
+        return None
+    return [mask == k + 1 for k in range(len(classes))]
 
 
 def _encode_mask_images(frame: pd.DataFrame, layout: CompetitionLayout,
-                        problems: _Problems) -> list[str]:
-    """Each train image's mask image (``competition.train_masks``) as an RLE string: missing,
-    unreadable or differently sized masks are problems named by path. Any nonzero pixel is
-    foreground (0/1, 0/255 and colour masks alike)."""
+                        classes: tuple[str, ...], problems: _Problems) -> list[str]:
+    """Each train image's mask images (``competition.train_masks``) as its manifest cell:
+    missing, unreadable or differently sized masks are problems named by path."""
     encoded = []
     for image_id, height, width in zip(frame["id"], frame["height"], frame["width"],
                                        strict=True):
-        path = layout.root / layout.train_masks.format(id=image_id)
-        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
-        if mask is None:
-            problems.add(f"{path}: mask of train image {image_id!r} is missing or unreadable "
-                         "(config key competition.train_masks)")
-            encoded.append("")
-            continue
-        if mask.ndim == 3:
-            mask = mask.max(axis=2)
-        if mask.shape != (height, width):
-            problems.add(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} but train image "
-                         f"{image_id!r} is {height}x{width}")
-            encoded.append("")
-            continue
-        encoded.append(rle_encode(mask, layout.mask_order))
+        masks = _class_masks(layout, classes, image_id, int(height), int(width), problems)
+        encoded.append("" if masks is None else
+                       join_rles([rle_encode(m, layout.mask_order) for m in masks]))
     return encoded
 
 
@@ -601,10 +695,11 @@ def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple
         if layout.task == SEGMENTATION and labels is not None:
             if layout.train_masks and source == "competition":
                 # encoded from masks of the image's own size: nothing to check again
-                frame[layout.target] = _encode_mask_images(frame, layout, problems)
+                frame[layout.target] = _encode_mask_images(frame, layout, classes, problems)
             else:
                 line_of = {image_id: int(row) + 2 for row, image_id in ids.items()}
-                _check_masks(frame, line_of, layout.root / layout.train_csv, layout, problems)
+                _check_masks(frame, line_of, layout.root / layout.train_csv, layout, classes,
+                             problems)
         frames.append(frame.assign(source=source, train_only=train_only))
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
     return frames
@@ -628,7 +723,9 @@ def _write_train_side(layout: CompetitionLayout, classes: tuple[str, ...],
                       task_path: str | Path, skipped: list[dict],
                       skipped_path: str | Path | None) -> None:
     TaskSpec(task=layout.task, target=layout.target, classes=classes, metric=layout.metric,
-             id_column=layout.id_column, mask_order=layout.mask_order).save(task_path)
+             id_column=layout.id_column, mask_order=layout.mask_order,
+             class_column=layout.class_column,
+             class_separator=layout.class_separator).save(task_path)
     if skipped_path is not None:
         write_csv(pd.DataFrame(skipped, columns=["id", "path", "problem"]), skipped_path)
 

@@ -1,11 +1,12 @@
 """Leaderboard entries of a segmentation competition: models, blends and post-processed
 variants, each as out-of-fold and test probability maps plus ``cv.json``.
 
-Maps are float16 ``N x S x S`` arrays at the packed size (``oof_probs.npy`` in
-:class:`SegmentTruth` order, ``test_probs.npy`` in packed test order); post-processed entries
-hold 0/1 masks in the same files. Every entry is scored the same way as a classification entry
-(the metric per fold, then mean and std), here the per-image Dice of Kaggle's segmentation
-competitions, so one leaderboard ranks them all.
+Maps are float16 ``N x K x S x S`` arrays at the packed size, one plane per mask class
+(``oof_probs.npy`` in :class:`SegmentTruth` order, ``test_probs.npy`` in packed test order);
+post-processed entries hold 0/1 masks in the same files. Every entry is scored the same way as
+a classification entry (the metric per fold, then mean and std), here Dice per (image, class)
+pair averaged, the metric of Kaggle's segmentation competitions (per-image Dice for one class),
+so one leaderboard ranks them all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from podium.segment.classes import unpack_bits
 from podium.segment.metrics import mean_dice
 from podium.segment.postprocess import (
     apply_postprocess,
@@ -34,7 +36,8 @@ THRESHOLD = 0.5
 
 @dataclass(frozen=True)
 class SegmentTruth:
-    """The validated train images (fold >= 0) in packed-row order, with folds and masks."""
+    """The validated train images (fold >= 0) in packed-row order, with folds and packed masks
+    (bit k: class k; :meth:`class_masks` unpacks them)."""
 
     ids: np.ndarray
     rows: np.ndarray
@@ -55,19 +58,39 @@ class SegmentTruth:
     def n_folds(self) -> int:
         return int(self.fold.max()) + 1
 
+    def class_masks(self, n_classes: int) -> np.ndarray:
+        """``N x K x S x S`` 0/1 truth, one plane per mask class."""
+        return unpack_bits(self.masks, n_classes)
+
 
 def _as_masks(maps: np.ndarray) -> np.ndarray:
     return maps if maps.dtype == np.uint8 else (maps >= THRESHOLD).astype(np.uint8)
 
 
+def _pairs(stack: np.ndarray) -> np.ndarray:
+    """``N x K x S x S`` as ``N*K`` masks, image by image."""
+    return stack.reshape(-1, *stack.shape[2:])
+
+
+def pair_dice(maps: np.ndarray, truth: np.ndarray) -> float:
+    """Mean Dice over (image, class) pairs of maps (probabilities at 0.5, or 0/1 masks) and
+    0/1 truth, both ``N x K x S x S``."""
+    return float(mean_dice(_pairs(_as_masks(maps)), _pairs(truth)))
+
+
 def cv_summary(name: str, kind: str, truth: SegmentTruth, maps: np.ndarray) -> dict[str, Any]:
-    """``cv.json``: mean per-image Dice of each fold, their mean and std, and the pooled Dice."""
-    masks = _as_masks(maps)
-    scores = [mean_dice(masks[truth.fold == k], truth.masks[truth.fold == k])
+    """``cv.json``: mean Dice over (image, class) pairs of each fold, their mean and std, the
+    pooled Dice and, with several classes, each class's."""
+    masks = truth.class_masks(maps.shape[1])
+    scores = [pair_dice(maps[truth.fold == k], masks[truth.fold == k])
               for k in range(truth.n_folds)]
-    return {"name": name, "kind": kind, "metric": "dice", "cv_mean": float(np.mean(scores)),
-            "cv_std": float(np.std(scores)), "fold_scores": [float(s) for s in scores],
-            "oof_score": float(mean_dice(masks, truth.masks))}
+    summary = {"name": name, "kind": kind, "metric": "dice", "cv_mean": float(np.mean(scores)),
+               "cv_std": float(np.std(scores)), "fold_scores": [float(s) for s in scores],
+               "oof_score": pair_dice(maps, masks)}
+    if maps.shape[1] > 1:
+        summary["class_scores"] = [pair_dice(maps[:, k:k + 1], masks[:, k:k + 1])
+                                   for k in range(maps.shape[1])]
+    return summary
 
 
 def write_entry(name: str, kind: str, truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
@@ -115,17 +138,29 @@ def mean_blend(oofs: list[np.ndarray], tests: list[np.ndarray]) -> tuple[np.ndar
             np.mean([t.astype(np.float32) for t in tests], axis=0))
 
 
+def _readable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "empty_classifier"}
+
+
 def postprocess_entry(truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
                       params: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Threshold, minimum area and the empty-mask classifier, fitted fold by fold on OOF
-    (so the entry's CV is honest) and once on every OOF image for the test masks."""
+    """Threshold, minimum area and the empty-mask classifier of each mask class (Severstal's
+    per-class recipe), fitted fold by fold on OOF (so the entry's CV is honest) and once on
+    every OOF image for the test masks."""
     options = dict(params or {})
-    oof_masks, report = fit_postprocess_fold_by_fold(
-        oof.astype(np.float32), truth.masks, truth.fold, **options)
-    fitted = fit_postprocess(oof.astype(np.float32), truth.masks, folds=truth.fold, **options)
-    test_masks = apply_postprocess(test.astype(np.float32), fitted)
-    details = {"dice_before": report["dice_before"], "dice_after": report["dice_after"],
-               "fitted": {k: v for k, v in fitted.items() if k != "empty_classifier"},
-               "per_fold": [{k: v for k, v in f.items() if k != "empty_classifier"}
-                            for f in report["folds"]]}
+    masks = truth.class_masks(oof.shape[1])
+    oof_masks = np.empty(oof.shape, dtype=np.uint8)
+    test_masks = np.empty(test.shape, dtype=np.uint8)
+    classes = []
+    for k in range(oof.shape[1]):
+        oof_masks[:, k], report = fit_postprocess_fold_by_fold(
+            oof[:, k].astype(np.float32), masks[:, k], truth.fold, **options)
+        fitted = fit_postprocess(oof[:, k].astype(np.float32), masks[:, k], folds=truth.fold,
+                                 **options)
+        test_masks[:, k] = apply_postprocess(test[:, k].astype(np.float32), fitted)
+        classes.append({"class": k, "dice_before": report["dice_before"],
+                        "dice_after": report["dice_after"], "fitted": _readable(fitted),
+                        "per_fold": [_readable(f) for f in report["folds"]]})
+    details = {"dice_before": pair_dice(oof, masks), "dice_after": pair_dice(oof_masks, masks),
+               "classes": classes}
     return oof_masks, test_masks, details

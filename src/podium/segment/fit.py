@@ -1,4 +1,4 @@
-"""Train a binary segmentation model on one fold; predict mask probabilities for OOF and test.
+"""Train a segmentation model on one fold; predict mask probabilities for OOF and test.
 
 The segmentation counterpart of :mod:`podium.train.fit`, and built the same way so that a fold
 behaves the same under Snakemake: every random stream is reseeded from (seed, fold, epoch) at
@@ -6,11 +6,13 @@ the start of each epoch, each completed epoch is saved outside the declared outp
 :mod:`podium.train.resume`) so a killed fold resumes to the result of an uninterrupted one,
 and the outputs are written only once the fold has finished.
 
-Masks are binary (one sigmoid channel). Training may run on random crops of the packed images
-(``crop``) so large images fit a batch; prediction then covers whole images with overlapping
-tiles (``tile``) and D4 test-time views, averaged on the logits (:mod:`podium.segment.tiles`).
-Probabilities are stored as float16 ``N x S x S`` arrays: half the size, and 1e-3 precision is
-far finer than any threshold search needs.
+Each mask class is one sigmoid channel (a binary mask is one; several classes may overlap, as
+in Understanding Clouds), and packed masks hold the classes as bits (:mod:`.classes`).
+Training may run on random crops of the packed images (``crop``) so large images fit a batch;
+prediction then covers whole images with overlapping tiles (``tile``) and D4 test-time views,
+averaged on the logits (:mod:`podium.segment.tiles`). Probabilities are stored as float16
+``N x K x S x S`` arrays: half the size, and 1e-3 precision is far finer than any threshold
+search needs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tqdm import tqdm
 
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import get_metric
+from podium.segment.classes import MAX_CLASSES, unpack_bits
 from podium.segment.losses import build_segmentation_loss
 from podium.segment.metrics import mean_dice
 from podium.segment.models import Segmenter, build_segmenter
@@ -207,13 +210,17 @@ class SegmentTrainer:
     """One fold's segmenter, optimiser, schedule, loss and loader, trained epoch by epoch."""
 
     def __init__(self, settings: SegmentSettings, images: np.ndarray, masks: np.ndarray,
-                 train_rows: np.ndarray, runtime: Runtime, fold: int, name: str) -> None:
+                 train_rows: np.ndarray, runtime: Runtime, fold: int, name: str,
+                 n_classes: int = 1) -> None:
         self.settings, self.runtime, self.fold = settings, runtime, fold
         key = f"models.{name}"
         self.model = runtime.model(build_segmenter(
-            settings.arch, settings.encoder, 1, images.shape[3], settings.pretrained, key=key))
-        self.loss_fn = build_segmentation_loss(settings.loss, 1, key=f"{key}.loss").to(
-            runtime.device)
+            settings.arch, settings.encoder, n_classes, images.shape[3], settings.pretrained,
+            key=key))
+        self.loss_fn = build_segmentation_loss(settings.loss, n_classes, key=f"{key}.loss",
+                                               multilabel=True).to(runtime.device)
+        self.shifts = torch.arange(n_classes, dtype=torch.uint8,
+                                   device=runtime.device).view(1, n_classes, 1, 1)
         self.augment = build_train_pipeline(settings, images.shape[1], settings.seed + fold,
                                             name)
         self.dataset = MaskedImages(images, masks, train_rows, self.augment)
@@ -254,7 +261,8 @@ class SegmentTrainer:
                    mininterval=10, leave=False)
         for images, masks in bar:
             images = runtime.batch(images)
-            targets = masks.to(runtime.device, non_blocking=True).unsqueeze(1).gt(0).float()
+            packed = masks.to(runtime.device, non_blocking=True).unsqueeze(1)
+            targets = torch.bitwise_and(torch.bitwise_right_shift(packed, self.shifts), 1).float()
             with runtime.autocast():
                 loss = self.loss_fn(self.model(images), targets)
             losses.add(loss, len(targets))
@@ -286,29 +294,42 @@ def _forward(model: nn.Module, runtime: Runtime, tile: int | None,
 def predict_probabilities(model: nn.Module, array: np.ndarray, rows: np.ndarray,
                           runtime: Runtime, settings: SegmentSettings, batch_size: int,
                           views: Sequence[str] | None = None) -> np.ndarray:
-    """Float32 ``n x H x W`` foreground probabilities of ``array[rows]``, averaged over
+    """Float32 ``n x K x H x W`` class probabilities of ``array[rows]``, averaged over
     ``views`` (the settings' TTA when None) on the logits, tiled when ``settings.tile`` is set.
     Batches are gathered straight from the (memory-mapped) array: no decoding, no workers."""
     views = tta_views(settings.tta) if views is None else tuple(views)
     model.eval()
     rows = np.asarray(rows)
-    out = np.empty((len(rows), *array.shape[1:3]), dtype=np.float32)
+    out: np.ndarray | None = None
     forward = _forward(model, runtime, settings.tile, batch_size)
     loader = BatchLoader([PackedImages(array, rows)], batch_size, pin_memory=runtime.cuda)
     start = 0
     for images, _ in loader:
         logits = d4_predict(forward, runtime.batch(images), views)
-        out[start:start + len(images)] = torch.sigmoid(logits[:, 0].float()).cpu().numpy()
+        if out is None:
+            out = np.empty((len(rows), logits.shape[1], *array.shape[1:3]), dtype=np.float32)
+        out[start:start + len(images)] = torch.sigmoid(logits.float()).cpu().numpy()
         start += len(images)
+    if out is None:
+        raise PodiumInputError("predict_probabilities: no rows to predict.")
     return out
 
 
 def _dice(probs: np.ndarray, masks: np.ndarray) -> float:
-    return mean_dice(probs > THRESHOLD, masks)
+    """Mean Dice over (image, class) pairs of ``n x K x H x W`` probabilities and packed
+    ``n x H x W`` masks (Severstal's and Clouds' metric; per-image Dice for one class)."""
+    truth = unpack_bits(masks, probs.shape[1])
+    return mean_dice((probs > THRESHOLD).reshape(-1, *probs.shape[2:]),
+                     truth.reshape(-1, *truth.shape[2:]))
 
 
 def _check_inputs(images: np.ndarray, masks: np.ndarray, masks_path: str | Path,
-                  n_train: int, n_valid: int, fold: int, folds_csv: str | Path) -> None:
+                  n_train: int, n_valid: int, fold: int, folds_csv: str | Path,
+                  n_classes: int) -> None:
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) \
+            or not 1 <= n_classes <= MAX_CLASSES:
+        raise PodiumInputError(f"n_classes must be 1 to {MAX_CLASSES} mask classes, got "
+                               f"{n_classes!r}.")
     if masks.shape != images.shape[:3]:
         raise PodiumInputError(
             f"{masks_path}: masks of shape {masks.shape} do not line up with the packed images "
@@ -320,10 +341,11 @@ def _check_inputs(images: np.ndarray, masks: np.ndarray, masks_path: str | Path,
 
 
 def _resume_store(resume_dir: str | Path | None, settings: SegmentSettings, fold: int,
-                  name: str, inputs: list[str | Path]) -> ResumeStore | None:
+                  name: str, inputs: list[str | Path], n_classes: int) -> ResumeStore | None:
     if resume_dir is None:
         return None
-    job = {"settings": asdict(settings), "task": "segment", "fold": fold, "name": name}
+    job = {"settings": asdict(settings), "task": "segment", "fold": fold, "name": name,
+           "n_classes": n_classes}
     return ResumeStore(resume_dir, resume_key(job, inputs))
 
 
@@ -338,8 +360,10 @@ def train_segment_fold(
     threads: int = 1,
     resume_dir: str | Path | None = None,
     name: str | None = None,
+    n_classes: int = 1,
 ) -> dict[str, Any]:
-    """Fit on every fold but ``fold``, early-stop on the validation Dice, and write the best
+    """Fit on every fold but ``fold`` (``n_classes`` sigmoid channels, one per mask class),
+    early-stop on the validation Dice (mean over image and class pairs), and write the best
     epoch's weights and OOF probabilities (with the configured TTA and tiles). Test images are
     :func:`predict_segment_test`'s job, so new test images never retrain a model.
 
@@ -354,13 +378,15 @@ def train_segment_fold(
                              key=f"models.{name}.precision")
     index, train_pos, valid_pos = fold_rows(train_index, folds_csv, fold)
     images, masks = load_packed(train_array), load_packed(masks_array)
-    _check_inputs(images, masks, masks_array, len(train_pos), len(valid_pos), fold, folds_csv)
+    _check_inputs(images, masks, masks_array, len(train_pos), len(valid_pos), fold, folds_csv,
+                  n_classes)
     train_rows = index["row"].to_numpy()[train_pos]
     valid_rows = index["row"].to_numpy()[valid_pos]
     valid_masks = np.asarray(masks[valid_rows])
-    trainer = SegmentTrainer(settings, images, masks, train_rows, runtime, fold, name)
+    trainer = SegmentTrainer(settings, images, masks, train_rows, runtime, fold, name,
+                             n_classes)
     store = _resume_store(resume_dir, settings, fold, name,
-                          [train_array, train_index, masks_array, folds_csv])
+                          [train_array, train_index, masks_array, folds_csv], n_classes)
     eval_batch = settings.batch_size * 2
 
     def evaluate(epoch: int) -> tuple[float, dict[str, float]]:
@@ -388,13 +414,14 @@ def train_segment_fold(
 
     outputs.weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": best_state, "settings": asdict(settings),
-                "in_chans": int(images.shape[3])}, outputs.weights)
+                "in_chans": int(images.shape[3]), "n_classes": n_classes}, outputs.weights)
     write_npy(oof.astype(np.float16), outputs.oof_probs)
     write_parquet(index.loc[valid_pos, ["id", "row"]].reset_index(drop=True), outputs.oof_index)
     write_csv(pd.DataFrame(history), outputs.history)
     epochs_run = len(history) - start_epoch
     summary = {
-        "fold": fold, "metric": "dice", "threshold": THRESHOLD, "best_epoch": best_epoch,
+        "fold": fold, "metric": "dice", "threshold": THRESHOLD, "n_classes": n_classes,
+        "best_epoch": best_epoch,
         "best_valid_dice": best_score, "oof_dice_tta": _dice(oof, valid_masks),
         "tta": list(views), "tile": settings.tile, "crop": settings.crop,
         "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
@@ -418,8 +445,8 @@ def load_segment_model(weights_path: str | Path, runtime: Runtime,
     """The network a training job saved, rebuilt from its own settings, on the device."""
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     saved = state["settings"]
-    model = build_segmenter(saved["arch"], saved["encoder"], 1, state["in_chans"],
-                            pretrained=False, key=f"models.{name}")
+    model = build_segmenter(saved["arch"], saved["encoder"], int(state.get("n_classes", 1)),
+                            state["in_chans"], pretrained=False, key=f"models.{name}")
     model.load_state_dict(state["state_dict"])
     return runtime.model(model).eval(), state
 
@@ -429,8 +456,8 @@ def predict_segment_test(
     test_index: str | Path, probs_out: str | Path, index_out: str | Path, threads: int = 1,
     name: str | None = None,
 ) -> dict[str, Any]:
-    """Foreground probabilities of every test image with one fold's model, with the TTA,
-    tiles and precision of ``settings``: float16 ``N_test x S x S`` in packed order, and the
+    """Class probabilities of every test image with one fold's model, with the TTA, tiles
+    and precision of ``settings``: float16 ``N_test x K x S x S`` in packed order, and the
     ``id, row`` index beside it."""
     name = name or settings.encoder
     views = tta_views(settings.tta, f"models.{name}.tta")

@@ -2,7 +2,9 @@
 
 Logits are ``N x K x H x W``. ``K == 1`` is a binary mask scored through a sigmoid, against
 0/1 targets ``N x 1 x H x W`` or ``N x H x W``; ``K > 1`` is one class per pixel scored through
-a softmax, against class ids ``N x H x W``. :func:`build_segmentation_loss` reads the config key
+a softmax, against class ids ``N x H x W``; ``multilabel`` masks (podium's several mask
+classes, which may overlap) are ``K`` binary masks, each class scored by the binary loss and the
+classes averaged (:class:`PerClassLoss`). :func:`build_segmentation_loss` reads the config key
 ``models.<name>.loss`` in the format of :func:`podium.train.losses.build_loss` (a name,
 ``{name, params}``, or a list of those with ``weight`` for a weighted sum) and fails on bad
 config before any training starts.
@@ -156,6 +158,27 @@ class LovaszLoss(nn.Module):
         return f"per_image={self.per_image}"
 
 
+class PerClassLoss(nn.Module):
+    """A binary loss applied to each of ``K`` sigmoid channels (targets ``N x K x H x W`` 0/1)
+    and averaged over the classes: region losses then pool each class on its own, so a large
+    class does not drown a small one."""
+
+    def __init__(self, loss: nn.Module, n_classes: int) -> None:
+        super().__init__()
+        self.loss, self.n_classes = loss, n_classes
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if logits.ndim != 4 or tuple(targets.shape) != tuple(logits.shape):
+            raise ValueError(f"multilabel targets of shape {tuple(targets.shape)} do not fit "
+                             f"logits of shape {tuple(logits.shape)}; they must be equal")
+        losses = [self.loss(logits[:, k:k + 1], targets[:, k:k + 1])
+                  for k in range(logits.shape[1])]
+        return torch.stack(losses).mean()
+
+    def extra_repr(self) -> str:
+        return f"n_classes={self.n_classes}"
+
+
 # --- builders: config params -> module -----------------------------------------------------
 
 
@@ -290,16 +313,20 @@ def _lookup(name: Any, key: str) -> SegLossFactory:
 
 
 def build_segmentation_loss(config: str | Mapping[str, Any] | list | None, n_classes: int,
-                            key: str = LOSS_KEY) -> nn.Module:
+                            key: str = LOSS_KEY, multilabel: bool = False) -> nn.Module:
     """The per-pixel loss a model's config asks for; forward is ``(logits, targets) -> scalar``.
 
     ``config`` is ``None`` (``bce_dice`` for a binary mask, ``n_classes == 1``; cross-entropy
     plus dice for ``n_classes > 1``), a loss name, ``{"name": ..., "params": {...}}``, or a list
     of those (each may add ``"weight"``, default 1.0) for a
     :class:`~podium.train.losses.WeightedLossSum`. ``key`` names the config key in errors.
+    ``multilabel``: ``n_classes`` sigmoid channels, each scored by the binary loss ``config``
+    names (:class:`PerClassLoss`).
     """
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
         raise PodiumInputError(f"n_classes must be a positive integer, not {n_classes!r}")
+    if multilabel and n_classes > 1:
+        return PerClassLoss(build_segmentation_loss(config, 1, key), n_classes)
     if config is None:
         config = DEFAULT_LOSS[BINARY if n_classes == 1 else MULTICLASS]
     return build_from_config(config, _lookup, n_classes, key)

@@ -1,8 +1,9 @@
 """Train masks packed beside the train images, and the way back to each image's own size.
 
-Masks come from run-length encodings in train.csv, in the images' original pixels. They are
-decoded once and resized to the packed size with nearest-neighbour interpolation (a mask
-stays 0/1), row for row with the packed train images, so training reads them like images.
+Masks come from run-length encodings in the manifest, in the images' original pixels, one per
+mask class (:mod:`podium.segment.classes`). They are decoded once, packed as the bits of one
+uint8 per pixel and resized to the packed size with nearest-neighbour interpolation (bits stay
+bits), row for row with the packed train images, so training reads them like images.
 Predictions go the other way: probability maps at the packed size are resized to each test
 image's height and width, then thresholded and encoded.
 """
@@ -18,6 +19,7 @@ import pandas as pd
 from numpy.lib.format import open_memmap
 
 from podium.errors import PodiumInputError
+from podium.segment.classes import class_rles, pack_bits, presence_strata
 from podium.segment.rle import rle_decode
 
 log = logging.getLogger(__name__)
@@ -33,9 +35,12 @@ def rle_area(rle: object) -> int:
     return int(np.asarray(rle.split()[1::2], dtype=np.int64).sum())
 
 
-def stratification_labels(rles: pd.Series) -> np.ndarray:
+def stratification_labels(rles: pd.Series, n_classes: int = 1) -> np.ndarray:
     """0 for an empty mask, else 1..AREA_BINS by area tertile: folds then hold the same share
-    of empty images and of small and large objects (the SIIM and Airbus CV habit)."""
+    of empty images and of small and large objects (the SIIM and Airbus CV habit). With
+    several classes, the set of classes each image holds (:func:`presence_strata`)."""
+    if n_classes > 1:
+        return presence_strata(rles, n_classes)
     areas = np.array([rle_area(v) for v in rles], dtype=np.int64)
     labels = np.zeros(len(areas), dtype=np.int64)
     present = areas > 0
@@ -45,24 +50,28 @@ def stratification_labels(rles: pd.Series) -> np.ndarray:
     return labels
 
 
-def decode_to_size(rle: object, height: int, width: int, size: int, order: str) -> np.ndarray:
-    """One train mask at the packed ``size x size`` (nearest neighbour, like a label map)."""
-    mask = rle_decode(rle, (height, width), order)
+def decode_to_size(cell: object, height: int, width: int, size: int, order: str,
+                   n_classes: int = 1) -> np.ndarray:
+    """One train image's masks at the packed ``size x size``, bit k for class k (nearest
+    neighbour, like a label map)."""
+    mask = pack_bits([rle_decode(rle, (height, width), order)
+                      for rle in class_rles(cell, n_classes)])
     if (height, width) == (size, size):
         return mask
     return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
 def pack_masks(manifest: pd.DataFrame, index: pd.DataFrame, target: str, order: str,
-               size: int, out_path: str | Path) -> np.ndarray:
-    """Write ``N x size x size`` uint8 masks in the row order of the packed train ``index``."""
+               size: int, out_path: str | Path, n_classes: int = 1) -> np.ndarray:
+    """Write ``N x size x size`` uint8 masks (bit k: class k) in the row order of the packed
+    train ``index``."""
     by_id = manifest.set_index("id")
     packed = open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(len(index), size, size))
     for row, image_id in zip(index["row"], index["id"], strict=True):
         entry = by_id.loc[image_id]
         try:
             packed[row] = decode_to_size(entry[target], int(entry["height"]),
-                                         int(entry["width"]), size, order)
+                                         int(entry["width"]), size, order, n_classes)
         except ValueError as err:
             raise PodiumInputError(
                 f"train image {image_id!r}: its {target} run-length encoding does not fit the "

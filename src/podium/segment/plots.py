@@ -1,5 +1,5 @@
-"""Where a segmentation entry's masks go wrong, drawn: validation images with the true mask's
-outline and the predicted one, the worst images by Dice first, then the best."""
+"""Where a segmentation entry's masks go wrong, drawn: validation images with the true masks'
+outlines and the predicted ones, the worst images by Dice first, then the best."""
 
 from __future__ import annotations
 
@@ -15,23 +15,36 @@ import numpy as np  # noqa: E402
 from podium.segment.metrics import dice  # noqa: E402
 
 TRUTH, PREDICTED = (0.2, 0.9, 0.2), (0.95, 0.2, 0.2)
+_COLOUR_NAMES = ("blue", "orange", "green", "red", "purple", "brown", "pink", "grey")  # tab10
 
 
-def _outline(ax: plt.Axes, mask: np.ndarray, colour: tuple[float, ...]) -> None:
+def _outline(ax: plt.Axes, mask: np.ndarray, colour: tuple[float, ...],
+             style: str = "-") -> None:
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_NONE)
     for contour in contours:
         points = contour[:, 0, :]
         ax.plot(np.append(points[:, 0], points[0, 0]), np.append(points[:, 1], points[0, 1]),
-                color=colour, linewidth=1.2)
+                color=colour, linewidth=1.2, linestyle=style)
+
+
+def _image_scores(masks: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Each image's Dice averaged over its classes."""
+    return np.array([np.mean([dice(m, t) for m, t in zip(mk, tk, strict=True)])
+                     for mk, tk in zip(masks, truth, strict=True)])
 
 
 def plot_mask_examples(images: np.ndarray, truth: np.ndarray, maps: np.ndarray,
-                       ids: np.ndarray, name: str, path: str | Path, n: int = 6) -> None:
-    """``n`` worst images by Dice (at 0.5 for probability maps) and the ``n`` best that hold
-    an object, each with the true outline (green) and the predicted one (red)."""
+                       ids: np.ndarray, name: str, path: str | Path, n: int = 6,
+                       class_names: list[str] | None = None) -> None:
+    """``n`` worst images by Dice (at 0.5 for probability maps; averaged over the classes)
+    and the ``n`` best that hold an object. ``truth`` and ``maps`` are ``N x K x S x S``: one
+    class is drawn with the true outline green and the predicted one red; several classes each
+    in their own colour, truth solid and prediction dashed."""
     masks = maps if maps.dtype == np.uint8 else (maps >= 0.5).astype(np.uint8)
-    scores = np.array([dice(m, t) for m, t in zip(masks, truth, strict=True)])
+    scores = _image_scores(masks, truth)
+    n_classes = truth.shape[1]
+    palette = plt.get_cmap("tab10")
     order = np.argsort(scores, kind="stable")
     worst = list(order[:n])
     # the best among images with an object: two empty masks agreeing show nothing
@@ -46,11 +59,21 @@ def plot_mask_examples(images: np.ndarray, truth: np.ndarray, maps: np.ndarray,
         image = images[i]
         ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0,
                   vmax=65535 if image.dtype == np.uint16 else 255)
-        _outline(ax, truth[i], TRUTH)
-        _outline(ax, masks[i], PREDICTED)
+        for k in range(n_classes):
+            if n_classes == 1:
+                _outline(ax, truth[i, k], TRUTH)
+                _outline(ax, masks[i, k], PREDICTED)
+            else:
+                _outline(ax, truth[i, k], palette(k))
+                _outline(ax, masks[i, k], palette(k), "--")
         ax.set_title(f"{ids[i]}  dice {scores[i]:.2f}", fontsize=7)
-    fig.suptitle(f"{name}: worst (top) and best OOF masks; green truth, red prediction",
-                 fontsize=9, y=0.995)
+    if n_classes == 1:
+        legend = "green truth, red prediction"
+    else:
+        names = class_names or [str(k) for k in range(n_classes)]
+        legend = "truth solid, prediction dashed; " + ", ".join(
+            f"{c}: {colour}" for c, colour in zip(names, _COLOUR_NAMES, strict=False))
+    fig.suptitle(f"{name}: worst (top) and best OOF masks; {legend}", fontsize=9, y=0.995)
     fig.tight_layout(h_pad=1.5)
     fig.savefig(path, dpi=110)
     plt.close(fig)

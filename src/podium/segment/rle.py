@@ -56,7 +56,7 @@ def rle_encode(mask: np.ndarray, order: str = "F") -> str:
     return " ".join(map(str, pairs.tolist()))
 
 
-def _is_empty(rle: object) -> bool:
+def is_empty(rle: object) -> bool:
     """The spellings of "no mask" in Kaggle CSVs: "", "-1" (SIIM writes " -1"), None, NaN."""
     if rle is None:
         return True
@@ -118,7 +118,7 @@ def rle_decode(rle: str | float | None, shape: tuple[int, int], order: str = "F"
     _check_order(order)
     shape = _check_shape(shape)
     n_pixels = shape[0] * shape[1]
-    if _is_empty(rle):
+    if is_empty(rle):
         return np.zeros(shape, dtype=np.uint8)
     if not isinstance(rle, str):
         raise ValueError(f"RLE must be a string of 'start length' pairs; got {rle!r}.")

@@ -1,9 +1,11 @@
-"""The embedded segmentation demo: bright ellipses on a noisy, shaded background.
+"""The embedded segmentation demo: bright ellipses on a noisy, shaded background, or with
+``classes``, ellipses and boxes as two mask classes.
 
 Generated rather than downloaded, so the segmentation path runs anywhere. Objects sometimes
 touch or overlap (so instance splitting such as watershed has work), a share of images is
 empty (so the empty-mask convention of the metrics matters), and the same seed writes the same
-files byte for byte.
+files byte for byte. Two classes are written as Kaggle writes them (Severstal): one CSV row per
+image and class, the class in column ``class``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from podium.errors import PodiumInputError
+from podium.segment.classes import class_rles, join_rles
 from podium.segment.rle import rle_encode
 from podium.tables import write_csv
 
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_OBJECTS = 4
 TOUCH_PROBABILITY = 0.5  # chance that an object is placed against the previous one
+LIFTS = ((90.0, 130.0), (35.0, 60.0))  # brightness over the background: ellipses, boxes
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -36,9 +40,21 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return base + rng.uniform(0.0, 40.0) * (math.cos(angle) * xx + math.sin(angle) * yy)
 
 
-def _ellipses(rng: np.random.Generator, size: int) -> list[np.ndarray]:
-    """1-4 filled ellipse masks; about half are placed touching the previous one."""
-    masks: list[np.ndarray] = []
+def _box(rng: np.random.Generator, size: int, centre: np.ndarray,
+         axes: np.ndarray) -> np.ndarray:
+    """A filled rotated rectangle (the second class: corners tell it from an ellipse)."""
+    mask = np.zeros((size, size), dtype=np.uint8)
+    corners = cv2.boxPoints(((float(centre[0]), float(centre[1])),
+                             (float(2 * axes[0]), float(2 * axes[1])), rng.uniform(0.0, 90.0)))
+    cv2.fillPoly(mask, [np.rint(corners).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def _ellipses(rng: np.random.Generator, size: int,
+              n_kinds: int = 1) -> list[tuple[int, np.ndarray]]:
+    """1-4 filled objects as (class, mask): ellipses, or with two kinds ellipses (0) and
+    boxes (1); about half are placed touching the previous one."""
+    masks: list[tuple[int, np.ndarray]] = []
     centre = radius = None
     for _ in range(rng.integers(1, MAX_OBJECTS + 1)):
         axes = rng.uniform(0.07, 0.2, size=2) * size
@@ -50,24 +66,31 @@ def _ellipses(rng: np.random.Generator, size: int) -> list[np.ndarray]:
             centre = rng.uniform(0.15, 0.85, size=2) * size
         centre = np.clip(centre, 2.0, size - 3.0)
         radius = axes.mean()
+        if n_kinds > 1 and rng.random() < 0.5:
+            masks.append((1, _box(rng, size, centre, axes * 0.8)))
+            continue
         mask = np.zeros((size, size), dtype=np.uint8)
         cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))),
                     (max(2, int(round(axes[0]))), max(2, int(round(axes[1])))),
                     rng.uniform(0.0, 180.0), 0, 360, 1, thickness=-1)
-        masks.append(mask.astype(bool))
+        masks.append((0, mask.astype(bool)))
     return masks
 
 
-def _draw(rng: np.random.Generator, size: int, empty: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One image and its union mask."""
+def _draw(rng: np.random.Generator, size: int, empty: bool,
+          n_kinds: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One image and each class's union mask."""
     background = _background(rng, size)
     image = background.copy()
-    union = np.zeros((size, size), dtype=bool)
-    for mask in [] if empty else _ellipses(rng, size):
-        image[mask] = background[mask] + rng.uniform(60.0, 130.0)  # later objects on top
-        union |= mask
+    unions = [np.zeros((size, size), dtype=bool) for _ in range(n_kinds)]
+    for kind, mask in [] if empty else _ellipses(rng, size, n_kinds):
+        # later objects on top; with two classes boxes are dimmer, as classes differ in
+        # texture or brightness in real data
+        low, high = LIFTS[kind] if n_kinds > 1 else (60.0, 130.0)
+        image[mask] = background[mask] + rng.uniform(low, high)
+        unions[kind] |= mask
     image += rng.normal(0.0, rng.uniform(4.0, 12.0), size=image.shape)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8), union
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), unions
 
 
 def write_shapes_competition(
@@ -77,12 +100,17 @@ def write_shapes_competition(
     test_fraction: float = 0.25,
     seed: int = 0,
     empty_fraction: float = 0.3,
+    classes: list[str] | None = None,
 ) -> None:
     """Write train.csv (id, rle), train/, test/, sample_submission.csv and solution.csv.
 
     The rle column is the union mask of each image in order "F"; empty masks are "".
-    Exactly ``round(empty_fraction * n_images)`` images hold no object.
+    Exactly ``round(empty_fraction * n_images)`` images hold no object. With two ``classes``
+    (ellipses, then boxes) every CSV has a row per image and class: id, class, rle.
     """
+    if classes is not None and len(classes) != 2:
+        raise PodiumInputError(f"shapes competition: classes {classes!r} must name two "
+                               "classes (ellipses, boxes), or be null for one.")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise PodiumInputError(
@@ -112,14 +140,25 @@ def write_shapes_competition(
     is_test[rng.permutation(n_images)[:n_test]] = True
     rles = []
     for i in range(n_images):
-        image, mask = _draw(rng, size, bool(empty[i]))
+        image, masks = _draw(rng, size, bool(empty[i]), len(classes or [None]))
         split = out / ("test" if is_test[i] else "train")
         split.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(split / f"{ids[i]}.png")
-        rles.append(rle_encode(mask, order="F"))
+        rles.append(join_rles([rle_encode(m, order="F") for m in masks]))
     rles = np.array(rles, dtype=object)
-    write_csv(pd.DataFrame({"id": ids[~is_test], "rle": rles[~is_test]}), out / "train.csv")
-    write_csv(pd.DataFrame({"id": ids[is_test], "rle": ""}), out / "sample_submission.csv")
-    write_csv(pd.DataFrame({"id": ids[is_test], "rle": rles[is_test]}), out / "solution.csv")
-    log.info("wrote shapes competition: %d train, %d test images of %d px to %s",
-             n_images - n_test, n_test, size, out)
+    tables = {"train.csv": (ids[~is_test], rles[~is_test]),
+              "sample_submission.csv": (ids[is_test], np.full(is_test.sum(), "", dtype=object)),
+              "solution.csv": (ids[is_test], rles[is_test])}
+    for name, (image_ids, cells) in tables.items():
+        write_csv(_rows(image_ids, cells, classes), out / name)
+    log.info("wrote shapes competition%s: %d train, %d test images of %d px to %s",
+             f" with classes {classes}" if classes else "", n_images - n_test, n_test, size, out)
+
+
+def _rows(image_ids: np.ndarray, cells: np.ndarray, classes: list[str] | None) -> pd.DataFrame:
+    """One row per image (id, rle), or with classes one per image and class (id, class, rle)."""
+    if classes is None:
+        return pd.DataFrame({"id": image_ids, "rle": cells})
+    rows = [(image_id, name, rle) for image_id, cell in zip(image_ids, cells, strict=True)
+            for name, rle in zip(classes, class_rles(cell, len(classes)), strict=True)]
+    return pd.DataFrame(rows, columns=["id", "class", "rle"])

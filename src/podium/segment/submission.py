@@ -1,5 +1,6 @@
-"""A segmentation submission: each test image's mask at its own size, run-length encoded in the
-sample submission's format, and the held-out score of the embedded demo."""
+"""A segmentation submission: each test image's masks at its own size, run-length encoded in
+the sample submission's format (one row per image, or per image and class), and the held-out
+score of the embedded demo."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from podium.errors import PodiumInputError
+from podium.segment.classes import ClassRows
 from podium.segment.masks import to_original_size
 from podium.segment.metrics import mean_dice
 from podium.segment.rle import rle_decode, rle_encode
@@ -16,44 +19,79 @@ from podium.task import TaskSpec
 THRESHOLD = 0.5
 
 
+def class_rows(spec: TaskSpec) -> ClassRows:
+    """How the competition's CSVs name each row's mask class."""
+    return ClassRows(spec.id_column, spec.class_column, spec.class_separator)
+
+
 def encode_test_masks(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFrame,
-                      order: str) -> dict[str, str]:
-    """``id -> rle`` for packed maps: probabilities are resized to the image's size and then
-    thresholded (a smoother edge than resizing a mask); 0/1 masks are resized as masks."""
+                      order: str) -> dict[str, list[str]]:
+    """``id -> [rle of each class]`` for packed ``N x K x S x S`` maps: probabilities are
+    resized to the image's size and then thresholded (a smoother edge than resizing a mask);
+    0/1 masks are resized as masks."""
     size_of = sizes.set_index("id")[["height", "width"]]
     out = {}
-    for image_id, packed in zip(test_ids, maps, strict=True):
+    for image_id, planes in zip(test_ids, maps, strict=True):
         height, width = (int(v) for v in size_of.loc[image_id])
-        full = to_original_size(packed if packed.dtype == np.uint8
-                                else packed.astype(np.float32), height, width)
-        mask = full if full.dtype == np.uint8 else (full >= THRESHOLD).astype(np.uint8)
-        out[image_id] = rle_encode(mask, order)
+        encoded = []
+        for packed in planes:
+            full = to_original_size(packed if packed.dtype == np.uint8
+                                    else packed.astype(np.float32), height, width)
+            mask = full if full.dtype == np.uint8 else (full >= THRESHOLD).astype(np.uint8)
+            encoded.append(rle_encode(mask, order))
+        out[image_id] = encoded
     return out
 
 
-def segmentation_submission(sample: pd.DataFrame, spec: TaskSpec, rle_of: dict[str, str]
+def _row_classes(table: pd.DataFrame, spec: TaskSpec, path: object
+                 ) -> tuple[pd.Series, np.ndarray]:
+    """Each row's image id and class index (0 for rows that are images)."""
+    images, names = class_rows(spec).split(table, path)
+    if names is None:
+        if spec.n_classes > 1:
+            raise PodiumInputError(
+                f"{path}: one row per image, but there are {spec.n_classes} mask classes; set "
+                "competition.class_column or competition.class_separator to say how the "
+                "sample submission names each row's class.")
+        return images, np.zeros(len(table), dtype=np.int64)
+    position = {c: k for k, c in enumerate(spec.classes)}
+    unknown = ~names.isin(list(position))
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise PodiumInputError(
+            f"{path} line {row + 2}: class {names.iloc[row]!r} is not one of the mask classes "
+            f"{list(spec.classes)} the train masks have.")
+    return images, names.map(position).to_numpy(dtype=np.int64)
+
+
+def segmentation_submission(sample: pd.DataFrame, spec: TaskSpec,
+                            rle_of: dict[str, list[str]], path: object = "sample submission"
                             ) -> pd.DataFrame:
-    """The sample submission with its mask column filled, ids and order unchanged."""
+    """The sample submission with its mask column filled, rows and order unchanged."""
     out = sample.copy()
-    missing = sorted(set(out[spec.id_column]) - set(rle_of))
+    images, classes = _row_classes(out, spec, path)
+    missing = sorted(set(images) - set(rle_of))
     if missing:
         raise ValueError(f"no prediction for {len(missing)} sample ids, e.g. {missing[:3]}")
-    out[spec.target] = out[spec.id_column].map(rle_of)
+    out[spec.target] = [rle_of[i][k] for i, k in zip(images, classes, strict=True)]
     return out
 
 
 def score_segmentation(submission_path: str | Path, solution_path: str | Path,
                        sizes: pd.DataFrame, spec: TaskSpec) -> dict:
-    """Mean per-image Dice of the submitted masks against the solution's (both empty: 1)."""
+    """Mean Dice over the solution's rows (images, or image and class pairs) of the
+    submitted masks against the solution's (both empty: 1)."""
     read = {"dtype": str, "keep_default_na": False}
+    keys = [spec.id_column] + ([spec.class_column] if spec.class_column else [])
     merged = pd.read_csv(solution_path, **read).merge(
-        pd.read_csv(submission_path, **read), on=spec.id_column, suffixes=("_true", "_pred"),
+        pd.read_csv(submission_path, **read), on=keys, suffixes=("_true", "_pred"),
         validate="one_to_one")
+    images, _ = class_rows(spec).split(merged, solution_path)
     size_of = sizes.set_index("id")[["height", "width"]]
-    preds, truths = [], []
-    for row in merged.itertuples(index=False):
-        shape = tuple(int(v) for v in size_of.loc[getattr(row, spec.id_column)])
-        truths.append(rle_decode(getattr(row, f"{spec.target}_true"), shape, spec.mask_order))
-        preds.append(rle_decode(getattr(row, f"{spec.target}_pred"), shape, spec.mask_order))
-    score = float(np.mean([mean_dice([p], [t]) for p, t in zip(preds, truths, strict=True)]))
-    return {"metric": "dice", "score": score, "n": int(len(merged))}
+    scores = []
+    for image_id, true, pred in zip(images, merged[f"{spec.target}_true"],
+                                    merged[f"{spec.target}_pred"], strict=True):
+        shape = tuple(int(v) for v in size_of.loc[image_id])
+        scores.append(mean_dice([rle_decode(pred, shape, spec.mask_order)],
+                                [rle_decode(true, shape, spec.mask_order)]))
+    return {"metric": "dice", "score": float(np.mean(scores)), "n": int(len(merged))}
