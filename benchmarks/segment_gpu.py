@@ -333,6 +333,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per mode")
     parser.add_argument("--fold-images", type=int, default=2048)
     parser.add_argument("--fold-size", type=int, default=128)
+    parser.add_argument("--fold-crop", type=int, default=96, help="train crop of the folds")
+    parser.add_argument("--fold-epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start nothing new after this share of it has passed (default: "
@@ -362,7 +364,8 @@ def main() -> None:
         cases = [("unet", "resnet34", 256, 32), ("fpn", "efficientnet_b0", 256, 32),
                  ("unet", "resnet34", 512, 8)]
         modes = list(MODES)
-        fold = {"arch": "unet", "encoder": "resnet34", "batch": 32, "epochs": 2, "crop": 96,
+        fold = {"arch": "unet", "encoder": "resnet34", "batch": 32, "epochs": args.fold_epochs,
+                "crop": args.fold_crop,
                 "lr": 3e-3, "warmup_epochs": 0.5}
         tiles = {"arch": "unet", "encoder": "resnet34", "n_images": 8, "size": 1024,
                  "tile": 256, "tile_batch": 32, "repeats": 3}
