@@ -20,7 +20,7 @@ def test_registry_names_and_directions() -> None:
     directions = {name: metric.greater_is_better for name, metric in METRICS.items()}
     assert directions == {
         "accuracy": True, "logloss": False, "auc": True, "f1_macro": True, "f1_micro": True,
-        "qwk": True, "rmse": False, "mae": False, "dice": True, "iou": True,
+        "qwk": True, "rmse": False, "mae": False, "dice": True, "iou": True, "instance_map": True,
     }
     for name, metric in METRICS.items():
         assert metric.name == name
@@ -197,3 +197,14 @@ def test_mask_metrics_score_probability_maps_at_one_half_and_masks_as_they_are()
     check_metric_for_task("dice", "segmentation")
     with pytest.raises(PodiumInputError, match="does not score segmentation"):
         check_metric_for_task("accuracy", "segmentation")
+
+
+def test_instance_map_scores_label_maps_through_the_registry() -> None:
+    truth = np.zeros((2, 8, 8), dtype=np.int32)
+    truth[0, 1:4, 1:4], truth[0, 5:8, 5:8] = 1, 2
+    metric = get_metric("instance_map")
+    assert metric.greater_is_better and metric(truth, truth) == pytest.approx(1.0)
+    merged = (truth > 0).astype(np.int32)  # both objects as one instance: no match
+    assert metric(truth, merged) == pytest.approx(0.5)  # the empty second image still scores 1
+    with pytest.raises(PodiumInputError, match="does not score binary"):
+        check_metric_for_task("instance_map", "binary")

@@ -94,21 +94,28 @@ def test_settings_segmentation_cannot_use_are_refused_before_anything_runs(workf
     assert proc.returncode != 0 and message in proc.output
 
 
-def test_two_mask_classes_end_to_end(tmp_path):
-    """The two-class demo on a small run: per-class rows in, a Dice per class in each entry's
-    cv.json, per-class post-processing, and the sample's per-class rows filled."""
+SMALL = {"results": "results-small", "competition": {"embedded_max_images": 80},
+         "folds": {"n_folds": 2},
+         # small batches for enough steps; fpn without an arch sits these runs out
+         "models": {"unet": {"epochs": 12, "patience": 12, "batch_size": 4},
+                    "fpn": {"arch": None}}}
+
+
+def _small_run(tmp_path, demo: str):
+    """A demo variant merged over the one-class demo, on 80 images, 2 folds and one model."""
     from conftest import Workflow
 
     flow = Workflow(tmp_path)
-    small = {"results": "results-small", "competition": {"embedded_max_images": 80},
-             "folds": {"n_folds": 2},
-             # small batches for enough steps; fpn without an arch sits this run out
-             "models": {"unet": {"epochs": 12, "patience": 12, "batch_size": 4},
-                        "fpn": {"arch": None}}}
-    (flow.root / "small.yaml").write_text(yaml.safe_dump(small))
-    flow.snakemake("--configfile", "workflow/demos/shapes.yaml",
-                   "workflow/demos/shapes_classes.yaml", "small.yaml", timeout=1200)
-    results = flow.root / "results-small"
+    (flow.root / "small.yaml").write_text(yaml.safe_dump(SMALL))
+    configs = ("--configfile", "workflow/demos/shapes.yaml", demo, "small.yaml")
+    flow.snakemake(*configs, timeout=1200)
+    return flow, configs, flow.root / "results-small"
+
+
+def test_two_mask_classes_end_to_end(tmp_path):
+    """The two-class demo on a small run: per-class rows in, a Dice per class in each entry's
+    cv.json, per-class post-processing, and the sample's per-class rows filled."""
+    _, _, results = _small_run(tmp_path, "workflow/demos/shapes_classes.yaml")
     board = pd.read_csv(results / "leaderboard.csv")
     assert {"unet", "mean", "unet+masks"} <= set(board["name"]) and "fpn" not in set(board["name"])
     unet = json.loads((results / "models/unet/cv.json").read_text())
@@ -124,3 +131,27 @@ def test_two_mask_classes_end_to_end(tmp_path):
     assert submission["rle"].str.len().gt(0).any()
     score = json.loads((results / "score.json").read_text())
     assert score["n"] == len(sample) and score["score"] > 0.5
+
+
+def test_instances_end_to_end(tmp_path):
+    """The instance demo on a small run: rows per object in, instance labels packed, every
+    entry scored by the instance mAP, the watershed fitted per entry, a row per predicted
+    object out, scored against the held-out objects."""
+    flow, configs, results = _small_run(tmp_path, "workflow/demos/shapes_instances.yaml")
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert set(board["metric"]) == {"instance_map"}
+    assert {"unet", "mean", "unet+masks", "unet+instances"} <= set(board["name"])
+    post = json.loads((results / "postprocess/unet+instances/cv.json").read_text())
+    assert {"threshold", "min_distance", "core_threshold", "min_area"} <= set(
+        post["details"]["fitted"])
+    assert post["cv_mean"] > 0.4 and post["oof_dice"] > 0.7
+    assert np.load(results / "postprocess/unet+instances/test_probs.npy").dtype == np.int32
+    sample = pd.read_csv(results / "competition/sample_submission.csv", dtype=str,
+                         keep_default_na=False)
+    submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
+    assert list(submission.columns) == list(sample.columns)
+    assert list(dict.fromkeys(submission["id"])) == list(sample["id"])
+    assert len(submission) > len(sample)  # several objects in some images
+    score = json.loads((results / "score.json").read_text())
+    assert score["metric"] == "instance_map" and score["score"] > 0.4
+    assert flow.planned_jobs(*configs) == {}

@@ -113,6 +113,15 @@ def _mask_metric(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
     return score
 
 
+def _instance_map(y: np.ndarray, p: np.ndarray) -> float:
+    """DSB 2018's mean average precision over IoU thresholds of ``N x H x W`` instance label
+    maps (the registry hands predictions over as floats, so they are rounded back to labels;
+    podium.segment.metrics, imported late, segmentation only)."""
+    from podium.segment.metrics import mean_instance_average_precision
+
+    return mean_instance_average_precision(list(np.rint(p).astype(np.int64)), list(y))
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -126,6 +135,7 @@ METRICS: dict[str, Metric] = {
         Metric("mae", _mae, False),
         Metric("dice", _mask_metric("dice"), True),
         Metric("iou", _mask_metric("iou"), True),
+        Metric("instance_map", _instance_map, True),
     )
 }
 
@@ -135,7 +145,7 @@ METRIC_TASKS: dict[str, tuple[str, ...]] = {
     "accuracy": (*_CLASSES, "ordinal"), "logloss": _CLASSES, "auc": _CLASSES,
     "f1_macro": _CLASSES, "f1_micro": _CLASSES, "qwk": ("binary", "multiclass", "ordinal"),
     "rmse": ("regression", "ordinal"), "mae": ("regression", "ordinal"),
-    "dice": ("segmentation",), "iou": ("segmentation",),
+    "dice": ("segmentation",), "iou": ("segmentation",), "instance_map": ("segmentation",),
 }
 
 

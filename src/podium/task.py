@@ -38,6 +38,7 @@ class TaskSpec:
     mask_order: str = "F"  # segmentation: RLE pixel order, F (column-major) or C (row-major)
     class_column: str | None = None  # segmentation: CSV rows per (image, class), see
     class_separator: str | None = None  # podium.segment.classes.ClassRows
+    instances: bool = False  # segmentation: train.csv rows are objects, scored by instance mAP
 
     @property
     def is_segmentation(self) -> bool:

@@ -51,6 +51,7 @@ clear_stale_locks()
 RESULTS = config["results"]
 COMPETITION = config["competition"]
 SEGMENTATION = COMPETITION["task"] == "segmentation"
+INSTANCES = SEGMENTATION and bool(COMPETITION.get("instances"))
 # A model with an `arch` is a segmentation model: it trains only in segmentation competitions
 # and the others only in the rest; blends and post-processors apply by method likewise, so
 # one config can hold both kinds (workflow/demos/shapes.yaml is merged over config.yaml).
@@ -87,7 +88,9 @@ BASE_ENTRIES = MODELS + BLENDS + STACKERS
 POSTS = sorted(
     p
     for p, e in (config.get("postprocess") or {}).items()
-    if (e.get("method") == "masks") == SEGMENTATION
+    if e.get("method") in (("masks", "instances") if INSTANCES else ("masks",))
+    or not SEGMENTATION
+    and e.get("method") not in ("masks", "instances")
 )
 FOLDS = list(range(config["folds"]["n_folds"]))
 SPLITS = ["train", "test"]

@@ -1,7 +1,12 @@
 # Segmentation competitions: packed masks, U-Net family models per fold, tiled test
 # prediction, mean blends and mask post-processing, then an RLE submission. Included instead
 # of the classification stages when competition.task is segmentation. Code hashes name the
-# podium.segment modules each rule runs, so a plotting change never retrains a model.
+# podium.segment modules each rule runs, so a plotting change never retrains a model. In an
+# instance competition (competition.instances) the packed instance labels score every entry.
+
+INSTANCE_LABELS = (
+    {"instances": res("preprocess/train_instances.npy")} if INSTANCES else {}
+)
 
 
 if EMBEDDED:
@@ -23,6 +28,7 @@ if EMBEDDED:
             shapes={
                 "n_images": COMPETITION["embedded_max_images"] or 240,
                 "classes": COMPETITION["classes"],
+                "instances": INSTANCES,
             },
             code=code(
                 "segment/shapes",
@@ -58,6 +64,35 @@ rule pack_masks:
         ),
     script:
         "../scripts/pack_masks.py"
+
+
+if INSTANCES:
+
+    rule pack_instances:
+        input:
+            manifest=res("data/train_manifest.parquet"),
+            index=res("preprocess/train_index.parquet"),
+            task=res("data/task.json"),
+        output:
+            instances=res("preprocess/train_instances.npy"),
+        log:
+            res("logs/pack_instances/all.log"),
+        benchmark:
+            res("benchmarks/pack_instances/all.tsv")
+        conda:
+            "../../envs/data.yaml"
+        params:
+            size=config["preprocess"]["size"],
+            code=code(
+                "segment/instances",
+                "segment/rle",
+                "segment/metrics",
+                "segment/postprocess",
+                "task",
+                script="pack_instances.py",
+            ),
+        script:
+            "../scripts/pack_instances.py"
 
 
 rule train_segmenter:
@@ -138,6 +173,7 @@ rule predict_segmenter_test:
 
 rule gather_segmenter:
     input:
+        **INSTANCE_LABELS,
         fold_probs=expand(res("models/{{model}}/fold{fold}/oof_probs.npy"), fold=FOLDS),
         fold_indexes=expand(
             res("models/{{model}}/fold{fold}/oof_index.parquet"), fold=FOLDS
@@ -158,6 +194,7 @@ rule gather_segmenter:
     params:
         code=code(
             "segment/entries",
+            "segment/instances",
             "segment/classes",
             "segment/metrics",
             "segment/postprocess",
@@ -169,6 +206,7 @@ rule gather_segmenter:
 
 rule blend_segmenters:
     input:
+        **INSTANCE_LABELS,
         oofs=[res(f"models/{m}/oof_probs.npy") for m in MODELS],
         tests=[res(f"models/{m}/test_probs.npy") for m in MODELS],
         test_index=res("preprocess/test_index.parquet"),
@@ -187,6 +225,7 @@ rule blend_segmenters:
         settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
         code=code(
             "segment/entries",
+            "segment/instances",
             "segment/classes",
             "segment/metrics",
             "segment/postprocess",
@@ -198,6 +237,7 @@ rule blend_segmenters:
 
 rule postprocess_masks:
     input:
+        **INSTANCE_LABELS,
         oof=lambda wildcards: res(
             f"{entry_folder(wildcards.entry)}/{wildcards.entry}/oof_probs.npy"
         ),
@@ -220,6 +260,7 @@ rule postprocess_masks:
         settings=lambda wildcards: config["postprocess"][wildcards.post],
         code=code(
             "segment/entries",
+            "segment/instances",
             "segment/classes",
             "segment/metrics",
             "segment/postprocess",
@@ -248,6 +289,7 @@ rule build_leaderboard:
 
 rule plot_segmentation:
     input:
+        **INSTANCE_LABELS,
         leaderboard=res("leaderboard.csv"),
         histories=expand(
             res("models/{model}/fold{fold}/history.csv"), model=MODELS, fold=FOLDS
@@ -291,6 +333,7 @@ rule plot_segmentation:
         code=code(
             "segment/plots",
             "segment/entries",
+            "segment/instances",
             "segment/classes",
             "segment/metrics",
             "segment/postprocess",
@@ -321,6 +364,8 @@ rule write_mask_submission:
         names=[name for name, _ in all_entries()],
         code=code(
             "segment/submission",
+            "segment/instances",
+            "segment/postprocess",
             "segment/classes",
             "segment/masks",
             "segment/rle",

@@ -10,6 +10,7 @@ from podium.segment.entries import SegmentTruth, mean_blend, write_entry
 with job_logging(snakemake):
     i, name = snakemake.input, snakemake.wildcards.blend
     oof, test = mean_blend([np.load(p) for p in i.oofs], [np.load(p) for p in i.tests])
-    write_entry(name, "blend", SegmentTruth.load(i.folds, i.train_index, i.masks), oof, test,
+    write_entry(name, "blend", SegmentTruth.load(i.folds, i.train_index, i.masks,
+                                   getattr(i, "instances", None)), oof, test,
                 pd.read_parquet(i.test_index)["id"].to_numpy(), snakemake.output,
                 details={"models": len(i.oofs)})

@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 
 from podium.glue import job_logging
-from podium.segment.submission import encode_test_masks, segmentation_submission
+from podium.segment.submission import (
+    encode_test_masks,
+    instance_submission,
+    segmentation_submission,
+)
 from podium.submit.submission import read_sample
 from podium.tables import write_csv
 from podium.task import TaskSpec
@@ -15,8 +19,15 @@ with job_logging(snakemake) as log:
     best = pd.read_csv(i.leaderboard)["name"].iloc[0]
     maps = np.load(i.tests[list(snakemake.params.names).index(best)])
     test_ids = pd.read_parquet(i.test_index)["id"]
-    rle_of = encode_test_masks(maps, test_ids, pd.read_parquet(i.manifest), spec.mask_order)
-    write_csv(segmentation_submission(read_sample(i.sample), spec, rle_of, i.sample),
-              snakemake.output.submission)
-    log.info("submission from %s: %d of %d test images with a mask", best,
-             sum(any(v) for v in rle_of.values()), len(rle_of))
+    sizes, sample = pd.read_parquet(i.manifest), read_sample(i.sample)
+    if spec.instances:  # a row per instance; probability maps split by the default watershed
+        submission = instance_submission(maps, test_ids, sizes, sample, spec)
+        write_csv(submission, snakemake.output.submission)
+        log.info("submission from %s: %d instances in %d test images", best,
+                 int((submission[spec.target] != "").sum()), len(test_ids))
+    else:
+        rle_of = encode_test_masks(maps, test_ids, sizes, spec.mask_order)
+        write_csv(segmentation_submission(sample, spec, rle_of, i.sample),
+                  snakemake.output.submission)
+        log.info("submission from %s: %d of %d test images with a mask", best,
+                 sum(any(v) for v in rle_of.values()), len(rle_of))

@@ -23,7 +23,8 @@ with job_logging(snakemake):
         model, fold = re.search(r"models/([^/]+)/fold(\d+)/history.csv$", path).groups()
         histories[(model, int(fold))] = pd.read_csv(path)
     plot_learning_curves(histories, "dice", o.curves)
-    truth = SegmentTruth.load(i.folds, i.train_index, i.masks)
+    truth = SegmentTruth.load(i.folds, i.train_index, i.masks,
+                         getattr(i, "instances", None))
     best = board["name"].iloc[0]
     maps = np.load(dict(zip(snakemake.params.names, i.oofs, strict=True))[best])
     images = np.load(i.train_array, mmap_mode="r")[truth.rows]

@@ -32,6 +32,7 @@ from podium.segment.classes import (
     check_class_count,
     class_rles,
     collapse_class_rows,
+    collapse_instance_rows,
     join_rles,
 )
 from podium.segment.rle import ORDERS, rle_decode, rle_encode
@@ -82,6 +83,7 @@ class CompetitionLayout:
     train_masks: str | None = None  # segmentation: mask image per train id, e.g. "masks/{id}.png"
     class_column: str | None = None  # segmentation: CSV rows per (image, class), class column
     class_separator: str | None = None  # ... or the class after the image id: "<id>_<class>"
+    instances: bool = False  # segmentation: a train.csv row per object (DSB 2018)
 
     @property
     def class_rows(self) -> ClassRows:
@@ -354,6 +356,9 @@ def _segmentation_table(train: pd.DataFrame, path: Path, layout: CompetitionLayo
             f"{', '.join(ORDERS)} (F: top to bottom first, C: left to right first).")
     rows = layout.class_rows
     configured = tuple(str(c) for c in layout.classes) if layout.classes else None
+    if layout.instances:
+        return _instance_table(train, path, layout, rows.per_class or bool(configured)
+                               and len(configured) > 1), configured or BINARY_CLASSES
     if configured is not None:
         check_class_count(configured)
     if layout.train_masks:  # train.csv has a row per image; class rows are the sample's
@@ -376,6 +381,20 @@ def _segmentation_table(train: pd.DataFrame, path: Path, layout: CompetitionLayo
             "competition.class_column (or class_separator) for rows per image and class, or "
             "competition.train_masks for mask images.")
     return train, configured or BINARY_CLASSES
+
+
+def _instance_table(train: pd.DataFrame, path: Path, layout: CompetitionLayout,
+                    several_classes: bool) -> pd.DataFrame:
+    """A train.csv with one row per object, collapsed to one row per image (its instances
+    joined by ``;``). Instances are one binary class given as encodings."""
+    if several_classes or layout.train_masks:
+        raise PodiumInputError(
+            "config key competition.instances needs one mask class given as run-length "
+            "encoded rows (one per object); unset competition.class_column, class_separator, "
+            "train_masks and keep competition.classes to one class.")
+    _require_columns(train, path, [(layout.id_column, "competition.id_column"),
+                                   (layout.target, "competition.target")])
+    return collapse_instance_rows(train, layout.id_column, layout.target)
 
 
 def _labels_from_columns(train: pd.DataFrame, path: Path, layout: CompetitionLayout
@@ -505,6 +524,12 @@ def _check_layout(layout: CompetitionLayout) -> None:
             f"use one of {list(TASKS)}."
         )
     check_metric_for_task(layout.metric, layout.task)
+    if (layout.metric == "instance_map") != bool(layout.instances):
+        raise PodiumInputError(
+            "config keys competition.metric and competition.instances disagree: instance_map "
+            "scores instances, so set metric: instance_map together with instances: true (a "
+            f"train.csv row per object), not metric {layout.metric!r} with instances "
+            f"{str(bool(layout.instances)).lower()}.")
     if layout.bad_train_images not in ("error", "skip"):
         raise PodiumInputError(
             f"config key competition.bad_train_images: {layout.bad_train_images!r} is not "
@@ -725,7 +750,8 @@ def _write_train_side(layout: CompetitionLayout, classes: tuple[str, ...],
     TaskSpec(task=layout.task, target=layout.target, classes=classes, metric=layout.metric,
              id_column=layout.id_column, mask_order=layout.mask_order,
              class_column=layout.class_column,
-             class_separator=layout.class_separator).save(task_path)
+             class_separator=layout.class_separator,
+             instances=layout.instances).save(task_path)
     if skipped_path is not None:
         write_csv(pd.DataFrame(skipped, columns=["id", "path", "problem"]), skipped_path)
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
-from podium.segment.rle import is_empty
+from podium.segment.rle import INSTANCE_JOIN, is_empty
 
 CLASS_JOIN = "|"
 MAX_CLASSES = 8  # bits of the packed uint8
@@ -133,6 +133,22 @@ def collapse_class_rows(table: pd.DataFrame, rows: ClassRows, target: str,
     if rows.class_column is not None:
         out = out.drop(columns=rows.class_column)
     return out, classes, problems
+
+
+def collapse_instance_rows(table: pd.DataFrame, id_column: str, target: str
+                           ) -> pd.DataFrame:
+    """One row per image from one row per object (DSB 2018): ``target`` holds the image's
+    instance encodings joined by ``;`` (empty cells, an image listed without objects, drop
+    out), every other column its first row's value."""
+    images = table[id_column]
+    parts: dict[str, list[str]] = {}
+    for image, rle in zip(images, table[target], strict=True):
+        found = parts.setdefault(image, [])
+        if not is_empty(rle):
+            found.append(str(rle).strip())
+    out = table.loc[~images.duplicated()].copy()
+    out[target] = [INSTANCE_JOIN.join(parts[i]) for i in out[id_column]]
+    return out
 
 
 def join_rles(rles: Sequence[str]) -> str:

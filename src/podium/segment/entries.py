@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from podium.segment.classes import unpack_bits
-from podium.segment.metrics import mean_dice
+from podium.segment.instances import (
+    apply_watershed,
+    fit_watershed,
+    fit_watershed_fold_by_fold,
+    labels_of,
+)
+from podium.segment.metrics import mean_dice, mean_instance_average_precision
 from podium.segment.postprocess import (
     apply_postprocess,
     fit_postprocess,
@@ -43,16 +49,19 @@ class SegmentTruth:
     rows: np.ndarray
     fold: np.ndarray
     masks: np.ndarray
+    instances: np.ndarray | None = None  # int32 labels in an instance competition
 
     @classmethod
-    def load(cls, folds_csv: str | Path, train_index: str | Path,
-             masks_array: str | Path) -> SegmentTruth:
+    def load(cls, folds_csv: str | Path, train_index: str | Path, masks_array: str | Path,
+             instances_array: str | Path | None = None) -> SegmentTruth:
         index = pd.read_parquet(train_index).merge(
             pd.read_csv(folds_csv, dtype={"id": str}), on="id", how="inner")
         index = index[index["fold"] >= 0].sort_values("row")
         rows = index["row"].to_numpy()
         masks = np.load(masks_array, mmap_mode="r")[rows]
-        return cls(index["id"].to_numpy(), rows, index["fold"].to_numpy(), masks)
+        instances = (None if instances_array is None
+                     else np.load(instances_array, mmap_mode="r")[rows])
+        return cls(index["id"].to_numpy(), rows, index["fold"].to_numpy(), masks, instances)
 
     @property
     def n_folds(self) -> int:
@@ -78,9 +87,27 @@ def pair_dice(maps: np.ndarray, truth: np.ndarray) -> float:
     return float(mean_dice(_pairs(_as_masks(maps)), _pairs(truth)))
 
 
+def _instance_summary(name: str, kind: str, truth: SegmentTruth,
+                      maps: np.ndarray) -> dict[str, Any]:
+    labels = labels_of(maps)
+    scores = [mean_instance_average_precision(list(labels[truth.fold == k]),
+                                              list(truth.instances[truth.fold == k]))
+              for k in range(truth.n_folds)]
+    return {"name": name, "kind": kind, "metric": "instance_map",
+            "cv_mean": float(np.mean(scores)), "cv_std": float(np.std(scores)),
+            "fold_scores": [float(s) for s in scores],
+            "oof_score": mean_instance_average_precision(list(labels), list(truth.instances)),
+            "oof_dice": pair_dice((labels > 0)[:, None].astype(np.uint8),
+                                  truth.class_masks(1))}
+
+
 def cv_summary(name: str, kind: str, truth: SegmentTruth, maps: np.ndarray) -> dict[str, Any]:
     """``cv.json``: mean Dice over (image, class) pairs of each fold, their mean and std, the
-    pooled Dice and, with several classes, each class's."""
+    pooled Dice and, with several classes, each class's. In an instance competition the
+    DSB instance mAP instead (probability maps split by the default watershed), with the
+    foreground Dice beside it."""
+    if truth.instances is not None:
+        return _instance_summary(name, kind, truth, maps)
     masks = truth.class_masks(maps.shape[1])
     scores = [pair_dice(maps[truth.fold == k], masks[truth.fold == k])
               for k in range(truth.n_folds)]
@@ -100,7 +127,7 @@ def write_entry(name: str, kind: str, truth: SegmentTruth, oof: np.ndarray, test
     summary = cv_summary(name, kind, truth, oof)
     if details:
         summary["details"] = details
-    dtype = np.uint8 if oof.dtype == np.uint8 else np.float16
+    dtype = oof.dtype if oof.dtype in (np.uint8, np.int32) else np.float16
     write_npy(oof.astype(dtype), out.oof_probs)
     write_npy(test.astype(dtype), out.test_probs)
     write_parquet(pd.DataFrame({"id": truth.ids, "fold": truth.fold}), out.oof)
@@ -164,3 +191,21 @@ def postprocess_entry(truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
     details = {"dice_before": pair_dice(oof, masks), "dice_after": pair_dice(oof_masks, masks),
                "classes": classes}
     return oof_masks, test_masks, details
+
+
+def instance_entry(truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
+                   params: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Watershed instances (threshold, markers, minimum area) fitted by the instance mAP fold by
+    fold on OOF (an honest CV) and once on every OOF image for the test labels; int32
+    ``N x 1 x S x S`` label maps."""
+    if truth.instances is None:
+        raise ValueError("instance post-processing needs the packed instance labels")
+    options = dict(params or {})
+    probs = oof[:, 0].astype(np.float32)
+    oof_labels, report = fit_watershed_fold_by_fold(probs, truth.instances, truth.fold,
+                                                    **options)
+    fitted = fit_watershed(probs, truth.instances, **options)
+    test_labels = apply_watershed(test[:, 0].astype(np.float32), fitted)
+    details = {"map_before": report["map_before"], "map_after": report["map_after"],
+               "fitted": fitted, "per_fold": report["folds"]}
+    return oof_labels[:, None], test_labels[:, None], details

@@ -394,3 +394,45 @@ def fit_watershed_fold_by_fold(
                        "map_fold_after": float(after[held].mean())})
     return out, {"folds": report, "map_before": float(before.mean()),
                  "map_after": float(after.mean())}
+
+
+# ---------------------------------------------------------------------------- workflow glue
+
+
+def pack_instance_labels(manifest: Any, index: Any, target: str, order: str, size: int,
+                         out_path: Any) -> np.ndarray:
+    """Write ``N x size x size`` int32 instance labels in the row order of the packed train
+    ``index``, from each image's ``;``-joined instance encodings (nearest-neighbour resize,
+    so labels stay labels; an object smaller than a packed pixel may vanish)."""
+    from numpy.lib.format import open_memmap
+
+    from podium.segment.rle import INSTANCE_JOIN
+
+    by_id = manifest.set_index("id")
+    packed = open_memmap(out_path, mode="w+", dtype=np.int32, shape=(len(index), size, size))
+    for row, image_id in zip(index["row"], index["id"], strict=True):
+        entry = by_id.loc[image_id]
+        cell = entry[target]
+        rles = str(cell).split(INSTANCE_JOIN) if isinstance(cell, str) and cell else []
+        labels = instance_labels(rles, (int(entry["height"]), int(entry["width"])), order)
+        packed[row] = resize_labels(labels, size, size)
+    packed.flush()
+    return packed
+
+
+def labels_of(maps: np.ndarray) -> np.ndarray:
+    """``N x H x W`` instance labels of an entry's ``N x 1 x H x W`` maps: int32 maps are
+    labels already (an ``instances`` post-processed entry); probabilities and 0/1 masks are
+    split with :data:`DEFAULT_WATERSHED`, so every entry is scored by the same metric."""
+    planes = np.asarray(maps)[:, 0]
+    if planes.dtype == np.int32:
+        return planes
+    return apply_watershed(planes.astype(np.float32), DEFAULT_WATERSHED)
+
+
+def instance_rows_of(labels: np.ndarray, image_ids: Sequence[str], order: str
+                     ) -> list[tuple[str, str]]:
+    """Submission rows of many images: one per instance, ``(id, "")`` for an image with
+    none, images in the order given."""
+    return [row for image_id, image in zip(image_ids, labels, strict=True)
+            for row in instance_rows(image, image_id, order)]

@@ -20,7 +20,7 @@ from numpy.lib.format import open_memmap
 
 from podium.errors import PodiumInputError
 from podium.segment.classes import class_rles, pack_bits, presence_strata
-from podium.segment.rle import rle_decode
+from podium.segment.rle import INSTANCE_JOIN, rle_decode
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ def rle_area(rle: object) -> int:
     """Foreground pixels of an RLE string without decoding it: the sum of its run lengths."""
     if not isinstance(rle, str) or not rle.strip() or rle.strip() == "-1":
         return 0
-    return int(np.asarray(rle.split()[1::2], dtype=np.int64).sum())
+    return sum(int(np.asarray(part.split()[1::2], dtype=np.int64).sum())
+               for part in rle.split(INSTANCE_JOIN))
 
 
 def stratification_labels(rles: pd.Series, n_classes: int = 1) -> np.ndarray:

@@ -56,6 +56,10 @@ def rle_encode(mask: np.ndarray, order: str = "F") -> str:
     return " ".join(map(str, pairs.tolist()))
 
 
+INSTANCE_JOIN = ";"
+"""Joins the encodings of one image's instances (one train.csv row each) into one cell."""
+
+
 def is_empty(rle: object) -> bool:
     """The spellings of "no mask" in Kaggle CSVs: "", "-1" (SIIM writes " -1"), None, NaN."""
     if rle is None:
@@ -112,8 +116,9 @@ def _check_runs(starts: np.ndarray, lengths: np.ndarray, n_pixels: int,
 def rle_decode(rle: str | float | None, shape: tuple[int, int], order: str = "F") -> np.ndarray:
     """Decode "start length ..." into a (height, width) uint8 0/1 mask.
 
-    "", "-1", None and NaN give an empty mask. A malformed string raises ValueError naming the
-    token or pair at fault and why.
+    "", "-1", None and NaN give an empty mask. Several encodings joined by ``;`` (an image's
+    instances, :data:`INSTANCE_JOIN`) decode to their union. A malformed string raises
+    ValueError naming the token or pair at fault and why.
     """
     _check_order(order)
     shape = _check_shape(shape)
@@ -122,6 +127,11 @@ def rle_decode(rle: str | float | None, shape: tuple[int, int], order: str = "F"
         return np.zeros(shape, dtype=np.uint8)
     if not isinstance(rle, str):
         raise ValueError(f"RLE must be a string of 'start length' pairs; got {rle!r}.")
+    if INSTANCE_JOIN in rle:
+        union = np.zeros(shape, dtype=np.uint8)
+        for part in rle.split(INSTANCE_JOIN):
+            union |= rle_decode(part, shape, order)
+        return union
     values = _parse(rle)
     starts, lengths = values[0::2], values[1::2]
     _check_runs(starts, lengths, n_pixels, shape)

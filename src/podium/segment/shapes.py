@@ -77,20 +77,34 @@ def _ellipses(rng: np.random.Generator, size: int,
     return masks
 
 
-def _draw(rng: np.random.Generator, size: int, empty: bool,
-          n_kinds: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One image and each class's union mask."""
+def _visible(objects: list[np.ndarray]) -> list[np.ndarray]:
+    """Each object's pixels that no later object covers (the instances a viewer sees), the
+    ones left with no pixel dropped."""
+    out, covered = [], np.zeros_like(objects[0]) if objects else None
+    for mask in reversed(objects):
+        visible = mask & ~covered
+        covered |= mask
+        if visible.any():
+            out.append(visible)
+    return out[::-1]
+
+
+def _draw(rng: np.random.Generator, size: int, empty: bool, n_kinds: int = 1
+          ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """One image, each class's union mask and each object's visible pixels."""
     background = _background(rng, size)
     image = background.copy()
     unions = [np.zeros((size, size), dtype=bool) for _ in range(n_kinds)]
-    for kind, mask in [] if empty else _ellipses(rng, size, n_kinds):
+    objects = [] if empty else _ellipses(rng, size, n_kinds)
+    for kind, mask in objects:
         # later objects on top; with two classes boxes are dimmer, as classes differ in
         # texture or brightness in real data
         low, high = LIFTS[kind] if n_kinds > 1 else (60.0, 130.0)
         image[mask] = background[mask] + rng.uniform(low, high)
         unions[kind] |= mask
     image += rng.normal(0.0, rng.uniform(4.0, 12.0), size=image.shape)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8), unions
+    return (np.clip(np.rint(image), 0, 255).astype(np.uint8), unions,
+            _visible([mask for _, mask in objects]))
 
 
 def write_shapes_competition(
@@ -101,13 +115,20 @@ def write_shapes_competition(
     seed: int = 0,
     empty_fraction: float = 0.3,
     classes: list[str] | None = None,
+    instances: bool = False,
 ) -> None:
     """Write train.csv (id, rle), train/, test/, sample_submission.csv and solution.csv.
 
     The rle column is the union mask of each image in order "F"; empty masks are "".
     Exactly ``round(empty_fraction * n_images)`` images hold no object. With two ``classes``
-    (ellipses, then boxes) every CSV has a row per image and class: id, class, rle.
+    (ellipses, then boxes) every CSV has a row per image and class: id, class, rle. With
+    ``instances`` train.csv and solution.csv have a row per object (its visible pixels; an
+    empty image has one row with an empty rle), as in DSB 2018, and the sample a row per
+    image.
     """
+    if instances and classes is not None:
+        raise PodiumInputError("shapes competition: instances are one class; set classes "
+                               "to null.")
     if classes is not None and len(classes) != 2:
         raise PodiumInputError(f"shapes competition: classes {classes!r} must name two "
                                "classes (ellipses, boxes), or be null for one.")
@@ -138,9 +159,10 @@ def write_shapes_competition(
     empty[rng.permutation(n_images)[:round(empty_fraction * n_images)]] = True
     is_test = np.zeros(n_images, dtype=bool)
     is_test[rng.permutation(n_images)[:n_test]] = True
-    rles = []
+    rles, objects = [], []
     for i in range(n_images):
-        image, masks = _draw(rng, size, bool(empty[i]), len(classes or [None]))
+        image, masks, visible = _draw(rng, size, bool(empty[i]), len(classes or [None]))
+        objects.append([rle_encode(m, order="F") for m in visible] or [""])
         split = out / ("test" if is_test[i] else "train")
         split.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(split / f"{ids[i]}.png")
@@ -151,6 +173,10 @@ def write_shapes_competition(
               "solution.csv": (ids[is_test], rles[is_test])}
     for name, (image_ids, cells) in tables.items():
         write_csv(_rows(image_ids, cells, classes), out / name)
+    if instances:  # rows per object instead of the union masks
+        for name, chosen in (("train.csv", ~is_test), ("solution.csv", is_test)):
+            rows = [(ids[i], rle) for i in np.flatnonzero(chosen) for rle in objects[i]]
+            write_csv(pd.DataFrame(rows, columns=["id", "rle"]), out / name)
     log.info("wrote shapes competition%s: %d train, %d test images of %d px to %s",
              f" with classes {classes}" if classes else "", n_images - n_test, n_test, size, out)
 

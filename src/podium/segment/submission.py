@@ -11,8 +11,9 @@ import pandas as pd
 
 from podium.errors import PodiumInputError
 from podium.segment.classes import ClassRows
+from podium.segment.instances import instance_labels, instance_rows, labels_of, resize_labels
 from podium.segment.masks import to_original_size
-from podium.segment.metrics import mean_dice
+from podium.segment.metrics import mean_dice, mean_instance_average_precision
 from podium.segment.rle import rle_decode, rle_encode
 from podium.task import TaskSpec
 
@@ -95,3 +96,45 @@ def score_segmentation(submission_path: str | Path, solution_path: str | Path,
         scores.append(mean_dice([rle_decode(pred, shape, spec.mask_order)],
                                 [rle_decode(true, shape, spec.mask_order)]))
     return {"metric": "dice", "score": float(np.mean(scores)), "n": int(len(merged))}
+
+
+def instance_submission(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFrame,
+                        sample: pd.DataFrame, spec: TaskSpec) -> pd.DataFrame:
+    """DSB 2018's format: one row per predicted instance at the image's own size (``id, ""``
+    for an image with none), images in the sample submission's order, its columns kept."""
+    labels = labels_of(maps)
+    size_of = sizes.set_index("id")[["height", "width"]]
+    rows_of = {}
+    for image_id, packed in zip(test_ids, labels, strict=True):
+        height, width = (int(v) for v in size_of.loc[image_id])
+        rows_of[image_id] = instance_rows(resize_labels(packed, height, width), image_id,
+                                          spec.mask_order)
+    missing = sorted(set(sample[spec.id_column]) - set(rows_of))
+    if missing:
+        raise ValueError(f"no prediction for {len(missing)} sample ids, e.g. {missing[:3]}")
+    rows = [row for image_id in dict.fromkeys(sample[spec.id_column]) for row in
+            rows_of[image_id]]
+    out = pd.DataFrame(rows, columns=[spec.id_column, spec.target])
+    extra = [c for c in sample.columns if c not in out.columns]
+    if extra:  # other sample columns, as the sample gives them for the image
+        first = sample.drop_duplicates(spec.id_column).set_index(spec.id_column)[extra]
+        out = out.join(first, on=spec.id_column)
+    return out[list(sample.columns)]
+
+
+def score_instances(submission_path: str | Path, solution_path: str | Path,
+                    sizes: pd.DataFrame, spec: TaskSpec) -> dict:
+    """DSB 2018's score of a submission against a solution with a row per true instance:
+    mean over the solution's images of the average precision over IoU thresholds."""
+    read = {"dtype": str, "keep_default_na": False}
+    truth = pd.read_csv(solution_path, **read).groupby(spec.id_column, sort=False)[spec.target]
+    submitted = pd.read_csv(submission_path, **read).groupby(spec.id_column)[spec.target]
+    predicted = {image_id: list(rles) for image_id, rles in submitted}
+    size_of = sizes.set_index("id")[["height", "width"]]
+    preds, trues = [], []
+    for image_id, rles in truth:
+        shape = tuple(int(v) for v in size_of.loc[image_id])
+        trues.append(instance_labels(list(rles), shape, spec.mask_order))
+        preds.append(instance_labels(predicted.get(image_id, []), shape, spec.mask_order))
+    return {"metric": "instance_map", "score": mean_instance_average_precision(preds, trues),
+            "n": len(trues)}
