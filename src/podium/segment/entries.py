@@ -3,10 +3,11 @@ variants, each as out-of-fold and test probability maps plus ``cv.json``.
 
 Maps are float16 ``N x K x S x S`` arrays at the packed size, one plane per mask class
 (``oof_probs.npy`` in :class:`SegmentTruth` order, ``test_probs.npy`` in packed test order);
-post-processed entries hold 0/1 masks in the same files. Every entry is scored the same way as
+post-processed entries hold 0/1 masks in the same files, ``instances`` entries int32 instance
+labels (``N x 1 x S x S``). Every entry is scored the same way as
 a classification entry (the metric per fold, then mean and std), here Dice per (image, class)
 pair averaged, the metric of Kaggle's segmentation competitions (per-image Dice for one class),
-so one leaderboard ranks them all.
+so one leaderboard ranks them all; in an instance competition the DSB instance mAP instead.
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def write_entry(name: str, kind: str, truth: SegmentTruth, oof: np.ndarray, test
     write_parquet(pd.DataFrame({"id": truth.ids, "fold": truth.fold}), out.oof)
     write_parquet(pd.DataFrame({"id": test_ids}), out.test)
     write_json(summary, out.cv)
-    log.info("%s %s: CV dice %.4f ± %.4f", kind, name, summary["cv_mean"], summary["cv_std"])
+    log.info("%s %s: CV %s %.4f ± %.4f", kind, name, summary["metric"], summary["cv_mean"],
+             summary["cv_std"])
     return summary
 
 
