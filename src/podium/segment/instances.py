@@ -28,12 +28,12 @@ from podium.errors import PodiumInputError, did_you_mean
 from podium.segment.metrics import DSB_THRESHOLDS
 from podium.segment.postprocess import (
     MIN_GAIN,
-    _check_min_area,
-    _check_threshold,
-    _prob_stack,
+    check_min_area,
+    check_threshold,
+    prob_stack,
     watershed_instances,
 )
-from podium.segment.rle import _check_order, rle_decode, rle_encode
+from podium.segment.rle import check_order, rle_decode, rle_encode
 
 DEFAULT_WATERSHED: dict[str, Any] = {"threshold": 0.5, "min_distance": 3,
                                      "core_threshold": None, "min_area": 0}
@@ -78,7 +78,7 @@ def _check_pair(probs: np.ndarray, true_labels: np.ndarray) -> tuple[np.ndarray,
     if given.ndim != 3:
         raise PodiumInputError(f"probabilities must be an (N, H, W) stack, got shape "
                                f"{given.shape}; add an image axis with probs[None].")
-    stack, _ = _prob_stack(given)
+    stack, _ = prob_stack(given)
     truth = np.asarray(true_labels)
     if truth.shape != stack.shape:
         raise PodiumInputError(f"probabilities have shape {stack.shape} but true labels have "
@@ -99,10 +99,10 @@ def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
         raise PodiumInputError(f"watershed params lack {', '.join(missing)}; give all of "
                                f"{', '.join(DEFAULT_WATERSHED)} (fit_watershed returns them).")
     core = params["core_threshold"]
-    return {"threshold": _check_threshold(params["threshold"]),
+    return {"threshold": check_threshold(params["threshold"]),
             "min_distance": _check_min_distance(params["min_distance"]),
-            "core_threshold": None if core is None else _check_threshold(core),
-            "min_area": _check_min_area(params["min_area"])}
+            "core_threshold": None if core is None else check_threshold(core),
+            "min_area": check_min_area(params["min_area"])}
 
 
 def _row_mask(rows: np.ndarray | Sequence[int] | None, n: int) -> np.ndarray:
@@ -141,7 +141,7 @@ def instance_labels(rles: Sequence[str], shape: tuple[int, int], order: str) -> 
     if isinstance(rles, str):
         raise PodiumInputError("instance_labels takes a sequence of RLE strings (one per "
                                "instance), got one string; wrap it in a list.")
-    _check_order(order)
+    check_order(order)
     labels: np.ndarray | None = None
     for i, rle in enumerate(rles):
         try:
@@ -191,7 +191,7 @@ def instance_rows(labels: np.ndarray, image_id: str, order: str) -> list[tuple[s
     spans, then its run starts are shifted, so an image with hundreds of nuclei costs about
     one pass over the image rather than one per nucleus."""
     labels = _int_array(labels, "labels", 2)
-    _check_order(order)
+    check_order(order)
     values, compact = np.unique(labels, return_inverse=True)
     compact = compact.reshape(labels.shape)
     if values[0] == 0:
@@ -229,11 +229,11 @@ def _settings(grid: Mapping[str, Any] | None,
         raise PodiumInputError("give the watershed grid min_area (pixels) or "
                                "min_area_fraction (of the image), not both.")
     full = {**DEFAULT_GRID, **grid}
-    thresholds = [_check_threshold(t) for t in full["threshold"]]
+    thresholds = [check_threshold(t) for t in full["threshold"]]
     distances = [_check_min_distance(d) for d in full["min_distance"]]
-    cores = [_check_threshold(c) for c in full["core_threshold"]]
+    cores = [check_threshold(c) for c in full["core_threshold"]]
     if "min_area" in grid:
-        areas = [_check_min_area(a) for a in grid["min_area"]]
+        areas = [check_min_area(a) for a in grid["min_area"]]
     else:
         fractions = list(full["min_area_fraction"])
         for f in fractions:
@@ -351,7 +351,7 @@ def fit_watershed(probs: np.ndarray, true_labels: np.ndarray,
 def apply_watershed(probs: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
     """int32 instance labels, (N, H, W) (or (H, W) for one map), from probabilities and
     :func:`fit_watershed` params."""
-    stack, single = _prob_stack(probs)
+    stack, single = prob_stack(probs)
     p = _check_params(params)
     out = np.zeros(stack.shape, dtype=np.int32)
     for i in range(len(stack)):

@@ -50,7 +50,7 @@ DEFAULT_CLASSIFIER_PARAMS: dict[str, Any] = {
 # ---------------------------------------------------------------------------- checks
 
 
-def _prob_stack(probs: np.ndarray) -> tuple[np.ndarray, bool]:
+def prob_stack(probs: np.ndarray) -> tuple[np.ndarray, bool]:
     """``(N, H, W)`` float32 probabilities and whether the input was one ``(H, W)`` image."""
     probs = np.asarray(probs)
     if probs.ndim not in (2, 3) or probs.size == 0:
@@ -76,14 +76,16 @@ def _truth_stack(masks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return masks != 0
 
 
-def _check_threshold(threshold: float) -> float:
+def check_threshold(threshold: float) -> float:
+    """A probability cut in [0, 1] as a float; anything else fails with what to give."""
     if isinstance(threshold, bool) or not (isinstance(threshold, int | float | np.floating)
                                            and 0 <= threshold <= 1):
         raise PodiumInputError(f"mask threshold must be a number in [0, 1], got {threshold!r}.")
     return float(threshold)
 
 
-def _check_min_area(min_area: int) -> int:
+def check_min_area(min_area: int) -> int:
+    """A minimum object area as whole pixels >= 0; anything else fails with what to give."""
     if isinstance(min_area, bool) or not isinstance(min_area, int | np.integer) or min_area < 0:
         raise PodiumInputError(f"min_area must be an integer >= 0 pixels, got {min_area!r}.")
     return int(min_area)
@@ -102,9 +104,9 @@ def _components(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def apply_threshold_min_area(prob: np.ndarray, threshold: float, min_area: int) -> np.ndarray:
     """``prob >= threshold`` as a uint8 mask of the input's shape, without the connected
     components smaller than ``min_area`` pixels (0 and 1 keep every component)."""
-    stack, single = _prob_stack(prob)
-    threshold = _check_threshold(threshold)
-    min_area = _check_min_area(min_area)
+    stack, single = prob_stack(prob)
+    threshold = check_threshold(threshold)
+    min_area = check_min_area(min_area)
     binary = (stack >= threshold).astype(np.uint8)
     if min_area > 1:
         for i in range(len(binary)):
@@ -165,15 +167,15 @@ class _Oof:
 
     def __init__(self, probs: np.ndarray, masks: np.ndarray,
                  thresholds: Sequence[float] | None, min_areas: Sequence[int] | None) -> None:
-        self.probs, _ = _prob_stack(probs)
+        self.probs, _ = prob_stack(probs)
         self.truth = _truth_stack(masks, self.probs.shape)
         pixels = self.probs.shape[1] * self.probs.shape[2]
         if thresholds is None:
             thresholds = DEFAULT_THRESHOLDS
         if min_areas is None:
             min_areas = [round(f * pixels) for f in MIN_AREA_FRACTIONS]
-        thresholds = [_check_threshold(t) for t in thresholds] + [DEFAULT_THRESHOLD]
-        min_areas = [_check_min_area(m) for m in min_areas] + [0]
+        thresholds = [check_threshold(t) for t in thresholds] + [DEFAULT_THRESHOLD]
+        min_areas = [check_min_area(m) for m in min_areas] + [0]
         self.thresholds = np.unique(thresholds)
         self.min_areas = np.unique(min_areas)
         self.true_area = self.truth.reshape(len(self.truth), -1).sum(axis=1).astype(np.float64)
@@ -240,7 +242,7 @@ def mask_statistics(probs: np.ndarray) -> pd.DataFrame:
     """One row of :data:`STAT_COLUMNS` per image: what tells an empty image from one whose
     object is small (peak and mean probability, areas above 0.3/0.5/0.7, the components at
     0.5 and how sure the model is inside them)."""
-    stack, _ = _prob_stack(probs)
+    stack, _ = prob_stack(probs)
     flat = stack.reshape(len(stack), -1).astype(np.float64)
     above = flat >= 0.5
     area_050 = above.sum(axis=1)
@@ -469,7 +471,7 @@ def _apply(stack: np.ndarray, params: dict[str, Any],
 
 def apply_postprocess(probs: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     """uint8 masks (the input's shape) from probabilities and :func:`fit_postprocess` params."""
-    stack, single = _prob_stack(probs)
+    stack, single = prob_stack(probs)
     masks = _apply(stack, params)
     return masks[0] if single else masks
 
@@ -533,19 +535,19 @@ def watershed_instances(prob: np.ndarray, threshold: float = 0.5, min_distance: 
                                "pip install 'scikit-image>=0.26'.") from err
     from scipy import ndimage as ndi
 
-    stack, single = _prob_stack(prob)
+    stack, single = prob_stack(prob)
     if not single:
         raise PodiumInputError(f"watershed_instances takes one (H, W) map, got {stack.shape}.")
     image = stack[0]
-    threshold = _check_threshold(threshold)
-    min_area = _check_min_area(min_area)
+    threshold = check_threshold(threshold)
+    min_area = check_min_area(min_area)
     if isinstance(min_distance, bool) or not isinstance(min_distance, int) or min_distance < 1:
         raise PodiumInputError(f"min_distance must be an integer >= 1, got {min_distance!r}.")
     eight = np.ones((3, 3), dtype=bool)
     binary = image >= threshold
     components, _ = ndi.label(binary, structure=eight)
     if core_threshold is not None:
-        core = binary & (image >= _check_threshold(core_threshold))
+        core = binary & (image >= check_threshold(core_threshold))
         markers, _ = ndi.label(core, structure=eight)
         surface = -image
     else:

@@ -21,7 +21,8 @@ ORDERS = {"F": "column-major: top to bottom, then left to right",
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
-def _check_order(order: str) -> None:
+def check_order(order: str) -> None:
+    """Fail unless ``order`` is a pixel order RLE knows (F or C), naming both."""
     if order not in ORDERS:
         known = "; ".join(f"{name!r} ({meaning})" for name, meaning in ORDERS.items())
         raise PodiumInputError(f"unknown RLE pixel order {order!r}; use {known}.")
@@ -40,7 +41,7 @@ def _check_shape(shape: tuple[int, int]) -> tuple[int, int]:
 def rle_encode(mask: np.ndarray, order: str = "F") -> str:
     """Encode a 2-D mask (nonzero = foreground) as "start length ..." with ascending starts;
     an empty mask gives ""."""
-    _check_order(order)
+    check_order(order)
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"RLE encodes one 2-D mask; got an array of shape {mask.shape}.")
@@ -120,7 +121,7 @@ def rle_decode(rle: str | float | None, shape: tuple[int, int], order: str = "F"
     instances, :data:`INSTANCE_JOIN`) decode to their union. A malformed string raises
     ValueError naming the token or pair at fault and why.
     """
-    _check_order(order)
+    check_order(order)
     shape = _check_shape(shape)
     n_pixels = shape[0] * shape[1]
     if is_empty(rle):
