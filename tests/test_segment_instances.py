@@ -291,3 +291,12 @@ def test_bad_inputs_raise_podium_input_errors(sharp) -> None:
         resize_labels(probs[0], 10, 10)
     with pytest.raises(PodiumInputError, match="height must be an integer >= 1"):
         resize_labels(truth[0], 0, 10)
+
+
+def test_fit_all_is_fit_watershed_on_every_image(faint) -> None:
+    probs, truth = faint
+    folds = np.arange(len(probs)) % 3
+    out, report = fit_watershed_fold_by_fold(probs, truth, folds, fit_all=True)
+    plain_out, plain = fit_watershed_fold_by_fold(probs, truth, folds)
+    np.testing.assert_array_equal(out, plain_out)
+    assert report.pop("fitted") == fit_watershed(probs, truth) and report == plain

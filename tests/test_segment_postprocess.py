@@ -258,3 +258,12 @@ def test_a_fit_that_barely_beats_the_defaults_keeps_them():
     assert kept["kept_defaults"] and kept["threshold"] == 0.5 and kept["min_area"] == 0
     moved = fit_postprocess(probs, masks, use_classifier=False, min_gain=0.0)
     assert not moved["kept_defaults"] and moved["dice"] > moved["dice_default"]
+
+
+def test_fit_all_is_fit_postprocess_from_the_same_tables(oof: tuple) -> None:
+    probs, masks, folds = oof
+    out, report = fit_postprocess_fold_by_fold(probs, masks, folds, fit_all=True)
+    plain_out, plain = fit_postprocess_fold_by_fold(probs, masks, folds)
+    assert np.array_equal(out, plain_out) and "fitted" not in plain
+    assert report.pop("fitted") == fit_postprocess(probs, masks, folds=folds)
+    assert report == plain

@@ -23,14 +23,12 @@ import pandas as pd
 from podium.segment.classes import unpack_bits
 from podium.segment.instances import (
     apply_watershed,
-    fit_watershed,
     fit_watershed_fold_by_fold,
     labels_of,
 )
 from podium.segment.metrics import mean_dice, mean_instance_average_precision
 from podium.segment.postprocess import (
     apply_postprocess,
-    fit_postprocess,
     fit_postprocess_fold_by_fold,
 )
 from podium.tables import write_json, write_npy, write_parquet
@@ -183,9 +181,8 @@ def postprocess_entry(truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
     classes = []
     for k in range(oof.shape[1]):
         oof_masks[:, k], report = fit_postprocess_fold_by_fold(
-            oof[:, k].astype(np.float32), masks[:, k], truth.fold, **options)
-        fitted = fit_postprocess(oof[:, k].astype(np.float32), masks[:, k], folds=truth.fold,
-                                 **options)
+            oof[:, k].astype(np.float32), masks[:, k], truth.fold, fit_all=True, **options)
+        fitted = report["fitted"]
         test_masks[:, k] = apply_postprocess(test[:, k].astype(np.float32), fitted)
         classes.append({"class": k, "dice_before": report["dice_before"],
                         "dice_after": report["dice_after"], "fitted": _readable(fitted),
@@ -203,10 +200,9 @@ def instance_entry(truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
     if truth.instances is None:
         raise ValueError("instance post-processing needs the packed instance labels")
     options = dict(params or {})
-    probs = oof[:, 0].astype(np.float32)
-    oof_labels, report = fit_watershed_fold_by_fold(probs, truth.instances, truth.fold,
-                                                    **options)
-    fitted = fit_watershed(probs, truth.instances, **options)
+    oof_labels, report = fit_watershed_fold_by_fold(
+        oof[:, 0].astype(np.float32), truth.instances, truth.fold, fit_all=True, **options)
+    fitted = report["fitted"]
     test_labels = apply_watershed(test[:, 0].astype(np.float32), fitted)
     details = {"map_before": report["map_before"], "map_after": report["map_after"],
                "fitted": fitted, "per_fold": report["folds"]}

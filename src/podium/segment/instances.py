@@ -362,7 +362,7 @@ def apply_watershed(probs: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
 
 def fit_watershed_fold_by_fold(
     probs: np.ndarray, true_labels: np.ndarray, folds: np.ndarray | Sequence[Any], *,
-    grid: Mapping[str, Any] | None = None, min_gain: float = MIN_GAIN,
+    grid: Mapping[str, Any] | None = None, min_gain: float = MIN_GAIN, fit_all: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """OOF instance labels where fold k's come from params fitted on the other folds only.
 
@@ -370,7 +370,9 @@ def fit_watershed_fold_by_fold(
     params and fit scores as :func:`fit_watershed` gives them on the other folds, and that
     fold's ``map_fold_before`` (defaults) and ``map_fold_after``) and the overall
     ``map_before`` / ``map_after``. Fold k's labels never depend on fold k's truth, so
-    ``map_after`` is an honest estimate of what fitting the watershed adds on test."""
+    ``map_after`` is an honest estimate of what fitting the watershed adds on test.
+    ``fit_all`` adds ``fitted``, what :func:`fit_watershed` gives on every image, from the
+    same watershed runs."""
     stack, truth = _check_pair(probs, true_labels)
     folds = np.asarray(folds).reshape(-1)
     if len(folds) != len(stack):
@@ -392,8 +394,11 @@ def fit_watershed_fold_by_fold(
         report.append({"fold": fold_label, **fitted,
                        "map_fold_before": float(before[held].mean()),
                        "map_fold_after": float(after[held].mean())})
-    return out, {"folds": report, "map_before": float(before.mean()),
-                 "map_after": float(after.mean())}
+    summary = {"folds": report, "map_before": float(before.mean()),
+               "map_after": float(after.mean())}
+    if fit_all:
+        summary["fitted"] = table.fit(np.ones(len(stack), dtype=bool), min_gain)
+    return out, summary
 
 
 # ---------------------------------------------------------------------------- workflow glue

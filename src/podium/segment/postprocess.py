@@ -480,7 +480,7 @@ def fit_postprocess_fold_by_fold(
     probs: np.ndarray, masks: np.ndarray, folds: np.ndarray, *,
     thresholds: Sequence[float] | None = None, min_areas: Sequence[int] | None = None,
     use_classifier: bool = True, classifier_params: dict[str, Any] | None = None,
-    inner_folds: int = 3, seed: int = 0, min_gain: float = MIN_GAIN,
+    inner_folds: int = 3, seed: int = 0, min_gain: float = MIN_GAIN, fit_all: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """OOF masks where fold k's come from post-processing fitted on the other folds only.
 
@@ -488,7 +488,8 @@ def fit_postprocess_fold_by_fold(
     as :func:`fit_postprocess` gives them, with ``fold`` and that fold's Dice before and
     after) and the overall OOF ``dice_before`` (threshold 0.5, nothing removed) and
     ``dice_after``. Fold k's masks never depend on fold k's truth, so ``dice_after`` is an
-    honest estimate of what the test-time post-processing adds."""
+    honest estimate of what the test-time post-processing adds. ``fit_all`` adds ``fitted``,
+    what :func:`fit_postprocess` with these ``folds`` gives, from the same component tables."""
     oof = _Oof(probs, masks, thresholds, min_areas)
     folds = np.asarray(folds).reshape(-1)
     if len(folds) != len(oof.probs):
@@ -510,8 +511,13 @@ def fit_postprocess_fold_by_fold(
                        "dice_fold_before": float(before[held].mean()),
                        "dice_fold_after": float(_image_dice(out[held], oof.truth[held]).mean())})
     after = _image_dice(out, oof.truth)
-    return out, {"folds": report, "dice_before": float(before.mean()),
-                 "dice_after": float(after.mean())}
+    summary = {"folds": report, "dice_before": float(before.mean()),
+               "dice_after": float(after.mean())}
+    if fit_all:
+        summary["fitted"] = _fit_rows(oof, np.ones(len(folds), dtype=bool), folds,
+                                      use_classifier, classifier_params, inner_folds, seed,
+                                      min_gain)
+    return out, summary
 
 
 # ---------------------------------------------------------------------------- instances
