@@ -36,8 +36,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from train_gpu import machine, sync  # benchmarks/ is the script's own folder on sys.path
 
 from podium.segment.fit import (
     SegmentFoldOutputs,
@@ -79,27 +78,6 @@ def elapsed() -> float:
 def progress(*parts: object) -> None:
     """A progress line on stderr, flushed, so a run cut short still shows where it got."""
     print(f"[segment_gpu {elapsed():6.1f}s]", *parts, file=sys.stderr, flush=True)
-
-
-def machine() -> dict:
-    info = {"torch": torch.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "cuda": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info |= {"card": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                 "multiprocessors": props.multi_processor_count,
-                 "capability": f"{props.major}.{props.minor}",
-                 "cuda_runtime": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-                 "bf16": torch.cuda.is_bf16_supported()}
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, check=False)
-        info["driver"] = smi.stdout.strip()
-    return info
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def reset_peak() -> None:

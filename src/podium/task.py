@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from podium.tables import read_json, write_json
+
+if TYPE_CHECKING:
+    from podium.segment.classes import ClassRows
 
 CLASSIFICATION_TASKS = ("binary", "multiclass", "multilabel")
 VALUE_TASKS = ("regression", "ordinal")  # one predicted number per image, column ``pred``
@@ -43,6 +47,13 @@ class TaskSpec:
     @property
     def is_segmentation(self) -> bool:
         return self.task == SEGMENTATION
+
+    @property
+    def class_rows(self) -> ClassRows:
+        """How the competition's CSVs name each row's mask class (segmentation)."""
+        from podium.segment.classes import ClassRows
+
+        return ClassRows(self.id_column, self.class_column, self.class_separator)
 
     @property
     def predicts_value(self) -> bool:

@@ -85,6 +85,8 @@ if INSTANCES:
             size=config["preprocess"]["size"],
             code=code(
                 "segment/instances",
+                "segment/masks",
+                "segment/classes",
                 "segment/rle",
                 "segment/metrics",
                 "segment/postprocess",

@@ -33,7 +33,7 @@ from podium.segment.postprocess import (
     prob_stack,
     watershed_instances,
 )
-from podium.segment.rle import check_order, rle_decode, rle_encode
+from podium.segment.rle import INSTANCE_JOIN, check_order, rle_decode, rle_encode
 
 DEFAULT_WATERSHED: dict[str, Any] = {"threshold": 0.5, "min_distance": 3,
                                      "core_threshold": None, "min_area": 0}
@@ -409,20 +409,15 @@ def pack_instance_labels(manifest: Any, index: Any, target: str, order: str, siz
     """Write ``N x size x size`` int32 instance labels in the row order of the packed train
     ``index``, from each image's ``;``-joined instance encodings (nearest-neighbour resize,
     so labels stay labels; an object smaller than a packed pixel may vanish)."""
-    from numpy.lib.format import open_memmap
+    from podium.segment.masks import pack_rows  # here: entries and plots never pack
 
-    from podium.segment.rle import INSTANCE_JOIN
-
-    by_id = manifest.set_index("id")
-    packed = open_memmap(out_path, mode="w+", dtype=np.int32, shape=(len(index), size, size))
-    for row, image_id in zip(index["row"], index["id"], strict=True):
-        entry = by_id.loc[image_id]
+    def decode(_: str, entry: Any) -> np.ndarray:
         cell = entry[target]
-        rles = str(cell).split(INSTANCE_JOIN) if isinstance(cell, str) and cell else []
+        rles = cell.split(INSTANCE_JOIN) if isinstance(cell, str) and cell else []
         labels = instance_labels(rles, (int(entry["height"]), int(entry["width"])), order)
-        packed[row] = resize_labels(labels, size, size)
-    packed.flush()
-    return packed
+        return resize_labels(labels, size, size)
+
+    return pack_rows(manifest, index, size, np.int32, out_path, decode)
 
 
 def labels_of(maps: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ image's height and width, then thresholded and encoded.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -62,24 +63,35 @@ def decode_to_size(cell: object, height: int, width: int, size: int, order: str,
     return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
+def pack_rows(manifest: pd.DataFrame, index: pd.DataFrame, size: int, dtype: type,
+              out_path: str | Path,
+              decode: Callable[[str, pd.Series], np.ndarray]) -> np.ndarray:
+    """Write ``N x size x size`` arrays in the row order of the packed train ``index``, each
+    ``decode(id, manifest row)`` (masks and instance labels alike)."""
+    by_id = manifest.set_index("id")
+    packed = open_memmap(out_path, mode="w+", dtype=dtype, shape=(len(index), size, size))
+    for row, image_id in zip(index["row"], index["id"], strict=True):
+        packed[row] = decode(image_id, by_id.loc[image_id])
+    packed.flush()
+    return packed
+
+
 def pack_masks(manifest: pd.DataFrame, index: pd.DataFrame, target: str, order: str,
                size: int, out_path: str | Path, n_classes: int = 1) -> np.ndarray:
     """Write ``N x size x size`` uint8 masks (bit k: class k) in the row order of the packed
     train ``index``."""
-    by_id = manifest.set_index("id")
-    packed = open_memmap(out_path, mode="w+", dtype=np.uint8, shape=(len(index), size, size))
-    for row, image_id in zip(index["row"], index["id"], strict=True):
-        entry = by_id.loc[image_id]
+    def decode(image_id: str, entry: pd.Series) -> np.ndarray:
         try:
-            packed[row] = decode_to_size(entry[target], int(entry["height"]),
-                                         int(entry["width"]), size, order, n_classes)
+            return decode_to_size(entry[target], int(entry["height"]), int(entry["width"]),
+                                  size, order, n_classes)
         except ValueError as err:
             raise PodiumInputError(
                 f"train image {image_id!r}: its {target} run-length encoding does not fit the "
                 f"{entry['height']}x{entry['width']} image ({err}); check "
                 "competition.mask_order (F: top to bottom first, C: left to right first)."
             ) from None
-    packed.flush()
+
+    packed = pack_rows(manifest, index, size, np.uint8, out_path, decode)
     log.info("packed %d masks into %s (%d with foreground)", len(index), out_path,
              int((packed.reshape(len(index), -1).max(axis=1) > 0).sum()))
     return packed

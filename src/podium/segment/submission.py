@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
-from podium.segment.classes import ClassRows
 from podium.segment.instances import instance_labels, instance_rows, labels_of, resize_labels
 from podium.segment.masks import to_original_size
 from podium.segment.metrics import mean_dice, mean_instance_average_precision
@@ -18,11 +17,6 @@ from podium.segment.rle import rle_decode, rle_encode
 from podium.task import TaskSpec
 
 THRESHOLD = 0.5
-
-
-def class_rows(spec: TaskSpec) -> ClassRows:
-    """How the competition's CSVs name each row's mask class."""
-    return ClassRows(spec.id_column, spec.class_column, spec.class_separator)
 
 
 def encode_test_masks(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFrame,
@@ -47,7 +41,7 @@ def encode_test_masks(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFrame
 def _row_classes(table: pd.DataFrame, spec: TaskSpec, path: object
                  ) -> tuple[pd.Series, np.ndarray]:
     """Each row's image id and class index (0 for rows that are images)."""
-    images, names = class_rows(spec).split(table, path)
+    images, names = spec.class_rows.split(table, path)
     if names is None:
         if spec.n_classes > 1:
             raise PodiumInputError(
@@ -87,7 +81,7 @@ def score_segmentation(submission_path: str | Path, solution_path: str | Path,
     merged = pd.read_csv(solution_path, **read).merge(
         pd.read_csv(submission_path, **read), on=keys, suffixes=("_true", "_pred"),
         validate="one_to_one")
-    images, _ = class_rows(spec).split(merged, solution_path)
+    images, _ = spec.class_rows.split(merged, solution_path)
     size_of = sizes.set_index("id")[["height", "width"]]
     scores = []
     for image_id, true, pred in zip(images, merged[f"{spec.target}_true"],
