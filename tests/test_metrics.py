@@ -9,7 +9,13 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, log_loss, roc_auc_score
 
 from podium.errors import PodiumInputError
-from podium.metrics import METRICS, check_metric_for_task, get_metric
+from podium.metrics import (
+    METRICS,
+    LabelSpace,
+    NonFinitePredictions,
+    check_metric_for_task,
+    get_metric,
+)
 
 
 def one_hot(indices: list[int], n_classes: int) -> np.ndarray:
@@ -21,6 +27,7 @@ def test_registry_names_and_directions() -> None:
     assert directions == {
         "accuracy": True, "logloss": False, "auc": True, "f1_macro": True, "f1_micro": True,
         "qwk": True, "rmse": False, "mae": False, "dice": True, "iou": True, "instance_map": True,
+        "f1_samples": True, "f2_macro": True, "f2_micro": True, "f2_samples": True,
     }
     for name, metric in METRICS.items():
         assert metric.name == name
@@ -168,13 +175,39 @@ def test_multilabel_auc_skips_classes_without_both_outcomes() -> None:
 def test_value_metrics_and_ordinal_rounding() -> None:
     y = np.array([0.0, 1.0, 2.0, 4.0])
     pred = np.array([[0.2], [1.4], [2.6], [3.0]])
+    grades = LabelSpace.from_grades([0, 4])
     assert get_metric("rmse")(y, pred) == pytest.approx(np.sqrt((0.04 + 0.16 + 0.36 + 1) / 4))
     assert get_metric("mae")(y, pred) == pytest.approx((0.2 + 0.4 + 0.6 + 1.0) / 4)
-    # grades: rint -> 0, 1, 3, 3 (clipped to the truth's range): two of four exact
-    assert get_metric("accuracy")(y, pred) == pytest.approx(0.5)
-    assert get_metric("qwk")(y, pred) == pytest.approx(
+    # grades: rint -> 0, 1, 3, 3 (clipped to the competition's range 0-4): two of four exact
+    assert get_metric("accuracy")(y, pred, grades) == pytest.approx(0.5)
+    assert get_metric("qwk")(y, pred, grades) == pytest.approx(
         cohen_kappa_score([0, 1, 2, 4], [0, 1, 3, 3], weights="quadratic"))
-    assert get_metric("qwk")(y, np.array([[-3.0], [1.0], [2.0], [9.0]])) == pytest.approx(1.0)
+    assert get_metric("qwk")(y, np.array([[-3.0], [1.0], [2.0], [9.0]]), grades
+                             ) == pytest.approx(1.0)
+
+
+def test_grades_come_from_the_label_space_never_from_the_truth() -> None:
+    """The issue's hand cases: a fold without the top grade hides no over-prediction, and
+    QWK weighs a disagreement by the grades' distance, not their rank among those present."""
+    y, pred = np.array([0.0, 1.0, 2.0, 2.0]), np.array([[0.0], [1.0], [3.0], [4.0]])
+    assert get_metric("accuracy")(y, pred, LabelSpace.from_grades(range(5))
+                                  ) == pytest.approx(0.5)
+    assert get_metric("qwk")(y, pred, LabelSpace.from_grades(range(5))) == pytest.approx(
+        cohen_kappa_score([0, 1, 2, 2], [0, 1, 3, 4], weights="quadratic"))
+    qwk = get_metric("qwk")(np.array([0.0, 1.0, 3.0, 3.0]), np.array([[0.0], [3.0], [3.0], [1.0]]),
+                            LabelSpace.from_grades([0, 3]))
+    assert qwk == pytest.approx(0.407, abs=1e-3)
+    with pytest.raises(PodiumInputError, match="no grades"):
+        get_metric("qwk")(y, pred)
+
+
+def test_non_finite_predictions_are_refused() -> None:
+    proba = np.array([[0.2, 0.8], [np.nan, 0.5]])
+    for name in ("accuracy", "logloss", "auc", "f1_macro", "qwk"):
+        with pytest.raises(NonFinitePredictions, match="1 of 2 predicted rows"):
+            get_metric(name)(np.array([1, 0]), proba)
+    with pytest.raises(NonFinitePredictions, match="NaN or inf"):
+        get_metric("rmse")(np.array([1.0]), np.array([[np.inf]]))
 
 
 def test_metric_must_fit_the_task() -> None:

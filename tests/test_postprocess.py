@@ -17,9 +17,9 @@ from podium.ensemble.postprocess import (
     load_postprocessor,
     make_postprocessor,
     postprocess_out_of_fold,
-    quadratic_kappa,
 )
 from podium.errors import PodiumInputError
+from podium.metrics import quadratic_weighted_kappa
 
 
 def _gap_multilabel(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +169,7 @@ def test_quadratic_kappa_matches_sklearn():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 5, 300)
     pred = np.clip(y + rng.integers(-2, 3, 300), 0, 4)
-    assert quadratic_kappa(y, pred, 5) == pytest.approx(
+    assert quadratic_weighted_kappa(y, pred, 5) == pytest.approx(
         cohen_kappa_score(y, pred, weights="quadratic"), abs=1e-12)
 
 

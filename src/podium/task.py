@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from podium.metrics import DEFAULT_MULTILABEL_RULE, LabelSpace, decide_multilabel
 from podium.tables import read_json, write_json
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class TaskSpec:
     class_column: str | None = None  # segmentation: CSV rows per (image, class), see
     class_separator: str | None = None  # podium.segment.classes.ClassRows
     instances: bool = False  # segmentation: train.csv rows are objects, scored by instance mAP
+    multilabel_rule: str = DEFAULT_MULTILABEL_RULE  # how label sets are decided (metrics)
 
     @property
     def is_segmentation(self) -> bool:
@@ -99,15 +101,29 @@ class TaskSpec:
             matrix[row, [index[label] for label in split_labels(value)]] = 1
         return matrix
 
-    def grades(self, values: np.ndarray) -> np.ndarray:
-        """Ordinal predictions as integer grades: rounded, and clipped to the grades seen."""
-        known = np.array([float(c) for c in self.classes])
-        return np.clip(np.rint(values), known.min(), known.max()).astype(int)
+    @property
+    def label_space(self) -> LabelSpace:
+        """What every metric scores over: for ordinal tasks every whole grade from the
+        lowest to the highest class (train's grades, or ``competition.classes``), never a
+        fold's; for multilabel tasks the competition's decision rule."""
+        if self.task == "ordinal" and self.classes:
+            return LabelSpace.from_grades(self.classes, self.multilabel_rule)
+        return LabelSpace(None, self.multilabel_rule)
 
-    def decode(self, proba: np.ndarray, threshold: float = 0.5) -> list[str]:
-        """Submission labels: the most likely class, or for multilabel every class at or
-        above ``threshold`` (the most likely one when none is: Kaggle scores an empty set
-        as wrong on every label); the value for regression, the grade for ordinal."""
+    def grades(self, values: np.ndarray) -> np.ndarray:
+        """Ordinal predictions as integer grades: rounded, and clipped to the competition's
+        grade range."""
+        return self.label_space.to_grades(values)
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Multilabel decisions (0/1 per class) under the competition's rule, as CV scores
+        them (:func:`podium.metrics.decide_multilabel`)."""
+        return decide_multilabel(proba, self.multilabel_rule)
+
+    def decode(self, proba: np.ndarray) -> list[str]:
+        """Submission labels: the most likely class; for multilabel the label set that
+        :meth:`decide` gives (CV scores the same sets); the value for regression, the grade
+        for ordinal."""
         if self.task == "regression":
             return [f"{v:.10g}" for v in proba[:, 0]]
         if self.task == "ordinal":
@@ -115,9 +131,7 @@ class TaskSpec:
         classes = np.asarray(self.classes)
         if not self.is_multilabel:
             return classes[proba.argmax(axis=1)].tolist()
-        chosen = proba >= threshold
-        chosen[np.arange(len(proba)), proba.argmax(axis=1)] = True
-        return [LABEL_SEPARATOR.join(classes[row]) for row in chosen]
+        return [LABEL_SEPARATOR.join(classes[row.astype(bool)]) for row in self.decide(proba)]
 
     def save(self, path: str | Path) -> None:
         write_json({**asdict(self), "classes": list(self.classes)}, path)

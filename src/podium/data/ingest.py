@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from podium.errors import PodiumInputError
-from podium.metrics import check_metric_for_task
+from podium.metrics import DEFAULT_MULTILABEL_RULE, check_metric_for_task, check_multilabel_rule
 from podium.segment.classes import (
     BINARY_CLASSES,
     ClassRows,
@@ -84,6 +84,7 @@ class CompetitionLayout:
     class_column: str | None = None  # segmentation: CSV rows per (image, class), class column
     class_separator: str | None = None  # ... or the class after the image id: "<id>_<class>"
     instances: bool = False  # segmentation: a train.csv row per object (DSB 2018)
+    multilabel_rule: str = DEFAULT_MULTILABEL_RULE  # how multilabel sets are decided
 
     @property
     def class_rows(self) -> ClassRows:
@@ -524,6 +525,7 @@ def _check_layout(layout: CompetitionLayout) -> None:
             f"use one of {list(TASKS)}."
         )
     check_metric_for_task(layout.metric, layout.task)
+    check_multilabel_rule(layout.multilabel_rule)
     if (layout.metric == "instance_map") != bool(layout.instances):
         raise PodiumInputError(
             "config keys competition.metric and competition.instances disagree: instance_map "
@@ -751,7 +753,8 @@ def _write_train_side(layout: CompetitionLayout, classes: tuple[str, ...],
              id_column=layout.id_column, mask_order=layout.mask_order,
              class_column=layout.class_column,
              class_separator=layout.class_separator,
-             instances=layout.instances).save(task_path)
+             instances=layout.instances,
+             multilabel_rule=layout.multilabel_rule).save(task_path)
     if skipped_path is not None:
         write_csv(pd.DataFrame(skipped, columns=["id", "path", "problem"]), skipped_path)
 

@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from podium.errors import PodiumInputError, did_you_mean
-from podium.metrics import MULTILABEL_THRESHOLD, Metric, get_metric
+from podium.metrics import MULTILABEL_THRESHOLD, LabelSpace, Metric, get_metric
 
 SINGLE, MULTILABEL, REGRESSION = "single", "multilabel", "regression"
 _EPS = 1e-15
@@ -142,7 +142,8 @@ class Blend(BaseEstimator):
     def describe(self) -> dict:
         """What the fitted blend is, JSON-ready, models in the order they were given."""
         check_is_fitted(self, "kind_")
-        return {"method": self.method, **self.get_params()}
+        params = {k: v for k, v in self.get_params().items() if k != "space"}
+        return {"method": self.method, **params}
 
 
 class MeanBlend(Blend):
@@ -221,12 +222,12 @@ class VoteBlend(Blend):
         return np.eye(stacked.shape[2])[stacked.argmax(axis=2)].mean(axis=0)
 
 
-def _pick_best(metric: Metric, y: np.ndarray, stacked: np.ndarray,
+def _pick_best(metric: Metric, space: LabelSpace | None, y: np.ndarray, stacked: np.ndarray,
                candidates: list[np.ndarray]) -> tuple[np.ndarray, float]:
     """The candidate weights scoring best on ``metric``; earlier candidates win ties."""
-    best, best_score = candidates[0], metric(y, _mix(candidates[0], stacked))
+    best, best_score = candidates[0], metric(y, _mix(candidates[0], stacked), space)
     for weights in candidates[1:]:
-        score = metric(y, _mix(weights, stacked))
+        score = metric(y, _mix(weights, stacked), space)
         if metric.is_better(score, best_score):
             best, best_score = weights, score
     return best, best_score
@@ -287,10 +288,11 @@ class WeightedBlend(Blend):
     OBJECTIVES: ClassVar[tuple[str, ...]] = ("auto", "metric")
 
     def __init__(self, metric: str | None = None, objective: str = "auto",
-                 maxiter: int = 500) -> None:
+                 maxiter: int = 500, space: LabelSpace | None = None) -> None:
         self.metric = metric
         self.objective = objective
         self.maxiter = maxiter
+        self.space = space
 
     def _check_params(self) -> None:
         _needs_metric(self.method, self.metric)
@@ -312,7 +314,7 @@ class WeightedBlend(Blend):
             searched = self._search_metric(metric, stacked, y)
         else:
             searched = self._search_surrogate(stacked, y)
-        self.weights_, self.score_ = _pick_best(metric, y, stacked,
+        self.weights_, self.score_ = _pick_best(metric, self.space, y, stacked,
                                                 [searched, *np.eye(n_models)])
 
     def _search_surrogate(self, stacked: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -332,7 +334,7 @@ class WeightedBlend(Blend):
         sign = -1.0 if metric.greater_is_better else 1.0
 
         def loss(logits: np.ndarray) -> float:
-            score = metric(y, _mix(self._softmax(logits), stacked))
+            score = metric(y, _mix(self._softmax(logits), stacked), self.space)
             return np.inf if np.isnan(score) else sign * score
 
         start = np.vstack([np.zeros(n_models), np.eye(n_models)])  # unit steps, off plateaus
@@ -373,9 +375,11 @@ class HillClimbBlend(Blend):
     method = "hill_climb"
     learns_from_labels = True
 
-    def __init__(self, metric: str | None = None, max_rounds: int = 100) -> None:
+    def __init__(self, metric: str | None = None, max_rounds: int = 100,
+                 space: LabelSpace | None = None) -> None:
         self.metric = metric
         self.max_rounds = max_rounds
+        self.space = space
 
     def _check_params(self) -> None:
         _needs_metric(self.method, self.metric)
@@ -386,7 +390,7 @@ class HillClimbBlend(Blend):
     def _fit(self, stacked: np.ndarray, y: np.ndarray | None) -> None:
         metric = get_metric(self.metric)
         n_models = stacked.shape[0]
-        start, score = _pick_best(metric, y, stacked, list(np.eye(n_models)))
+        start, score = _pick_best(metric, self.space, y, stacked, list(np.eye(n_models)))
         counts = start.astype(np.int64)
         total = _mix(start, stacked)
         self.start_score_ = score
@@ -394,7 +398,7 @@ class HillClimbBlend(Blend):
             size = counts.sum()
             chosen = None
             for m in range(n_models):
-                candidate = metric(y, (total + stacked[m]) / (size + 1))
+                candidate = metric(y, (total + stacked[m]) / (size + 1), self.space)
                 if metric.is_better(candidate, score):
                     chosen, score = m, candidate
             if chosen is None:
@@ -420,11 +424,13 @@ BLENDS: dict[str, type[Blend]] = {
 }
 
 
-def make_blend(method: str, params: dict | None = None, metric: str | None = None) -> Blend:
+def make_blend(method: str, params: dict | None = None, metric: str | None = None,
+               space: LabelSpace | None = None) -> Blend:
     """A fresh, unfitted blend by its config name.
 
     ``metric`` (normally the competition's) goes to the blends that optimise one, unless
-    ``params`` names its own ``metric``; blends that optimise nothing ignore it."""
+    ``params`` names its own ``metric``; ``space`` is the competition's label space they
+    score over (``TaskSpec.label_space``). Blends that optimise nothing ignore both."""
     if method not in BLENDS:
         hint = did_you_mean(method, BLENDS)
         raise PodiumInputError(
@@ -432,7 +438,8 @@ def make_blend(method: str, params: dict | None = None, metric: str | None = Non
             f"Known: {', '.join(BLENDS)}."
         )
     cls = BLENDS[method]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters
+                if p not in ("self", "space")]
     params = dict(params or {})
     for name in params:
         if name not in accepted:
@@ -443,6 +450,8 @@ def make_blend(method: str, params: dict | None = None, metric: str | None = Non
             )
     if "metric" in accepted and metric is not None:
         params.setdefault("metric", metric)
+    if "metric" in accepted:
+        params["space"] = space
     blend = cls(**params)
     blend._check_params()
     return blend

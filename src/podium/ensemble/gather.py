@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
+from podium.metrics import require_finite
 from podium.task import TaskSpec
 
 
@@ -23,11 +24,15 @@ def gather_model(
 ) -> dict:
     """Stack fold OOFs into train order, average fold test predictions, write cv.json."""
     columns = spec.prediction_columns
-    oof = pd.concat([pd.read_parquet(p) for p in fold_oofs], ignore_index=True)
+    oofs = [pd.read_parquet(p) for p in fold_oofs]
+    tests = [pd.read_parquet(p) for p in fold_tests]
+    for k, (fold_oof, fold_test) in enumerate(zip(oofs, tests, strict=True)):
+        require_finite(fold_oof[columns].to_numpy(), f"model {name} fold {k}: OOF")
+        require_finite(fold_test[columns].to_numpy(), f"model {name} fold {k}: test")
+    oof = pd.concat(oofs, ignore_index=True)
     if oof["id"].duplicated().any():
         raise ValueError(f"{name}: a train id is predicted by more than one fold")
     oof_proba = aligned_proba(oof, truth.ids, columns)
-    tests = [pd.read_parquet(p) for p in fold_tests]
     test_ids = tests[0]["id"]
     test_proba = np.mean([aligned_proba(t, test_ids, columns) for t in tests], axis=0)
     return write_predictions(name, "model", spec, truth, test_ids, oof_proba, test_proba,

@@ -30,8 +30,9 @@ def run_blend(name: str, method: str, params: dict, spec: TaskSpec, truth: Train
     models = sorted(oofs)
     oof_list = [aligned_proba(oofs[m], truth.ids, columns) for m in models]
     test_list = [aligned_proba(tests[m], test_ids, columns) for m in models]
-    make_blend(method, params, spec.metric)  # fail on bad config before any fitting
-    oof, test, info = blend_out_of_fold(lambda: make_blend(method, params, spec.metric),
+    space = spec.label_space
+    make_blend(method, params, spec.metric, space)  # fail on bad config before any fitting
+    oof, test, info = blend_out_of_fold(lambda: make_blend(method, params, spec.metric, space),
                                         oof_list, truth.y, truth.fold, test_list)
     return write_predictions(name, "blend", spec, truth, test_ids, oof, test, out,
                              {"models": models, **info})
@@ -92,8 +93,9 @@ def run_postprocess(name: str, entry: str, method: str, params: dict, spec: Task
     oof_frame, test_frame = pd.read_parquet(entry_oof), pd.read_parquet(entry_test)
     values = aligned_proba(oof_frame, truth.ids, columns)
     test_values = test_frame[columns].to_numpy(dtype=np.float64)
-    make_postprocessor(method, params)  # fail on bad config before any fitting
-    oof, test, fitted = postprocess_out_of_fold(lambda: make_postprocessor(method, params),
+    space = spec.label_space
+    make_postprocessor(method, params, space)  # fail on bad config before any fitting
+    oof, test, fitted = postprocess_out_of_fold(lambda: make_postprocessor(method, params, space),
                                                 values, truth.y, truth.fold, test_values)
     return write_predictions(
         name, "postprocess", spec, truth, test_frame["id"],

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from podium.metrics import get_metric
+from podium.metrics import LabelSpace, get_metric, require_finite
 from podium.tables import write_json, write_parquet
 from podium.task import TaskSpec
 
@@ -50,24 +50,34 @@ def aligned_proba(frame: pd.DataFrame, ids: pd.Series, columns: list[str]) -> np
     return indexed.loc[ids, columns].to_numpy(dtype=np.float64)
 
 
-def fold_scores(truth: TrainTruth, proba: np.ndarray, metric_name: str) -> list[float]:
-    """The metric on each fold's rows."""
+def fold_scores(truth: TrainTruth, proba: np.ndarray, metric_name: str,
+                space: LabelSpace | None = None) -> list[float]:
+    """The metric on each fold's rows, over the competition's label space (NaN where the
+    metric is undefined on a fold, e.g. AUC of a fold holding one class)."""
     metric = get_metric(metric_name)
-    return [metric(truth.y[truth.fold == k], proba[truth.fold == k])
+    return [metric(truth.y[truth.fold == k], proba[truth.fold == k], space)
             for k in range(truth.n_folds)]
 
 
-def cv_summary(
-    name: str, kind: str, truth: TrainTruth, proba: np.ndarray, metric_name: str
-) -> dict:
-    """``cv.json`` content: per-fold scores, their mean and std, and the pooled OOF score."""
-    scores = fold_scores(truth, proba, metric_name)
-    return {
+def cv_summary(name: str, kind: str, truth: TrainTruth, proba: np.ndarray, metric_name: str,
+               space: LabelSpace | None = None) -> dict:
+    """``cv.json`` content: per-fold scores, their mean and std over the folds where the
+    metric is defined (``undefined_folds`` lists the others), and the pooled OOF score."""
+    scores = fold_scores(truth, proba, metric_name, space)
+    defined = [s for s in scores if np.isfinite(s)]
+    summary = {
         "name": name, "kind": kind, "metric": metric_name,
-        "cv_mean": float(np.mean(scores)), "cv_std": float(np.std(scores)),
+        "cv_mean": float(np.mean(defined)) if defined else float("nan"),
+        "cv_std": float(np.std(defined)) if defined else float("nan"),
         "fold_scores": scores,
-        "oof_score": get_metric(metric_name)(truth.y, proba),
+        "oof_score": get_metric(metric_name)(truth.y, proba, space),
     }
+    undefined = [k for k, s in enumerate(scores) if not np.isfinite(s)]
+    if undefined:
+        summary["undefined_folds"] = undefined
+        log.warning("%s %s: %s is undefined on folds %s (e.g. a fold holding one class); CV "
+                    "averages the other folds", kind, name, metric_name, undefined)
+    return summary
 
 
 def prediction_frame(ids: pd.Series, proba: np.ndarray, columns: list[str]) -> pd.DataFrame:
@@ -83,7 +93,9 @@ def write_predictions(name: str, kind: str, spec: TaskSpec, truth: TrainTruth,
     """Write ``oof.parquet``, ``test.parquet`` and ``cv.json`` of a model, blend, stacker or
     post-processed entry; ``details`` (fitted weights, thresholds) go into cv.json too."""
     columns = spec.prediction_columns
-    summary = cv_summary(name, kind, truth, oof, spec.metric)
+    require_finite(oof, f"{kind} {name}: OOF")
+    require_finite(test, f"{kind} {name}: test")
+    summary = cv_summary(name, kind, truth, oof, spec.metric, spec.label_space)
     if details:
         summary["details"] = details
     write_parquet(prediction_frame(truth.ids, oof, columns), out["oof"])

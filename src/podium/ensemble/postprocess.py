@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from podium.errors import PodiumInputError, did_you_mean
-from podium.metrics import MULTILABEL_THRESHOLD
+from podium.metrics import MULTILABEL_THRESHOLD, LabelSpace, quadratic_weighted_kappa
 
 
 class PostProcessor(Protocol):
@@ -177,26 +177,6 @@ def expected_grade(proba: np.ndarray, grades: Sequence[float] | None = None) -> 
     return proba @ g
 
 
-def quadratic_kappa(y_index: np.ndarray, pred_index: np.ndarray, n_grades: int) -> float:
-    """Quadratic weighted kappa over grade indices 0..n_grades-1, fast enough for search.
-
-    Equals sklearn's ``cohen_kappa_score(weights="quadratic")`` when every grade occurs in
-    the truth or the prediction; otherwise weights use the full grade range, as Kaggle does."""
-    n = len(y_index)
-    if n == 0 or n_grades < 2:
-        return 0.0
-    observed = np.bincount(y_index * n_grades + pred_index,
-                           minlength=n_grades * n_grades).reshape(n_grades, n_grades)
-    expected = np.outer(np.bincount(y_index, minlength=n_grades),
-                        np.bincount(pred_index, minlength=n_grades)) / n
-    i = np.arange(n_grades)
-    weights = (i[:, None] - i[None, :]) ** 2
-    disagreement = float((weights * expected).sum())
-    if disagreement == 0:
-        return 1.0 if (weights * observed).sum() == 0 else 0.0
-    return 1.0 - float((weights * observed).sum()) / disagreement
-
-
 def _as_value(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 2 and values.shape[1] > 1:
@@ -214,7 +194,9 @@ class OrdinalCutPoints:
     Cuts start at the midpoints between grades and improve by coordinate descent: each cut
     in turn moves to the best point between its neighbours (so they stay sorted), trying the
     gaps between distinct predicted values, until a pass improves nothing. ``grades`` fixes
-    the grade set; by default it is the distinct truth values (plus 0..K-1 for probabilities).
+    the grade set (the workflow passes the competition's full grade range, so a grade no
+    fitted row holds still gets its cut); without it, the distinct truth values (plus 0..K-1
+    for probabilities).
     """
 
     def __init__(self, grades: Sequence[int] | None = None, max_passes: int = 50,
@@ -276,8 +258,9 @@ class OrdinalCutPoints:
         cuts = (grades[:-1] + grades[1:]) / 2.0
         k = len(grades)
 
-        def score(c: np.ndarray) -> float:
-            return quadratic_kappa(y_index, np.digitize(v, c), k)
+        def score(c: np.ndarray) -> float:  # undefined (NaN) kappa never wins
+            kappa = quadratic_weighted_kappa(y_index, np.digitize(v, c), k)
+            return -np.inf if np.isnan(kappa) else kappa
 
         best = score(cuts)
         for _ in range(self.max_passes):
@@ -442,20 +425,43 @@ _BY_CLASS: dict[str, type] = {c.__name__: c for c in
                               (ClassThresholds, OrdinalCutPoints, ProbabilityEqualizer)}
 
 
-def make_postprocessor(name: str, params: dict[str, Any] | None = None) -> PostProcessor:
-    """A fresh, unfitted post-processor by its config name, with the config's params."""
+def _in_label_space(name: str, made: PostProcessor, params: dict[str, Any],
+                    space: LabelSpace) -> PostProcessor:
+    """``made``, deciding as the competition does: ordinal cut points over the competition's
+    grades (unless the params fix them), class thresholds under its multilabel rule (with
+    ``at_least_one`` a row that clears no threshold keeps its most likely class, as CV and
+    the submission decide)."""
+    if isinstance(made, OrdinalCutPoints) and made.grades is None and space.grades:
+        made.grades = list(space.grades)
+    if isinstance(made, ClassThresholds) and space.multilabel_rule == "at_least_one":
+        if params.get("at_least_one") is False:
+            raise PodiumInputError(
+                f"config key postprocess.{name}.params.at_least_one: false contradicts "
+                "competition.multilabel_rule: at_least_one (the submission never writes an "
+                "empty label set, so CV must not score one); drop the param, or set "
+                "competition.multilabel_rule: independent.")
+        made.at_least_one = True
+    return made
+
+
+def make_postprocessor(name: str, params: dict[str, Any] | None = None,
+                       space: LabelSpace | None = None) -> PostProcessor:
+    """A fresh, unfitted post-processor by its config name, with the config's params; with
+    ``space`` (the competition's label space) it decides within it (:func:`_in_label_space`)."""
     if name not in POSTPROCESSORS:
         hint = did_you_mean(name, POSTPROCESSORS)
         raise PodiumInputError(
             f"config key postprocess.{name}: unknown post-processor {name!r}.{hint} "
             f"Known: {', '.join(POSTPROCESSORS)}."
         )
+    params = dict(params or {})
     try:
-        return POSTPROCESSORS[name](**dict(params or {}))
+        made = POSTPROCESSORS[name](**params)
     except (TypeError, ValueError) as err:
         raise PodiumInputError(
-            f"config key postprocess.{name}: bad params {dict(params or {})!r} ({err})."
+            f"config key postprocess.{name}: bad params {params!r} ({err})."
         ) from err
+    return made if space is None else _in_label_space(name, made, params, space)
 
 
 def load_postprocessor(params: dict[str, Any]) -> PostProcessor:

@@ -26,7 +26,7 @@ from podium.segment.instances import (
     fit_watershed_fold_by_fold,
     labels_of,
 )
-from podium.segment.metrics import mean_dice, mean_instance_average_precision
+from podium.segment.metrics import mean_instance_average_precision, pair_dice
 from podium.segment.postprocess import (
     apply_postprocess,
     fit_postprocess_fold_by_fold,
@@ -34,10 +34,6 @@ from podium.segment.postprocess import (
 from podium.tables import write_json, write_npy, write_parquet
 
 log = logging.getLogger(__name__)
-
-THRESHOLD = 0.5
-"""Probability maps are scored as masks at this threshold; post-processing fits its own."""
-
 
 @dataclass(frozen=True)
 class SegmentTruth:
@@ -69,21 +65,6 @@ class SegmentTruth:
     def class_masks(self, n_classes: int) -> np.ndarray:
         """``N x K x S x S`` 0/1 truth, one plane per mask class."""
         return unpack_bits(self.masks, n_classes)
-
-
-def _as_masks(maps: np.ndarray) -> np.ndarray:
-    return maps if maps.dtype == np.uint8 else (maps >= THRESHOLD).astype(np.uint8)
-
-
-def _pairs(stack: np.ndarray) -> np.ndarray:
-    """``N x K x S x S`` as ``N*K`` masks, image by image."""
-    return stack.reshape(-1, *stack.shape[2:])
-
-
-def pair_dice(maps: np.ndarray, truth: np.ndarray) -> float:
-    """Mean Dice over (image, class) pairs of maps (probabilities at 0.5, or 0/1 masks) and
-    0/1 truth, both ``N x K x S x S``."""
-    return float(mean_dice(_pairs(_as_masks(maps)), _pairs(truth)))
 
 
 def _instance_summary(name: str, kind: str, truth: SegmentTruth,

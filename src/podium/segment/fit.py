@@ -37,7 +37,7 @@ from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import get_metric
 from podium.segment.classes import MAX_CLASSES, unpack_bits
 from podium.segment.losses import build_segmentation_loss
-from podium.segment.metrics import mean_dice
+from podium.segment.metrics import MASK_THRESHOLD, pair_dice
 from podium.segment.models import Segmenter, build_segmenter
 from podium.segment.tiles import d4_predict, predict_tiled
 from podium.tables import write_csv, write_json, write_npy, write_parquet
@@ -58,7 +58,6 @@ from podium.train.tta import GROUPS, NAMED_VIEWS
 
 log = logging.getLogger(__name__)
 
-THRESHOLD = 0.5  # the mask threshold of the per-epoch and OOF Dice
 
 
 @dataclass(frozen=True)
@@ -318,9 +317,7 @@ def predict_probabilities(model: nn.Module, array: np.ndarray, rows: np.ndarray,
 def _dice(probs: np.ndarray, masks: np.ndarray) -> float:
     """Mean Dice over (image, class) pairs of ``n x K x H x W`` probabilities and packed
     ``n x H x W`` masks (Severstal's and Clouds' metric; per-image Dice for one class)."""
-    truth = unpack_bits(masks, probs.shape[1])
-    return mean_dice((probs > THRESHOLD).reshape(-1, *probs.shape[2:]),
-                     truth.reshape(-1, *truth.shape[2:]))
+    return pair_dice(probs, unpack_bits(masks, probs.shape[1]))
 
 
 def _check_inputs(images: np.ndarray, masks: np.ndarray, masks_path: str | Path,
@@ -420,7 +417,7 @@ def train_segment_fold(
     write_csv(pd.DataFrame(history), outputs.history)
     epochs_run = len(history) - start_epoch
     summary = {
-        "fold": fold, "metric": "dice", "threshold": THRESHOLD, "n_classes": n_classes,
+        "fold": fold, "metric": "dice", "threshold": MASK_THRESHOLD, "n_classes": n_classes,
         "best_epoch": best_epoch,
         "best_valid_dice": best_score, "oof_dice_tta": _dice(oof, valid_masks),
         "tta": list(views), "tile": settings.tile, "crop": settings.crop,

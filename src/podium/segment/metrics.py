@@ -14,6 +14,10 @@ from scipy.optimize import linear_sum_assignment
 
 DSB_THRESHOLDS = np.arange(0.5, 1.0, 0.05)
 
+MASK_THRESHOLD = 0.5
+"""A probability map is a mask where ``p >= MASK_THRESHOLD``: validation, CV, the registry's
+Dice and the submission all cut here (post-processing fits its own threshold)."""
+
 MaskBatch = np.ndarray | Sequence[np.ndarray]
 
 
@@ -59,6 +63,32 @@ def mean_dice(preds: MaskBatch, trues: MaskBatch, empty_score: float = 1.0) -> f
 def mean_iou(preds: MaskBatch, trues: MaskBatch, empty_score: float = 1.0) -> float:
     """IoU per image, then the mean over images."""
     return _per_image(preds, trues, lambda p, t: iou(p, t, empty_score))
+
+
+def as_masks(maps: np.ndarray) -> np.ndarray:
+    """0/1 masks of probability maps (``>= MASK_THRESHOLD``); uint8 or bool masks as they are."""
+    maps = np.asarray(maps)
+    if maps.dtype in (np.uint8, np.bool_):
+        return maps.astype(np.uint8, copy=False)
+    return (maps >= MASK_THRESHOLD).astype(np.uint8)
+
+
+def _pairs(stack: np.ndarray) -> np.ndarray:
+    """``N x K x S x S`` (or ``N x S x S``, one class) as ``N*K`` masks, image by image."""
+    stack = np.asarray(stack)
+    return stack if stack.ndim == 3 else stack.reshape(-1, *stack.shape[2:])
+
+
+def pair_dice(maps: np.ndarray, truth: np.ndarray) -> float:
+    """Mean Dice over (image, class) pairs of maps (probabilities at :data:`MASK_THRESHOLD`,
+    or 0/1 masks) and 0/1 truth, both ``N x K x S x S`` (or ``N x S x S``): Severstal's and
+    Understanding Clouds' metric, per-image Dice (SIIM) for one class."""
+    return float(mean_dice(_pairs(as_masks(maps)), _pairs(truth)))
+
+
+def pair_iou(maps: np.ndarray, truth: np.ndarray) -> float:
+    """Mean IoU over (image, class) pairs, cut like :func:`pair_dice`."""
+    return float(mean_iou(_pairs(as_masks(maps)), _pairs(truth)))
 
 
 def mean_dice_per_class(preds: MaskBatch, trues: MaskBatch, n_classes: int,

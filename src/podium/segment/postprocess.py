@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
+from podium.segment.metrics import MASK_THRESHOLD
 
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = MASK_THRESHOLD  # the cut every unfitted mask entry is scored at
 MIN_GAIN = 0.002
 """A fit must beat the defaults (threshold 0.5, nothing removed, nothing emptied) by this much
 mean Dice on the images it is fitted on, else the defaults are kept: with a model that is

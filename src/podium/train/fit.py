@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from podium.errors import PodiumInputError
-from podium.metrics import Metric, get_metric
+from podium.metrics import Metric, auc_defined, get_metric, require_finite
 from podium.tables import write_csv, write_json, write_parquet
 from podium.task import TaskSpec
 from podium.train.augment import build_augmentation
@@ -141,6 +141,19 @@ def _labels_of(spec: TaskSpec, manifest_path: str | Path, ids: pd.Series) -> np.
     manifest = pd.read_parquet(manifest_path, columns=["id", spec.target])
     labels_by_id = dict(zip(manifest["id"], manifest[spec.target], strict=True))
     return spec.encode(ids.map(labels_by_id))
+
+
+def stopping_metric(spec: TaskSpec, y_valid: np.ndarray, name: str, fold: int) -> Metric:
+    """The metric early stopping follows: the competition's, unless it is undefined on the
+    fold's validation rows (AUC of a fold holding one class), where log loss stands in, with
+    a warning, rather than stopping on NaN."""
+    metric = get_metric(spec.metric)
+    if metric.name == "auc" and not auc_defined(y_valid, spec.n_classes):
+        log.warning("models.%s fold %d: AUC is undefined on the validation rows (one class "
+                    "only); early stopping follows logloss. Check the class counts against "
+                    "folds.n_folds.", name, fold)
+        return get_metric("logloss")
+    return metric
 
 
 LOSS_CHECK_EVERY_CUDA = 32
@@ -346,12 +359,13 @@ def train_fold(
     torch.set_num_threads(max(1, threads))
     runtime = Runtime.detect(threads, settings.precision, settings.channels_last,
                              key=f"models.{name}.precision")
-    metric = get_metric(spec.metric)
+    space = spec.label_space
     secondary = get_metric("rmse" if spec.predicts_value else "logloss")  # logged each epoch
 
     # packed rows are in index order, so index positions are array rows
     index, train_rows, valid_rows = fold_rows(train_index, folds_csv, fold)
     y = _labels_of(spec, manifest_path, index["id"])
+    metric = stopping_metric(spec, y[valid_rows], name, fold)
 
     train_images = load_packed(train_array)
     in_chans = train_images.shape[3]
@@ -380,8 +394,8 @@ def train_fold(
                               [TtaView("identity")], eval_batch, spec.output_kind)
         if not np.isfinite(proba).all():
             raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
-        score = metric(y[valid_rows], proba)
-        return score, {f"valid_{secondary.name}": secondary(y[valid_rows], proba),
+        score = metric(y[valid_rows], proba, space)
+        return score, {f"valid_{secondary.name}": secondary(y[valid_rows], proba, space),
                        f"valid_{metric.name}": score}
 
     result = run_epochs(
@@ -400,6 +414,7 @@ def train_fold(
                         spec.output_kind, settings.tta_merge)
     predict_seconds = time.perf_counter() - predict_start
 
+    require_finite(oof, f"models.{name} fold {fold}: OOF")
     columns = spec.prediction_columns
     outputs.weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": best_state, "settings": asdict(settings),
@@ -410,7 +425,7 @@ def train_fold(
     epochs_run = len(history) - start_epoch
     summary = {
         "fold": fold, "metric": metric.name, "best_epoch": best_epoch,
-        "best_valid_score": best_score, "oof_score_tta": metric(y[valid_rows], oof),
+        "best_valid_score": best_score, "oof_score_tta": metric(y[valid_rows], oof, space),
         "tta": [v.name for v in views], "tta_merge": settings.tta_merge,
         "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
         "n_pseudo": int(len(extra[1])) if extra is not None else 0,

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from podium.errors import PodiumInputError
+from podium.metrics import require_finite
 from podium.tables import write_parquet
 from podium.task import TaskSpec
 from podium.train.augment import build_augmentation
@@ -104,6 +105,7 @@ def predict_test_fold(
     ids = pd.read_parquet(test_index)["id"].reset_index(drop=True)
     test = predict_proba(model, images, np.arange(len(images)), runtime, views,
                          settings.batch_size * 2, spec.output_kind, settings.tta_merge)
+    require_finite(test, f"models.{name}: test predictions of {weights_path}")
     write_parquet(pd.concat([ids, pd.DataFrame(test, columns=spec.prediction_columns)],
                             axis=1), out_path)
     seconds = time.perf_counter() - start
