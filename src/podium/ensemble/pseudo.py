@@ -22,7 +22,8 @@ def select_pseudo_labels(spec: TaskSpec, test_frames: list[pd.DataFrame],
                          threshold: float) -> pd.DataFrame:
     """``id, label, confidence`` of the test images whose mean predicted probability is
     confident enough: the top class at least ``threshold`` (binary, multiclass), or every
-    class at least ``threshold`` on its side of 0.5 (multilabel). Labels are written as in
+    class at least ``threshold`` on its side of 0.5 (multilabel, labelled by the
+    competition's decision rule, as the submission would). Labels are written as in
     train.csv, so they encode like train labels."""
     if spec.predicts_value:
         raise PodiumInputError(
@@ -36,7 +37,7 @@ def select_pseudo_labels(spec: TaskSpec, test_frames: list[pd.DataFrame],
     classes = np.asarray(spec.classes)
     if spec.is_multilabel:
         confidence = np.maximum(proba, 1 - proba).min(axis=1)
-        labels = [LABEL_SEPARATOR.join(classes[row >= 0.5]) for row in proba]
+        labels = [LABEL_SEPARATOR.join(classes[row.astype(bool)]) for row in spec.decide(proba)]
     else:
         confidence = proba.max(axis=1)
         labels = classes[proba.argmax(axis=1)].tolist()

@@ -97,13 +97,13 @@ def plot_best_entry(spec: TaskSpec, y: np.ndarray, proba: np.ndarray, name: str,
         ax.set_xlabel("true value")
         ax.set_ylabel("OOF prediction")
     elif spec.is_multilabel:
-        scores = f1_score(y, (proba >= 0.5).astype(int), average=None, zero_division=0.0)
+        scores = f1_score(y, spec.decide(proba), average=None, zero_division=0.0)
         ax.barh(list(spec.classes), scores, color=KIND_COLOURS["model"])
         ax.set_xlim(0, 1)
-        ax.set_xlabel("OOF F1 per class at 0.5")
+        ax.set_xlabel(f"OOF F1 per class ({spec.multilabel_rule} at 0.5)")
     else:
         if spec.task == "ordinal":
-            labels = [int(c) for c in spec.classes]
+            labels = list(spec.label_space.grades)
             truth, predicted = y.astype(int), spec.grades(proba[:, 0])
         else:
             labels = list(range(spec.n_classes))
