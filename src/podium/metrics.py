@@ -27,6 +27,7 @@ class Metric:
     name: str
     func: Callable[[np.ndarray, np.ndarray], float]
     greater_is_better: bool
+    probabilistic: bool = False  # scores probabilities, so a submission should hold them
 
     def __call__(self, y_true: np.ndarray, proba: np.ndarray) -> float:
         return float(self.func(np.asarray(y_true), np.asarray(proba, dtype=np.float64)))
@@ -126,8 +127,8 @@ METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         Metric("accuracy", _accuracy, True),
-        Metric("logloss", _logloss, False),
-        Metric("auc", _auc, True),
+        Metric("logloss", _logloss, False, probabilistic=True),
+        Metric("auc", _auc, True, probabilistic=True),
         Metric("f1_macro", _f1("macro"), True),
         Metric("f1_micro", _f1("micro"), True),
         Metric("qwk", _qwk, True),
