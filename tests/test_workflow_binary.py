@@ -1,5 +1,7 @@
 """A real snakemake run of a binary competition folder (the digits relabelled even/odd, AUC):
-two probability columns, F1 thresholds on the positive class, labels in the submission."""
+two probability columns, F1 thresholds on the positive class, and since AUC scores
+probabilities, the positive class's probability in the submission's target column, scored
+on the held-out solution by AUC."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from podium.data.digits import write_digits_competition
 from podium.task import TaskSpec
@@ -53,6 +56,28 @@ def test_binary_predictions_and_submission(binary_run):
     board = pd.read_csv(results / "leaderboard.csv")
     assert set(board["metric"]) == {"auc"} and "mean+f1" in set(board["name"])
     sample = pd.read_csv(competition / "sample_submission.csv", dtype=str)
-    submission = pd.read_csv(results / "submission.csv", dtype=str)
+    submission = pd.read_csv(results / "submission.csv", dtype={"id": str})
+    assert list(submission.columns) == list(sample.columns)
     assert list(submission["id"]) == list(sample["id"])
-    assert set(submission["label"]) <= {"even", "odd"}
+    odd = submission["label"]
+    assert odd.dtype.kind == "f" and odd.between(0, 1).all()
+    best = board["name"].iloc[0]  # the submission is the best entry's p_odd, not its labels
+    (test_path,) = results.glob(f"*/{best}/test.parquet")
+    test = pd.read_parquet(test_path).set_index("id")
+    np.testing.assert_allclose(odd, test.loc[sample["id"], "p_odd"], rtol=1e-6)
+    log = (results / "logs/write_submission/all.log").read_text()
+    assert "column 'label' gets the probability of the positive class 'odd'" in log
+
+
+def test_held_out_score_is_the_auc_of_the_probabilities(binary_run):
+    from podium.submit.score import score_submission
+
+    flow, competition = binary_run
+    spec = TaskSpec.load(flow.results / "data/task.json")
+    score = score_submission(flow.results / "submission.csv", competition / "solution.csv",
+                             spec)
+    solution = pd.read_csv(competition / "solution.csv", dtype={"id": str})
+    submission = pd.read_csv(flow.results / "submission.csv", dtype={"id": str})
+    merged = solution.merge(submission, on="id", suffixes=("_true", "_pred"))
+    expected = roc_auc_score(merged["label_true"] == "odd", merged["label_pred"])
+    assert score == {"metric": "auc", "score": pytest.approx(expected), "n": len(solution)}

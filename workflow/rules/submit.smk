@@ -33,7 +33,8 @@ rule write_submission:
     params:
         names=[name for name, _ in all_entries()],
         leak_labels=config["dedup"]["leak_labels"],
-        code=code("submit", "task", script="submit.py"),
+        values=config["submission"]["values"],
+        code=code("submit", "task", "metrics", script="submit.py"),
     script:
         "../scripts/submit.py"
 
@@ -54,7 +55,8 @@ if EMBEDDED:
         conda:
             "../../envs/ensemble.yaml"
         params:
-            code=code("submit", "task", script="score.py"),
+            values=config["submission"]["values"],
+            code=code("submit", "task", "metrics", script="score.py"),
         script:
             "../scripts/score.py"
 

@@ -7,7 +7,7 @@ from podium.task import TaskSpec
 
 with job_logging(snakemake) as log:
     score = score_submission(snakemake.input.submission, snakemake.input.solution,
-                             TaskSpec.load(snakemake.input.task))
+                             TaskSpec.load(snakemake.input.task), snakemake.params.values)
     write_json(score, snakemake.output.score)
     message = f"held-out {score['metric']}: {score['score']:.4f} on {score['n']} test images"
     log.info(message)

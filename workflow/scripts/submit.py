@@ -3,6 +3,7 @@
 import pandas as pd
 
 from podium.glue import job_logging
+from podium.submit.check import check_submission
 from podium.submit.submission import apply_leak_labels, format_submission, read_sample
 from podium.tables import write_csv
 from podium.task import TaskSpec
@@ -17,6 +18,8 @@ with job_logging(snakemake) as log:
         predictions = apply_leak_labels(predictions, leaks, spec)
         trusted = int((~leaks["label_conflict"].astype(bool)).sum())
         log.info("copied train labels onto %d leaked test images", trusted)
-    submission = format_submission(read_sample(snakemake.input.sample), predictions, spec)
+    sample, values = read_sample(snakemake.input.sample), snakemake.params.values
+    submission = format_submission(sample, predictions, spec, values)
+    check_submission(submission, sample, spec, values)
     write_csv(submission, snakemake.output.submission)
     log.info("submission from %s: %d rows", best, len(submission))
