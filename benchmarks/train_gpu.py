@@ -135,7 +135,7 @@ def synthetic_fold_inputs(root: Path, n_train: int, n_test: int, size: int) -> d
     pd.DataFrame({"id": test_ids, "row": range(n_test)}).to_parquet(paths["test_index.parquet"])
     pd.DataFrame({"id": ids, "fold": np.arange(n_train) % 5}).to_csv(paths["folds.csv"],
                                                                        index=False)
-    pd.DataFrame({"id": ids + test_ids, "label": [str(v) for v in y] + [None] * n_test}
+    pd.DataFrame({"id": ids + test_ids, "target": [str(v) for v in y] + [None] * n_test}
                  ).to_parquet(paths["manifest.parquet"])
     return paths
 

@@ -23,7 +23,7 @@ from podium.data.ingest import (
 from podium.errors import PodiumInputError
 from podium.task import TaskSpec
 
-MANIFEST_COLUMNS = ["id", "split", "path", "label", "height", "width", "channels", "md5",
+MANIFEST_COLUMNS = ["id", "split", "path", "target", "height", "width", "channels", "md5",
                     "pixel_md5", "source", "train_only"]
 
 
@@ -107,8 +107,8 @@ def test_manifest_of_valid_digits_folder(comp: Path, tmp_path: Path, threads: in
     sample = read_csv(comp / "sample_submission.csv")
     assert on_disk["id"].tolist() == train["id"].tolist() + sample["id"].tolist()
     assert on_disk["split"].tolist() == ["train"] * len(train) + ["test"] * len(sample)
-    assert on_disk.loc[on_disk.split == "train", "label"].tolist() == train["label"].tolist()
-    assert on_disk.loc[on_disk.split == "test", "label"].isna().all()
+    assert on_disk.loc[on_disk.split == "train", "target"].tolist() == train["label"].tolist()
+    assert on_disk.loc[on_disk.split == "test", "target"].isna().all()
 
     assert (on_disk["height"] == 8).all()
     assert (on_disk["width"] == 8).all()
@@ -298,8 +298,8 @@ def test_multilabel_sets_are_normalised_into_class_order(comp: Path, tmp_path: P
     spec = TaskSpec.load(outputs(tmp_path)[1])
     assert spec.task == "multilabel" and spec.classes == ("big", "even", "odd", "small")
     train = manifest[manifest["split"] == "train"]
-    assert train["label"].iloc[0] == "big odd"
-    encoded = spec.encode(train["label"])
+    assert train["target"].iloc[0] == "big odd"
+    encoded = spec.encode(train["target"])
     assert encoded.shape == (len(train), 4) and (encoded.sum(axis=1) == 2).all()
 
 
@@ -315,7 +315,7 @@ def test_multilabel_from_one_column_per_label(comp: Path, tmp_path: Path) -> Non
     manifest = ingest(comp, tmp_path, task="multilabel", label_columns=("big", "even", "odd"))
     spec = TaskSpec.load(outputs(tmp_path)[1])
     assert spec.classes == ("big", "even", "odd")
-    labels = manifest.loc[manifest["split"] == "train", "label"].tolist()
+    labels = manifest.loc[manifest["split"] == "train", "target"].tolist()
     expected = [" ".join(c for c in ("big", "even", "odd") if row[c] == "1")
                 for _, row in train.iterrows()]
     assert labels == expected
@@ -345,7 +345,7 @@ def test_ordinal_grades_and_regression_values(comp: Path, tmp_path: Path) -> Non
     spec = TaskSpec.load(outputs(tmp_path)[1])
     assert spec.classes == tuple(str(d) for d in range(10)) and spec.prediction_columns == ["pred"]
     train = manifest[manifest["split"] == "train"]
-    assert not train["label"].str.contains(".", regex=False).any()  # "3.0" -> "3"
+    assert not train["target"].str.contains(".", regex=False).any()  # "3.0" -> "3"
     ingest(comp, tmp_path / "regression", task="regression", metric="rmse")
     assert TaskSpec.load(outputs(tmp_path / "regression")[1]).classes == ()
 

@@ -131,7 +131,7 @@ def test_rows_per_class_ingest_to_one_row_per_image(shapes, tmp_path):
     spec = TaskSpec.load(tmp_path / "task.json")
     assert spec.classes == tuple(CLASSES) and spec.class_column == "class"
     table = _table(shapes)
-    train = manifest[manifest["split"] == "train"].set_index("id")["rle"]
+    train = manifest[manifest["split"] == "train"].set_index("id")["target"]
     assert len(train) == table["id"].nunique() == len(table) // 2
     for image_id, rows in table.groupby("id"):
         assert class_rles(train[image_id], 2) == list(rows.set_index("class").loc[CLASSES, "rle"])
@@ -142,7 +142,7 @@ def test_rows_per_class_ingest_to_one_row_per_image(shapes, tmp_path):
     train_rows = manifest[manifest["split"] == "train"]
     pack_split(train_rows, "train", settings, tmp_path / "train.npy", tmp_path / "index.parquet")
     index = pd.read_parquet(tmp_path / "index.parquet")
-    masks = pack_masks(train_rows, index, "rle", "F", 40, tmp_path / "masks.npy", n_classes=2)
+    masks = pack_masks(train_rows, index, "target", "F", 40, tmp_path / "masks.npy", n_classes=2)
     for row, image_id in zip(index["row"], index["id"], strict=True):
         for k, rle in enumerate(class_rles(train[image_id], 2)):
             assert np.array_equal((masks[row] >> k) & 1, rle_decode(rle, (40, 40)))
@@ -212,7 +212,7 @@ def test_mask_images_per_class_or_by_value(shapes, tmp_path, per_class):
     manifest = ingest_train(
         CompetitionLayout(root=shapes, train_masks=pattern, classes=tuple(CLASSES), **LAYOUT),
         tmp_path / "train.parquet", tmp_path / "task.json")
-    cells = manifest.set_index("id")["rle"]
+    cells = manifest.set_index("id")["target"]
     for image_id, rows in table.groupby("id"):
         truth = [rle_decode(r, (40, 40)) for r in rows.set_index("class").loc[CLASSES, "rle"]]
         if not per_class:

@@ -35,7 +35,7 @@ def test_segmentation_train_side_ingests_rle_masks(shapes, tmp_path):
     assert spec.is_segmentation and spec.mask_order == "F" and spec.classes == ("mask",)
     table = pd.read_csv(shapes / "train.csv", dtype=str, keep_default_na=False)
     assert sorted(manifest["id"]) == sorted(table["id"])
-    assert (manifest["rle"] == "").sum() == (table["rle"] == "").sum() > 0
+    assert (manifest["target"] == "").sum() == (table["rle"] == "").sum() > 0
 
 
 def test_a_mask_outside_its_image_is_named_by_line(shapes, tmp_path):
@@ -64,12 +64,12 @@ def test_masks_are_packed_row_for_row_with_the_images(shapes, tmp_path):
     settings = PreprocessSettings(size=20, channels=1, clahe=False, exif_orientation=False)
     pack_split(manifest, "train", settings, tmp_path / "train.npy", tmp_path / "index.parquet")
     index = pd.read_parquet(tmp_path / "index.parquet")
-    masks = pack_masks(manifest, index, "rle", "F", 20, tmp_path / "masks.npy")
+    masks = pack_masks(manifest, index, "target", "F", 20, tmp_path / "masks.npy")
     images = np.load(tmp_path / "train.npy")[..., 0].astype(float)
     assert masks.shape == (len(index), 20, 20) and set(np.unique(masks)) <= {0, 1}
     full = manifest.set_index("id")
     for row, image_id in zip(index["row"], index["id"], strict=True):
-        rle = full.at[image_id, "rle"]
+        rle = full.at[image_id, "target"]
         assert bool(masks[row].any()) == bool(rle)
         if masks[row].sum() > 20:  # the objects are brighter than the background
             assert images[row][masks[row] == 1].mean() > images[row][masks[row] == 0].mean()
@@ -104,7 +104,7 @@ def test_mask_images_become_the_same_rle_strings(shapes, tmp_path):
     manifest = ingest_train(
         CompetitionLayout(root=shapes, train_masks="train_masks/{id}_mask.png", **LAYOUT),
         tmp_path / "train.parquet", tmp_path / "task.json")
-    by_id = manifest.set_index("id")["rle"]
+    by_id = manifest.set_index("id")["target"]
     assert all(by_id[i] == rle for i, rle in zip(table["id"], table["rle"], strict=True))
 
 

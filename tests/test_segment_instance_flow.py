@@ -64,7 +64,7 @@ def test_instance_rows_ingest_and_pack_as_labels(shapes, tmp_path):
     settings = PreprocessSettings(size=40, channels=1, clahe=False, exif_orientation=False)
     pack_split(train, "train", settings, tmp_path / "train.npy", tmp_path / "index.parquet")
     index = pd.read_parquet(tmp_path / "index.parquet")
-    packed = pack_instance_labels(train, index, "rle", "F", 40, tmp_path / "instances.npy")
+    packed = pack_instance_labels(train, index, "target", "F", 40, tmp_path / "instances.npy")
     assert packed.dtype == np.int32
     for row, image_id in zip(index["row"], index["id"], strict=True):
         objects = [r for r in rows.loc[rows["id"] == image_id, "rle"] if r]

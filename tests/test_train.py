@@ -50,7 +50,7 @@ def _packed_fold_inputs(root: Path, n_train: int = 48, n_test: int = 9) -> dict[
     pd.DataFrame({"id": test_ids, "row": range(n_test)}).to_parquet(paths["test_index.parquet"])
     pd.DataFrame({"id": ids, "fold": np.arange(n_train) % 2}).to_csv(paths["folds.csv"],
                                                                        index=False)
-    pd.DataFrame({"id": ids + test_ids, "label": [str(v) for v in y] + [None] * n_test}
+    pd.DataFrame({"id": ids + test_ids, "target": [str(v) for v in y] + [None] * n_test}
                  ).to_parquet(paths["manifest.parquet"])
     return paths
 
@@ -128,7 +128,7 @@ def test_multilabel_fold_trains_on_sets_and_predicts_sigmoids(tmp_path):
     inputs = _packed_fold_inputs(tmp_path)
     manifest = pd.read_parquet(inputs["manifest.parquet"])
     tags = {"0": "low", "1": "low odd", "2": "high"}
-    manifest["label"] = manifest["label"].map(tags)
+    manifest["target"] = manifest["target"].map(tags)
     manifest.to_parquet(inputs["manifest.parquet"])
     spec = TaskSpec(task="multilabel", target="label", classes=("high", "low", "odd"),
                     metric="f1_macro", id_column="id")

@@ -23,13 +23,13 @@ ENTRIES = {"resnet10t": "models", "regnetx_002": "models", "mean": "ensemble",
 
 def test_manifest_contract(finished_tiny_run):
     manifest = pd.read_parquet(finished_tiny_run.results / "data/manifest.parquet")
-    assert list(manifest.columns) == ["id", "split", "path", "label", "height", "width",
+    assert list(manifest.columns) == ["id", "split", "path", "target", "height", "width",
                                       "channels", "md5", "pixel_md5", "source", "train_only"]
     assert set(manifest["split"]) == {"train", "test"}
     assert manifest["id"].is_unique
     assert (manifest["height"] == 8).all() and (manifest["channels"] == 1).all()
-    assert manifest.loc[manifest.split == "test", "label"].isna().all()
-    assert manifest.loc[manifest.split == "train", "label"].notna().all()
+    assert manifest.loc[manifest.split == "test", "target"].isna().all()
+    assert manifest.loc[manifest.split == "train", "target"].notna().all()
 
 
 def test_dedup_and_folds_contract(finished_tiny_run):

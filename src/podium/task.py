@@ -24,6 +24,10 @@ VALUE_TASKS = ("regression", "ordinal")  # one predicted number per image, colum
 SEGMENTATION = "segmentation"  # masks per image and class, run-length encoded (podium.segment)
 TASKS = CLASSIFICATION_TASKS + VALUE_TASKS + (SEGMENTATION,)
 LABEL_SEPARATOR = " "  # multilabel targets: "3 7 12", Kaggle's usual form
+TARGET_COLUMN = "target"
+"""The manifest's label column, whatever the competition calls its own (``TaskSpec.target``
+names that one, in the competition's files only), so a target named ``source``, ``split`` or
+``path`` never collides with podium's columns."""
 
 
 def split_labels(value: str) -> list[str]:

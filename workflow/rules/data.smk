@@ -98,7 +98,6 @@ rule merge_manifest:
 rule find_train_duplicates:
     input:
         manifest=res("data/train_manifest.parquet"),
-        task=res("data/task.json"),
     output:
         clusters=res("dedup/train_clusters.csv"),
         pairs=res("dedup/train_pairs.csv"),
@@ -113,7 +112,7 @@ rule find_train_duplicates:
     threads: config["dedup"]["threads"]
     params:
         settings=dedup_settings(),
-        code=code("data", "preprocess", script="dedup_train.py"),
+        code=code("data", "preprocess", "task", script="dedup_train.py"),
     script:
         "../scripts/dedup_train.py"
 
@@ -121,7 +120,6 @@ rule find_train_duplicates:
 rule find_duplicates:
     input:
         manifest=res("data/manifest.parquet"),
-        task=res("data/task.json"),
         train_clusters=res("dedup/train_clusters.csv"),
         train_pairs=res("dedup/train_pairs.csv"),
     output:
@@ -142,7 +140,7 @@ rule find_duplicates:
     threads: config["dedup"]["threads"]
     params:
         settings=dedup_settings(),
-        code=code("data", "preprocess", script="dedup.py"),
+        code=code("data", "preprocess", "task", script="dedup.py"),
     script:
         "../scripts/dedup.py"
 

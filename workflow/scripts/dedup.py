@@ -13,7 +13,7 @@ from podium.data.montage import plot_pair_montage
 from podium.data.neardup import NearDuplicateSettings
 from podium.glue import job_logging
 from podium.tables import write_csv
-from podium.task import TaskSpec
+from podium.task import TARGET_COLUMN
 
 with job_logging(snakemake) as log:
     i, o = snakemake.input, snakemake.output
@@ -21,13 +21,12 @@ with job_logging(snakemake) as log:
     settings.pop("drop")
     near = NearDuplicateSettings(**settings) if settings.pop("near") else None
     manifest = pd.read_parquet(i.manifest)
-    target = TaskSpec.load(i.task).target
     train_clusters = pd.read_csv(i.train_clusters, dtype={"id": str})
     train_pairs = pd.read_csv(i.train_pairs, dtype={"id_a": str, "id_b": str})
     _, all_pairs = find_duplicates(manifest, near, threads=snakemake.threads)
     pairs = pairs_with_test(manifest, all_pairs, train_pairs)
     clusters = attach_test_images(manifest, train_clusters, pairs)
-    leaks = leaked_test_images(clusters, manifest, target)
+    leaks = leaked_test_images(clusters, manifest, TARGET_COLUMN)
     log.info("%d test images duplicate train images", len(leaks))
     write_csv(clusters, o.clusters)
     write_csv(pairs, o.pairs)

@@ -12,16 +12,15 @@ from podium.data.dedup import (
 from podium.data.neardup import NearDuplicateSettings
 from podium.glue import job_logging
 from podium.tables import write_csv
-from podium.task import TaskSpec
+from podium.task import TARGET_COLUMN
 
 with job_logging(snakemake) as log:
     settings = dict(snakemake.params.settings)
     drop = settings.pop("drop")
     near = NearDuplicateSettings(**settings) if settings.pop("near") else None
     manifest = pd.read_parquet(snakemake.input.manifest)
-    target = TaskSpec.load(snakemake.input.task).target
     clusters, pairs = find_duplicates(manifest, near, threads=snakemake.threads)
-    conflicts = label_conflicts(clusters, manifest, target)
+    conflicts = label_conflicts(clusters, manifest, TARGET_COLUMN)
     log.info("%d train images in clusters with conflicting labels", len(conflicts))
     write_csv(clusters, snakemake.output.clusters)
     write_csv(pairs, snakemake.output.pairs)

@@ -6,12 +6,12 @@ from podium.data.folds import assign_folds
 from podium.glue import job_logging
 from podium.segment.masks import stratification_labels
 from podium.tables import write_csv
-from podium.task import TaskSpec
+from podium.task import TARGET_COLUMN, TaskSpec
 
 with job_logging(snakemake):
     spec = TaskSpec.load(snakemake.input.task)
     manifest = pd.read_parquet(snakemake.input.manifest)
-    train_labels = manifest.loc[manifest["split"] == "train", spec.target]
+    train_labels = manifest.loc[manifest["split"] == "train", TARGET_COLUMN]
     # segmentation stratifies on empty masks and mask-area tertiles
     labels = (stratification_labels(train_labels, spec.n_classes) if spec.is_segmentation
               else spec.encode(train_labels))

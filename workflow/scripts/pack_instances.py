@@ -5,12 +5,12 @@ import pandas as pd
 
 from podium.glue import job_logging
 from podium.segment.instances import pack_instance_labels
-from podium.task import TaskSpec
+from podium.task import TARGET_COLUMN, TaskSpec
 
 with job_logging(snakemake) as log:
     spec = TaskSpec.load(snakemake.input.task)
     packed = pack_instance_labels(
         pd.read_parquet(snakemake.input.manifest), pd.read_parquet(snakemake.input.index),
-        spec.target, spec.mask_order, snakemake.params.size, snakemake.output.instances)
+        TARGET_COLUMN, spec.mask_order, snakemake.params.size, snakemake.output.instances)
     log.info("packed the instances of %d train images (%d objects)", len(packed),
              sum(len(np.unique(image)) - 1 for image in packed))

@@ -4,10 +4,10 @@ import pandas as pd
 
 from podium.glue import job_logging
 from podium.segment.masks import pack_masks
-from podium.task import TaskSpec
+from podium.task import TARGET_COLUMN, TaskSpec
 
 with job_logging(snakemake):
     spec = TaskSpec.load(snakemake.input.task)
     pack_masks(pd.read_parquet(snakemake.input.manifest), pd.read_parquet(snakemake.input.index),
-               spec.target, spec.mask_order, snakemake.params.size, snakemake.output.masks,
+               TARGET_COLUMN, spec.mask_order, snakemake.params.size, snakemake.output.masks,
                n_classes=spec.n_classes)

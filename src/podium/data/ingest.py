@@ -40,6 +40,7 @@ from podium.tables import write_csv, write_parquet
 from podium.task import (
     LABEL_SEPARATOR,
     SEGMENTATION,
+    TARGET_COLUMN,
     TASKS,
     VALUE_TASKS,
     TaskSpec,
@@ -49,6 +50,10 @@ from podium.task import (
 log = logging.getLogger(__name__)
 
 MAX_REPORTED = 20
+MANIFEST_COLUMNS = ("id", "split", "path", TARGET_COLUMN, "height", "width", "channels", "md5",
+                    "pixel_md5", "source", "train_only")
+"""podium's own manifest columns; the competition's column names appear in none of them."""
+GROUP_COLUMN = "group"  # the manifest's column of competition.group_column's groups
 _UNSAFE_ID = re.compile(r"[/\\]|^\.\.?$|\.\.")
 
 
@@ -537,7 +542,23 @@ def _check_layout(layout: CompetitionLayout) -> None:
             f"config key competition.bad_train_images: {layout.bad_train_images!r} is not "
             "'error' or 'skip'."
         )
+    _check_distinct_columns(layout)
     _check_root(layout)
+
+
+def _check_distinct_columns(layout: CompetitionLayout) -> None:
+    """The id, target, image, group and class columns are different columns of train.csv
+    (whatever their names: podium's tables keep its own columns apart from them)."""
+    key_of: dict[str, str] = {}
+    for key in ("id_column", "target", "image_column", "group_column", "class_column"):
+        column = getattr(layout, key)
+        if column is None:
+            continue
+        if column in key_of:
+            raise PodiumInputError(
+                f"config keys competition.{key_of[column]} and competition.{key} both name "
+                f"column {column!r}; each names its own column of {layout.train_csv}.")
+        key_of[column] = key
 
 
 def _check_root(layout: CompetitionLayout) -> None:
@@ -637,7 +658,7 @@ def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
                  problems: _Problems) -> None:
     """Every run-length encoding must decode inside its image (named by line, id and, with
     several classes, the class)."""
-    for image_id, cell, height, width in zip(frame["id"], frame[layout.target],
+    for image_id, cell, height, width in zip(frame["id"], frame[TARGET_COLUMN],
                                              frame["height"], frame["width"], strict=True):
         where = f"{path} line {line_of.get(image_id, '?')}: id {image_id!r}"
         try:
@@ -717,12 +738,12 @@ def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple
         if frame is None:
             continue
         keep = ids.isin(frame["id"]).to_numpy()
-        frame[layout.target] = (normalized_labels(labels, layout.task, classes).to_numpy()[keep]
+        frame[TARGET_COLUMN] = (normalized_labels(labels, layout.task, classes).to_numpy()[keep]
                                 if labels is not None else None)
         if layout.task == SEGMENTATION and labels is not None:
             if layout.train_masks and source == "competition":
                 # encoded from masks of the image's own size: nothing to check again
-                frame[layout.target] = _encode_mask_images(frame, layout, classes, problems)
+                frame[TARGET_COLUMN] = _encode_mask_images(frame, layout, classes, problems)
             else:
                 line_of = {image_id: int(row) + 2 for row, image_id in ids.items()}
                 _check_masks(frame, line_of, layout.root / layout.train_csv, layout, classes,
@@ -734,15 +755,13 @@ def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple
 
 def _assemble(layout: CompetitionLayout, frames: list[pd.DataFrame],
               train: pd.DataFrame | None) -> pd.DataFrame:
-    manifest = pd.concat(frames, ignore_index=True)[[
-        "id", "split", "path", layout.target, "height", "width", "channels", "md5", "pixel_md5",
-        "source", "train_only"]]
+    manifest = pd.concat(frames, ignore_index=True)[list(MANIFEST_COLUMNS)]
     if layout.group_column is not None:
         groups = (train.set_index(layout.id_column)[layout.group_column] if train is not None
                   else pd.Series(dtype=str))
         groups = groups.mask(groups.str.strip() == "")
-        manifest["group"] = manifest["id"].map(groups).astype("string")
-    manifest[layout.target] = manifest[layout.target].astype("string")
+        manifest[GROUP_COLUMN] = manifest["id"].map(groups).astype("string")
+    manifest[TARGET_COLUMN] = manifest[TARGET_COLUMN].astype("string")
     return manifest
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from podium.metrics import LabelSpace, get_metric, require_finite
 from podium.tables import write_json, write_parquet
-from podium.task import TaskSpec
+from podium.task import TARGET_COLUMN, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ class TrainTruth:
     def load(cls, folds_csv: str | Path, manifest_path: str | Path, spec: TaskSpec) -> TrainTruth:
         folds = pd.read_csv(folds_csv, dtype={"id": str})
         folds = folds[folds["fold"] >= 0].reset_index(drop=True)  # -1: train-only, no OOF
-        manifest = pd.read_parquet(manifest_path, columns=["id", spec.target])
-        labels = folds["id"].map(dict(zip(manifest["id"], manifest[spec.target], strict=True)))
+        manifest = pd.read_parquet(manifest_path, columns=["id", TARGET_COLUMN])
+        labels = folds["id"].map(dict(zip(manifest["id"], manifest[TARGET_COLUMN], strict=True)))
         return cls(folds["id"], spec.encode(labels), folds["fold"].to_numpy())
 
     @property

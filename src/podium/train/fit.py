@@ -27,7 +27,7 @@ from tqdm import tqdm
 from podium.errors import PodiumInputError
 from podium.metrics import Metric, auc_defined, get_metric, require_finite
 from podium.tables import write_csv, write_json, write_parquet
-from podium.task import TaskSpec
+from podium.task import TARGET_COLUMN, TaskSpec
 from podium.train.augment import build_augmentation
 from podium.train.data import (
     BatchLoader,
@@ -138,8 +138,8 @@ def epoch_seed(settings: TrainSettings, fold: int, epoch: int) -> int:
 
 
 def _labels_of(spec: TaskSpec, manifest_path: str | Path, ids: pd.Series) -> np.ndarray:
-    manifest = pd.read_parquet(manifest_path, columns=["id", spec.target])
-    labels_by_id = dict(zip(manifest["id"], manifest[spec.target], strict=True))
+    manifest = pd.read_parquet(manifest_path, columns=["id", TARGET_COLUMN])
+    labels_by_id = dict(zip(manifest["id"], manifest[TARGET_COLUMN], strict=True))
     return spec.encode(ids.map(labels_by_id))
 
 

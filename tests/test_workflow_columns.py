@@ -1,0 +1,77 @@
+"""A real snakemake run of a competition whose target column is named ``source`` and whose
+group column is named ``fold``, like podium's own columns: ingest, dedup, folds, training,
+ensembling and a submission whose ``source`` column holds the predicted labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from podium.data.digits import write_digits_competition
+from podium.data.ingest import GROUP_COLUMN, MANIFEST_COLUMNS
+from podium.task import TARGET_COLUMN, TaskSpec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    from conftest import TINY_CONFIG, Workflow, _merge
+
+    root = tmp_path_factory.mktemp("columns")
+    competition = root / "competition"
+    write_digits_competition(competition, max_images=60)
+    for table in ("train.csv", "sample_submission.csv", "solution.csv"):
+        frame = pd.read_csv(competition / table, dtype=str).rename(columns={"label": "source"})
+        if table == "train.csv":
+            frame["fold"] = [f"writer{k % 6}" for k in range(len(frame))]
+        frame.to_csv(competition / table, index=False)
+    (root / "flow").mkdir()
+    flow = Workflow(root / "flow")
+    flow.config = _merge(flow.config, TINY_CONFIG)
+    flow.config["competition"].update(embedded=None, dir=str(competition), target="source",
+                                      group_column="fold")
+    flow.config["dedup"]["leak_labels"] = True
+    flow.config["models"] = {"resnet10t": TINY_CONFIG["models"]["resnet10t"]}
+    flow.config["ensemble"]["stackers"] = {
+        "lightgbm": TINY_CONFIG["ensemble"]["stackers"]["lightgbm"]}
+    flow.write_config()
+    flow.snakemake()
+    return flow, competition
+
+
+def test_a_target_named_source_reaches_the_submission(source_run):
+    flow, competition = source_run
+    results = flow.results
+    spec = TaskSpec.load(results / "data/task.json")
+    assert spec.target == "source" and spec.classes == tuple(str(d) for d in range(10))
+
+    train_csv = pd.read_csv(competition / "train.csv", dtype=str)
+    manifest = pd.read_parquet(results / "data/manifest.parquet")
+    assert list(manifest.columns) == [*MANIFEST_COLUMNS, GROUP_COLUMN]
+    assert set(manifest["source"]) == {"competition"}
+    train = manifest[manifest["split"] == "train"]
+    assert list(train[TARGET_COLUMN]) == list(train_csv["source"])
+
+    folds = pd.read_csv(results / "folds.csv", dtype={"id": str})
+    assert list(folds.columns) == ["id", "fold"] and set(folds["fold"]) == {0, 1}
+    writer = train_csv.set_index("id")["fold"]
+    assert (folds.groupby(folds["id"].map(writer))["fold"].nunique() == 1).all()
+
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert set(board["name"]) == {"resnet10t", "mean", "geomean", "hill_climb", "lightgbm"}
+    sample = pd.read_csv(competition / "sample_submission.csv", dtype=str)
+    submission = pd.read_csv(results / "submission.csv", dtype=str)
+    assert list(submission.columns) == ["id", "source"] == list(sample.columns)
+    assert list(submission["id"]) == list(sample["id"])
+    best = board["name"].iloc[0]
+    kind = "models" if best == "resnet10t" else "ensemble"
+    test = pd.read_parquet(results / f"{kind}/{best}/test.parquet").set_index("id")
+    expected = pd.Series(np.asarray(spec.classes)[
+        test.loc[sample["id"], spec.prediction_columns].to_numpy().argmax(axis=1)],
+        index=sample["id"])
+    leaks = pd.read_csv(results / "dedup/leaks.csv", dtype={"test_id": str, "train_label": str})
+    trusted = leaks[~leaks["label_conflict"].astype(bool)]
+    expected[trusted["test_id"]] = trusted["train_label"].to_numpy()
+    assert list(submission["source"]) == list(expected)
