@@ -230,6 +230,10 @@ def test_mask_metrics_score_probability_maps_at_one_half_and_masks_as_they_are()
     check_metric_for_task("dice", "segmentation")
     with pytest.raises(PodiumInputError, match="does not score segmentation"):
         check_metric_for_task("accuracy", "segmentation")
+    # entries are fitted and ranked by Dice, so an IoU competition would be ranked by another
+    # metric than its own: refused, naming the ones that fit
+    with pytest.raises(PodiumInputError, match="'iou' does not score segmentation.*dice"):
+        check_metric_for_task("iou", "segmentation")
 
 
 def test_instance_map_scores_label_maps_through_the_registry() -> None:

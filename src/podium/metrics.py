@@ -342,7 +342,10 @@ METRICS: dict[str, Metric] = {
         Metric("rmse", _rmse, False, ("regression", "ordinal")),
         Metric("mae", _mae, False, ("regression", "ordinal")),
         Metric("dice", _mask_metric("dice"), True, _SEGMENTATION),
-        Metric("iou", _mask_metric("iou"), True, _SEGMENTATION),
+        # Not a competition metric yet: segmentation entries, post-processing and early
+        # stopping are fitted and ranked by Dice, so a competition scored by IoU would be
+        # ranked by another metric than its own (check_metric_for_task refuses it).
+        Metric("iou", _mask_metric("iou"), True, ()),
         Metric("instance_map", _instance_map, True, _SEGMENTATION),
     )
 }
