@@ -1,14 +1,35 @@
 """podium: an image competition folder in, a stacked submission out. See README.md."""
 
+import os
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# The workflow runs the podium next to it, whatever else is installed: this Snakefile and the
+# jobs import src/podium, and the code-hash params (common.smk) hash the same files.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+)
+
+from podium.settings import canonicalise
 
 
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Params compare by content: Snakemake reruns a job when a param's repr changes, so every rule
+# gets the config in one spelling (podium.settings): mappings with sorted keys, numbers in one
+# form per schema type, 1e-3 read as YAML 1.2 reads it. Once before validation, so that 1e-3
+# validates as a number, and once after it, for the defaults validation fills in.
+SCHEMA = "workflow/schemas/config.schema.yaml"
+canonicalise(config, Path(workflow.basedir) / SCHEMA)
+validate(config, SCHEMA)
+canonicalise(config, Path(workflow.basedir) / SCHEMA)
 
 
 include: "workflow/rules/common.smk"

@@ -80,6 +80,77 @@ class Workflow:
         return counts
 
 
+def reversed_keys(value):
+    """``value`` with every mapping's keys in reverse order, recursively; lists as they are."""
+    if isinstance(value, dict):
+        return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_keys(v) for v in value]
+    return value
+
+
+class _Spelled(str):
+    """A number as it is to be written in YAML: the text, unquoted."""
+
+
+class _SpellingDumper(yaml.SafeDumper):
+    pass
+
+
+_SpellingDumper.add_representer(
+    _Spelled,
+    lambda dumper, text: dumper.represent_scalar(
+        dumper.resolve(yaml.ScalarNode, str(text), (True, False)), str(text)))
+
+
+def _exponent(x: float) -> str:
+    """0.003 as 3e-3, 0.95 as 9.5e-1, 1.1 as 1.1e+0: strings to PyYAML (YAML 1.1 floats need a
+    dot and a signed exponent), floats to YAML 1.2 and to podium."""
+    from decimal import Decimal
+
+    mantissa, exponent = f"{Decimal(repr(x)):e}".split("e")
+    text = f"{mantissa}e{int(exponent)}" if int(exponent) else f"{mantissa}e+0"
+    assert float(text) == x, (x, text)
+    return text
+
+
+def _respelled(value, free: bool, free_keys: tuple[str, ...]):
+    if isinstance(value, dict):
+        return {k: _respelled(v, free or k in free_keys, free_keys) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_respelled(v, free, free_keys) for v in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float) and not value.is_integer():
+        return _Spelled(_exponent(value))
+    if free:  # a library's keyword arguments: 10 and 10.0 may differ there
+        return value
+    if isinstance(value, float):
+        return _Spelled(str(int(value)))
+    if isinstance(value, int):
+        return _Spelled(f"{value}.0")
+    return value
+
+
+def respelled_yaml(config: dict,
+                   free_keys: tuple[str, ...] = ("params", "augment", "loss", "sampler")
+                   ) -> str:
+    """``config`` as YAML with the same numbers spelled otherwise: fractions in exponent
+    notation (``3e-3``), integral floats as ints (``2``) and ints as floats (``15.0``) where the
+    schema types them, i.e. outside the free-form ``free_keys`` sections."""
+    return yaml.dump(_respelled(config, False, free_keys), Dumper=_SpellingDumper,
+                     sort_keys=False)
+
+
+def recorded_params(root: Path) -> set[str]:
+    """Every param repr that Snakemake recorded for the outputs of the run in ``root``."""
+    import json
+
+    records = [json.loads(p.read_text()) for p in (root / ".snakemake/metadata").rglob("*")
+               if p.is_file()]
+    return {param for record in records for param in record.get("params") or []}
+
+
 def _merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for key, value in update.items():

@@ -3,6 +3,7 @@ exactly the jobs that depend on it, no more and no less."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import os
@@ -10,6 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import recorded_params, respelled_yaml, reversed_keys
+
+from podium.settings import canonical
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +60,26 @@ def _edited(path: Path) -> Iterator[None]:
 
 def test_nothing_to_do_after_a_complete_run(flow):
     assert flow.planned_jobs() == {}
+
+
+def test_the_same_content_reordered_and_respelled_reruns_nothing(flow):
+    """Params compare by content: every mapping's keys reversed, fractions in exponent notation
+    (3e-3, a string to PyYAML), integral floats as ints and ints as floats where the schema
+    types them."""
+    text = respelled_yaml(reversed_keys(flow.config))
+    assert yaml.safe_load(text)["models"]["resnet10t"]["lr"] == "3e-3"
+    assert text.index("ensemble:") < text.index("competition:")
+    (flow.root / "config.yaml").write_text(text)
+    assert flow.planned_jobs() == {}
+
+
+def test_every_recorded_param_is_in_canonical_form(flow):
+    """What Snakemake compares is each param's repr; podium hands every rule its params with
+    sorted keys (podium.settings), the ones common.smk builds included."""
+    recorded = recorded_params(flow.root)
+    assert any("'method'" in text for text in recorded)
+    for text in recorded:
+        assert repr(canonical(ast.literal_eval(text))) == text
 
 
 def test_one_models_hyperparameter(flow):

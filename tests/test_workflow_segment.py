@@ -3,14 +3,17 @@ fold, a mean blend and fitted mask post-processing on the leaderboard, an RLE su
 
 from __future__ import annotations
 
+import ast
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import recorded_params, respelled_yaml, reversed_keys
 
 from podium.segment.rle import rle_decode
+from podium.settings import canonical
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +80,24 @@ def test_a_plotting_change_reruns_only_the_plots(shapes_run):
     finally:
         plots.write_text(original)
     assert planned == {"plot_segmentation": 1, "all": 1}
+
+
+def test_the_demo_reordered_and_respelled_reruns_nothing(shapes_run):
+    """Params compare by content in the demo too (shapes.yaml merged over config.yaml): both
+    files with every mapping's keys reversed and their numbers respelled plan nothing, and
+    every recorded param has sorted keys."""
+    files = [shapes_run.root / "config.yaml", shapes_run.root / "workflow/demos/shapes.yaml"]
+    originals = [path.read_text() for path in files]
+    try:
+        for path, text in zip(files, originals, strict=True):
+            path.write_text(respelled_yaml(reversed_keys(yaml.safe_load(text))))
+        planned = shapes_run.planned_jobs("--configfile", "workflow/demos/shapes.yaml")
+    finally:
+        for path, text in zip(files, originals, strict=True):
+            path.write_text(text)
+    assert planned == {}
+    for text in recorded_params(shapes_run.root):
+        assert repr(canonical(ast.literal_eval(text))) == text
 
 
 @pytest.mark.parametrize(("override", "message"), [

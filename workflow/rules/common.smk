@@ -1,18 +1,11 @@
 import fcntl
 import hashlib
-import os
 import sys
 from pathlib import Path
 
-# The workflow runs the podium next to it, whatever else is installed: jobs import src/podium,
-# and the code-hash params below hash the same files.
-SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
-)
-
+# The Snakefile has put the podium next to it first on sys.path and the jobs' PYTHONPATH.
 from podium.codehash import code_hash
+from podium.settings import canonical
 
 _RUN_LOCK = []  # the open file whose flock marks this directory's live podium run
 
@@ -286,12 +279,15 @@ SEGMENT_KEYS = (
 
 def segment_settings(name):
     """A segmentation model's settings: its keys that segmentation uses, the backbone as the
-    encoder (classification-only keys such as pooling are not passed on)."""
+    encoder (classification-only keys such as pooling are not passed on); keys sorted, as
+    in every param (podium.settings)."""
     entry = config["models"][name]
-    return {
-        **{k: entry[k] for k in SEGMENT_KEYS if k in entry},
-        "encoder": entry["backbone"],
-    }
+    return canonical(
+        {
+            **{k: entry[k] for k in SEGMENT_KEYS if k in entry},
+            "encoder": entry["backbone"],
+        }
+    )
 
 
 def entry_outputs(prefix):

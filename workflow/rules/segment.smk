@@ -25,11 +25,13 @@ if EMBEDDED:
         conda:
             "../../envs/data.yaml"
         params:
-            shapes={
-                "n_images": COMPETITION["embedded_max_images"] or 240,
-                "classes": COMPETITION["classes"],
-                "instances": INSTANCES,
-            },
+            shapes=canonical(
+                {
+                    "n_images": COMPETITION["embedded_max_images"] or 240,
+                    "classes": COMPETITION["classes"],
+                    "instances": INSTANCES,
+                }
+            ),
             code=code(
                 "segment/shapes",
                 "segment/rle",
