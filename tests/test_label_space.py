@@ -80,7 +80,7 @@ def test_multilabel_cv_scores_what_the_submission_writes(tmp_path) -> None:
                                                               index=False)
     pd.DataFrame({"id": ids, "tags": submitted}).to_csv(tmp_path / "submission.csv", index=False)
     score = score_submission(tmp_path / "submission.csv", tmp_path / "solution.csv", MULTILABEL)
-    assert score == {"metric": "accuracy", "score": 1.0, "n": 3}
+    assert score == {"metric": "f1_macro", "score": 1.0, "n": 3}
 
 
 def test_thresholds_follow_the_multilabel_rule() -> None:

@@ -236,14 +236,18 @@ def test_held_out_score_of_probabilities_is_the_metric_on_them(tmp_path):
     logloss = score_submission(tmp_path / "submission.csv", tmp_path / "solution.csv",
                                _spec(metric="logloss"))
     assert logloss["score"] == pytest.approx(log_loss(truth, positive), abs=1e-9)
-    # the same predictions as labels score as accuracy, as before
+    # the same predictions as labels: AUC of the labels, as the leaderboard would score them
     labels = format_submission(sample, _binary_predictions(list(positive), ids), spec,
                                values="label")
     labels.to_csv(tmp_path / "labels.csv", index=False)
     as_labels = score_submission(tmp_path / "labels.csv", tmp_path / "solution.csv", spec,
                                  values="label")
-    assert as_labels["metric"] == "accuracy"
-    assert as_labels["score"] == pytest.approx(accuracy_score(truth, positive >= 0.5))
+    assert as_labels["metric"] == "auc"
+    assert as_labels["score"] == pytest.approx(
+        roc_auc_score(truth, (positive >= 0.5).astype(float)))
+    accuracy = score_submission(tmp_path / "labels.csv", tmp_path / "solution.csv",
+                                _spec(metric="accuracy"), values="label")
+    assert accuracy["score"] == pytest.approx(accuracy_score(truth, positive >= 0.5))
 
 
 def test_held_out_score_of_class_columns_uses_the_metric(tmp_path):
@@ -257,3 +261,24 @@ def test_held_out_score_of_class_columns_uses_the_metric(tmp_path):
     proba = MULTICLASS_PREDICTIONS[["p_a", "p_b", "p_c"]].to_numpy()
     expected = log_loss([0, 2], proba / proba.sum(axis=1, keepdims=True), labels=[0, 1, 2])
     assert score["metric"] == "logloss" and score["score"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("metric", "written"), [("rmse", ["2.4", "0.6"]), ("qwk", ["2", "1"])])
+def test_ordinal_submission_holds_values_under_a_value_metric(tmp_path, metric, written):
+    """rmse scores the value, so rounding it to a grade would score worse than CV says;
+    qwk scores grades. The held-out score is the metric on what was written."""
+    spec = _spec("ordinal", metric, ("0", "1", "2", "3"))
+    sample = pd.DataFrame({"id": ["a", "b"], "label": ["0", "0"]})
+    predictions = pd.DataFrame({"id": ["a", "b"], "pred": [2.4, 0.6]})
+    submission = format_submission(sample, predictions, spec)
+    assert list(submission["label"]) == written
+    check_submission(submission, sample, spec)
+    submission.to_csv(tmp_path / "submission.csv", index=False)
+    pd.DataFrame({"id": ["a", "b"], "label": ["3", "1"]}).to_csv(tmp_path / "solution.csv",
+                                                                index=False)
+    score = score_submission(tmp_path / "submission.csv", tmp_path / "solution.csv", spec)
+    assert score["metric"] == metric
+    if metric == "rmse":
+        assert score["score"] == pytest.approx(np.sqrt(((2.4 - 3) ** 2 + 0.4 ** 2) / 2))
+    graded = format_submission(sample, predictions, spec, values="label")
+    assert list(graded["label"]) == ["2", "1"]

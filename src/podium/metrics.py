@@ -133,13 +133,17 @@ class Metric:
     """A named score with its direction, so leaderboards and early stopping sort correctly.
 
     ``tasks`` are the task types it can score; ``probabilistic`` metrics score probabilities
-    themselves (AUC, log loss), so a submission for them carries probabilities."""
+    themselves (AUC, log loss), so a submission for them carries probabilities;
+    ``scores_decisions`` metrics score hard decisions (a class, a label set, a grade), the
+    others the raw prediction (probabilities, or the value for rmse and mae), so an ordinal
+    submission scored by rmse carries the value, not the rounded grade."""
 
     name: str
     func: Callable[[np.ndarray, np.ndarray, LabelSpace], float]
     greater_is_better: bool
     tasks: tuple[str, ...]
     probabilistic: bool = False
+    scores_decisions: bool = True
 
     def __call__(self, y_true: np.ndarray, proba: np.ndarray,
                  space: LabelSpace | None = None) -> float:
@@ -330,8 +334,9 @@ METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         Metric("accuracy", _accuracy, True, (*_CLASSES, "ordinal")),
-        Metric("logloss", _logloss, False, _CLASSES, probabilistic=True),
-        Metric("auc", _auc, True, _CLASSES, probabilistic=True),
+        Metric("logloss", _logloss, False, _CLASSES, probabilistic=True,
+               scores_decisions=False),
+        Metric("auc", _auc, True, _CLASSES, probabilistic=True, scores_decisions=False),
         Metric("f1_macro", _fbeta(1.0, "macro"), True, _CLASSES),
         Metric("f1_micro", _fbeta(1.0, "micro"), True, _CLASSES),
         Metric("f1_samples", _fbeta(1.0, "samples"), True, ("multilabel",)),
@@ -339,8 +344,8 @@ METRICS: dict[str, Metric] = {
         Metric("f2_micro", _fbeta(2.0, "micro"), True, _CLASSES),
         Metric("f2_samples", _fbeta(2.0, "samples"), True, ("multilabel",)),
         Metric("qwk", _qwk, True, ("binary", "multiclass", "ordinal")),
-        Metric("rmse", _rmse, False, ("regression", "ordinal")),
-        Metric("mae", _mae, False, ("regression", "ordinal")),
+        Metric("rmse", _rmse, False, ("regression", "ordinal"), scores_decisions=False),
+        Metric("mae", _mae, False, ("regression", "ordinal"), scores_decisions=False),
         Metric("dice", _mask_metric("dice"), True, _SEGMENTATION),
         # Not a competition metric yet: segmentation entries, post-processing and early
         # stopping are fitted and ranked by Dice, so a competition scored by IoU would be

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
-from podium.submit.submission import plan_submission
+from podium.submit.submission import VALUE, plan_submission
 from podium.task import TaskSpec, split_labels
 
 
@@ -118,5 +118,8 @@ def check_submission(frame: pd.DataFrame, sample: pd.DataFrame, spec: TaskSpec,
     for column in plan_submission(list(sample.columns), spec, values):
         if column.is_probability:
             check_probabilities(frame, column.name, spec.id_column)
+        elif column.holds == VALUE:
+            bad = ~np.isfinite(_numbers(frame[column.name]))
+            _refuse(frame, bad, spec.id_column, column.name, lambda _: "is not a finite number")
         else:
             check_labels(frame, column.name, spec)

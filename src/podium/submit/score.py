@@ -9,18 +9,18 @@ import pandas as pd
 
 from podium.metrics import get_metric
 from podium.submit.submission import plan_submission
-from podium.task import TaskSpec, split_labels
+from podium.task import TaskSpec
 
 _TRUTH = "__solution__"  # the solution's target column, apart from the submission's
 
 
 def score_submission(submission_path: str | Path, solution_path: str | Path,
                      spec: TaskSpec, values: str = "auto") -> dict:
-    """Score the submission as the leaderboard would. Probabilities (a binary target column
-    holding the positive class's, as ``submission.values`` says, or one column per class) get
-    the competition metric; labels get accuracy (exact match; for multilabel the label sets,
-    in any order), rmse of the values for regression, qwk of the grades over the
-    competition's grade range for ordinal."""
+    """Score the submission as the leaderboard would: the competition metric, over its label
+    space, on what the submission holds. Probabilities (a binary target column holding the
+    positive class's, as ``submission.values`` says, or one column per class) are scored as
+    they are; labels as their one-hot rows (label sets as 0/1 rows, in any order), values and
+    grades as the value column."""
     submission = pd.read_csv(submission_path, dtype=str)
     solution = pd.read_csv(solution_path, dtype=str)[[spec.id_column, spec.target]]
     merged = solution.rename(columns={spec.target: _TRUTH}).merge(
@@ -39,18 +39,13 @@ def score_submission(submission_path: str | Path, solution_path: str | Path,
                           for k in range(spec.n_classes)], axis=1)
         return _metric_score(spec, truth, proba, n)
     pred = merged[spec.target]
-    if spec.predicts_value:
-        name = "rmse" if spec.task == "regression" else "qwk"
-        score = get_metric(name)(truth.astype(float).to_numpy(),
-                                 pred.astype(float).to_numpy()[:, None], spec.label_space)
-        return {"metric": name, "score": float(score), "n": n}
-    if spec.is_multilabel:  # label sets: "b a" is "a b"
-        truth, pred = truth.map(_label_set), pred.map(_label_set)
-    return {"metric": "accuracy", "score": float((truth == pred).mean()), "n": n}
-
-
-def _label_set(cell: str) -> frozenset[str]:
-    return frozenset(split_labels(cell))
+    if spec.predicts_value:  # values, or grades: the metric scores what was submitted
+        held = pred.astype(float).to_numpy()[:, None]
+    elif spec.is_multilabel:  # label sets as 0/1 rows: "b a" is "a b"
+        held = spec.encode(pred).astype(np.float64)
+    else:  # one label per row: its one-hot row
+        held = np.eye(spec.n_classes)[spec.encode(pred)]
+    return _metric_score(spec, truth, held, n)
 
 
 def _metric_score(spec: TaskSpec, truth: pd.Series, proba: np.ndarray, n: int) -> dict:

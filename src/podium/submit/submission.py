@@ -22,7 +22,7 @@ from podium.task import TaskSpec
 
 log = logging.getLogger(__name__)
 
-PROBABILITY, LABEL = "probability", "label"
+PROBABILITY, LABEL, VALUE = "probability", "label", "value"
 VALUES = ("auto", PROBABILITY, LABEL)  # config key submission.values
 
 
@@ -49,7 +49,8 @@ _LABEL_KIND = {"regression": "value", "ordinal": "grade", "multilabel": "label s
 def target_column(spec: TaskSpec, values: str = "auto") -> SubmissionColumn:
     """What the column named like the target holds: under ``auto`` probabilities when the
     metric scores them and the column can hold them (binary: the positive class's, the second
-    of ``spec.classes``), labels otherwise; ``probability`` or ``label`` force it."""
+    of ``spec.classes``), for an ordinal task scored on values (rmse, mae) the value,
+    labels otherwise; ``probability`` or ``label`` force it."""
     if values not in VALUES:
         raise PodiumInputError(f"config key submission.values: {values!r} is not one of "
                                f"{', '.join(VALUES)}.")
@@ -65,6 +66,10 @@ def target_column(spec: TaskSpec, values: str = "auto") -> SubmissionColumn:
                else f"metric {metric.name} scores probabilities")
         return SubmissionColumn(name, PROBABILITY, 1, f"the probability of the positive class "
                                                       f"{spec.classes[1]!r} ({why})")
+    if spec.task == "ordinal" and values == "auto" and not metric.scores_decisions:
+        return SubmissionColumn(name, VALUE, reason=(
+            f"the predicted value (metric {metric.name} scores values; rounding to a grade "
+            "would score worse than CV says; submission.values: label writes grades)"))
     kind = _LABEL_KIND.get(spec.task, "most likely class")
     if values == LABEL:
         return SubmissionColumn(name, LABEL, reason=f"the {kind} (submission.values: label)")
@@ -115,6 +120,8 @@ def format_submission(sample: pd.DataFrame, predictions: pd.DataFrame, spec: Tas
     for column in plan:
         if column.is_probability:
             out[column.name] = proba[:, column.class_index]
+        elif column.holds == VALUE:
+            out[column.name] = [f"{v:.10g}" for v in proba[:, 0]]
         else:
             out[column.name] = spec.decode(proba)
         if column.name == spec.target:
