@@ -72,9 +72,8 @@ def _kaggle_starts(firsts: np.ndarray, lengths: np.ndarray, shape: tuple[int, in
     bad = np.flatnonzero(last > n_pixels)
     if bad.size:
         i = bad[0]
-        exact = firsts[i] <= n_pixels and lengths[i] <= n_pixels
-        ends = f"run ends at pixel {firsts[i] + lengths[i] - 1}, " if exact else "run ends "
-        raise ValueError(f"RLE {_pair(firsts, lengths, i)}: {ends}"
+        end = int(firsts[i]) + int(lengths[i]) - 1  # Python ints: exact, whatever the tokens
+        raise ValueError(f"RLE {_pair(firsts, lengths, i)}: run ends at pixel {end}, "
                          f"{_past_the_image(n_pixels, shape)}; check the mask shape.")
     bad = np.flatnonzero(firsts[1:] <= last[:-1])
     if bad.size:
@@ -106,10 +105,10 @@ def _siim_starts(offsets: np.ndarray, lengths: np.ndarray, shape: tuple[int, int
     bad = np.flatnonzero(ends > n_pixels)
     if bad.size:
         i = bad[0]
-        exact = bool((offsets[:i + 1] <= n_pixels).all() and (lengths[:i + 1] <= n_pixels).all())
-        ends_at = f"run ends at pixel {ends[i]}, " if exact else "run ends "
+        end = sum(int(v) for v in offsets[:i + 1]) + sum(int(v) for v in lengths[:i + 1])
         raise ValueError(
-            f"RLE {_pair(offsets, lengths, i)}: {ends_at}{_past_the_image(n_pixels, shape)} "
+            f"RLE {_pair(offsets, lengths, i)}: run ends at pixel {end}, "
+            f"{_past_the_image(n_pixels, shape)} "
             "(pixels counted from 1); siim starts are offsets from the end of the previous "
             "run (absolute starts, as rle_format kaggle writes them, add up past the image).")
     return ends - lengths
