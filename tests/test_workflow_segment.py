@@ -104,6 +104,10 @@ def test_the_demo_reordered_and_respelled_reruns_nothing(shapes_run):
     ({"preprocess": {"resize": "pad"}}, "preprocess.resize: segmentation needs stretch"),
     ({"models": {"unet": {"arch": None}, "fpn": {"arch": None}}},
      "no model fits a segmentation competition"),
+    ({"competition": {"rle_format": "siim_acr"}}, "'siim_acr' is not one of ['kaggle', 'siim']"),
+    ({"competition": {"rle_format": "siim", "mask_order": "C"}},
+     "RLE format 'siim' numbers pixels in order F only"),
+    ({"submission": {"mask_size": [350]}}, "mask_size"),
 ])
 def test_settings_segmentation_cannot_use_are_refused_before_anything_runs(workflow, override,
                                                                            message):
@@ -122,13 +126,13 @@ SMALL = {"results": "results-small", "competition": {"embedded_max_images": 80},
                     "fpn": {"arch": None}}}
 
 
-def _small_run(tmp_path, demo: str):
-    """A demo variant merged over the one-class demo, on 80 images, 2 folds and one model."""
-    from conftest import Workflow
+def _small_run(tmp_path, *demos: str, extra: dict | None = None):
+    """Demo variants merged over the one-class demo, on 80 images, 2 folds and one model."""
+    from conftest import Workflow, _merge
 
     flow = Workflow(tmp_path)
-    (flow.root / "small.yaml").write_text(yaml.safe_dump(SMALL))
-    configs = ("--configfile", "workflow/demos/shapes.yaml", demo, "small.yaml")
+    (flow.root / "small.yaml").write_text(yaml.safe_dump(_merge(SMALL, extra or {})))
+    configs = ("--configfile", "workflow/demos/shapes.yaml", *demos, "small.yaml")
     flow.snakemake(*configs, timeout=1200)
     return flow, configs, flow.root / "results-small"
 
@@ -175,4 +179,26 @@ def test_instances_end_to_end(tmp_path):
     assert len(submission) > len(sample)  # several objects in some images
     score = json.loads((results / "score.json").read_text())
     assert score["metric"] == "instance_map" and score["score"] > 0.4
+    assert flow.planned_jobs(*configs) == {}
+
+
+def test_siim_format_at_a_mask_size_end_to_end(tmp_path):
+    """The demo written in SIIM-ACR's relative RLE format, ingested, packed and submitted in
+    it, the submission at a fixed 32 x 48 (submission.mask_size) and scored there."""
+    flow, configs, results = _small_run(tmp_path, extra={
+        "competition": {"rle_format": "siim"}, "submission": {"mask_size": [32, 48]}})
+    assert json.loads((results / "data/task.json").read_text())["rle_format"] == "siim"
+    submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
+    masks = [rle_decode(rle, (32, 48), "F", "siim") for rle in submission["rle"]]
+    assert sum(m.any() for m in masks) > len(masks) // 2
+    refused = 0
+    for rle in submission["rle"]:
+        try:
+            rle_decode(rle, (64, 64), "F", "kaggle")
+        except ValueError:
+            refused += 1
+    assert refused > len(masks) // 3  # relative starts do not ascend
+    score = json.loads((results / "score.json").read_text())
+    assert score["metric"] == "dice" and score["score"] > 0.5
+    assert "siim RLE at 32x48" in (results / "logs/write_mask_submission/all.log").read_text()
     assert flow.planned_jobs(*configs) == {}

@@ -45,6 +45,7 @@ class TaskSpec:
     metric: str
     id_column: str
     mask_order: str = "F"  # segmentation: RLE pixel order, F (column-major) or C (row-major)
+    rle_format: str = "kaggle"  # segmentation: RLE format name, podium.segment.rle.RLE_FORMATS
     class_column: str | None = None  # segmentation: CSV rows per (image, class), see
     class_separator: str | None = None  # podium.segment.classes.ClassRows
     instances: bool = False  # segmentation: train.csv rows are objects, scored by instance mAP

@@ -45,6 +45,11 @@ RESULTS = config["results"]
 COMPETITION = config["competition"]
 SEGMENTATION = COMPETITION["task"] == "segmentation"
 INSTANCES = SEGMENTATION and bool(COMPETITION.get("instances"))
+# The schema knows the RLE format names; this checks the pixel order against the format.
+if SEGMENTATION:
+    from podium.segment.rle import get_format
+
+    get_format(COMPETITION["rle_format"], COMPETITION["mask_order"])
 # A model with an `arch` is a segmentation model: it trains only in segmentation competitions
 # and the others only in the rest; blends and post-processors apply by method likewise, so
 # one config can hold both kinds (workflow/demos/shapes.yaml is merged over config.yaml).

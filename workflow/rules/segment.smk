@@ -30,6 +30,7 @@ if EMBEDDED:
                     "n_images": COMPETITION["embedded_max_images"] or 240,
                     "classes": COMPETITION["classes"],
                     "instances": INSTANCES,
+                    "rle_format": COMPETITION["rle_format"],
                 }
             ),
             code=code(
@@ -366,6 +367,7 @@ rule write_mask_submission:
         "../../envs/ensemble.yaml"
     params:
         names=[name for name, _ in all_entries()],
+        mask_size=config["submission"]["mask_size"],
         code=code(
             "segment/submission",
             "segment/instances",
@@ -399,8 +401,12 @@ if EMBEDDED:
         conda:
             "../../envs/ensemble.yaml"
         params:
+            mask_size=config["submission"]["mask_size"],
             code=code(
                 "segment/submission",
+                "segment/instances",
+                "segment/postprocess",
+                "segment/classes",
                 "segment/masks",
                 "segment/rle",
                 "segment/metrics",

@@ -11,6 +11,7 @@ with job_logging(snakemake) as log:
     spec = TaskSpec.load(snakemake.input.task)
     packed = pack_instance_labels(
         pd.read_parquet(snakemake.input.manifest), pd.read_parquet(snakemake.input.index),
-        TARGET_COLUMN, spec.mask_order, snakemake.params.size, snakemake.output.instances)
+        TARGET_COLUMN, spec.mask_order, snakemake.params.size, snakemake.output.instances,
+        rle_format=spec.rle_format)
     log.info("packed the instances of %d train images (%d objects)", len(packed),
              sum(len(np.unique(image)) - 1 for image in packed))

@@ -10,4 +10,4 @@ with job_logging(snakemake):
     spec = TaskSpec.load(snakemake.input.task)
     pack_masks(pd.read_parquet(snakemake.input.manifest), pd.read_parquet(snakemake.input.index),
                TARGET_COLUMN, spec.mask_order, snakemake.params.size, snakemake.output.masks,
-               n_classes=spec.n_classes)
+               n_classes=spec.n_classes, rle_format=spec.rle_format)

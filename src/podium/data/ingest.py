@@ -35,7 +35,14 @@ from podium.segment.classes import (
     collapse_instance_rows,
     join_rles,
 )
-from podium.segment.rle import ORDERS, rle_decode, rle_encode
+from podium.segment.rle import (
+    DEFAULT_FORMAT,
+    ORDERS,
+    decodes_as,
+    get_format,
+    rle_decode,
+    rle_encode,
+)
 from podium.tables import write_csv, write_parquet
 from podium.task import (
     LABEL_SEPARATOR,
@@ -85,6 +92,7 @@ class CompetitionLayout:
     bad_train_images: str = "error"
     external: tuple[ExternalSource, ...] = ()
     mask_order: str = "F"
+    rle_format: str = DEFAULT_FORMAT  # segmentation: RLE format name (podium.segment.rle)
     train_masks: str | None = None  # segmentation: mask image per train id, e.g. "masks/{id}.png"
     class_column: str | None = None  # segmentation: CSV rows per (image, class), class column
     class_separator: str | None = None  # ... or the class after the image id: "<id>_<class>"
@@ -360,6 +368,7 @@ def _segmentation_table(train: pd.DataFrame, path: Path, layout: CompetitionLayo
         raise PodiumInputError(
             f"config key competition.mask_order: {layout.mask_order!r} is not one of "
             f"{', '.join(ORDERS)} (F: top to bottom first, C: left to right first).")
+    get_format(layout.rle_format, layout.mask_order)
     rows = layout.class_rows
     configured = tuple(str(c) for c in layout.classes) if layout.classes else None
     if layout.instances:
@@ -668,12 +677,27 @@ def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
                          "is run lengths only")
             continue
         for name, rle in zip(classes, rles, strict=True):
+            shape = (int(height), int(width))
             try:
-                rle_decode(rle, (int(height), int(width)), layout.mask_order)
+                rle_decode(rle, shape, layout.mask_order, layout.rle_format)
             except ValueError as err:
                 label = f" class {name!r}" if len(classes) > 1 else ""
-                problems.add(f"{where}{label}: {layout.target} does not fit the {height}x{width} "
-                             f"image ({err}); check competition.mask_order")
+                problems.add(f"{where}{label}: {layout.target} is not a {layout.rle_format} "
+                             f"encoding of a mask of the {height}x{width} image ({err}); "
+                             f"{_format_hint(rle, shape, layout)}")
+
+
+def _format_hint(rle: object, shape: tuple[int, int], layout: CompetitionLayout) -> str:
+    """What to check when a mask string fails: the formats it does decode under, if any
+    (still a problem: a string valid in two formats is read in the configured one)."""
+    current = (layout.rle_format, layout.mask_order)
+    other = decodes_as(rle, shape, exclude=current)
+    setting = (f"competition.rle_format {layout.rle_format!r} and mask_order "
+               f"{layout.mask_order!r}")
+    if not other:
+        return f"check {setting}"
+    names = " or ".join(f"rle_format {f!r} with mask_order {o!r}" for f, o in other)
+    return f"it does decode as {names}; check {setting}"
 
 
 def _read_mask_image(path: Path, image_id: str, height: int, width: int,
@@ -725,7 +749,8 @@ def _encode_mask_images(frame: pd.DataFrame, layout: CompetitionLayout,
                                        strict=True):
         masks = _class_masks(layout, classes, image_id, int(height), int(width), problems)
         encoded.append("" if masks is None else
-                       join_rles([rle_encode(m, layout.mask_order) for m in masks]))
+                       join_rles([rle_encode(m, layout.mask_order, layout.rle_format)
+                                  for m in masks]))
     return encoded
 
 
@@ -770,6 +795,7 @@ def _write_train_side(layout: CompetitionLayout, classes: tuple[str, ...],
                       skipped_path: str | Path | None) -> None:
     TaskSpec(task=layout.task, target=layout.target, classes=classes, metric=layout.metric,
              id_column=layout.id_column, mask_order=layout.mask_order,
+             rle_format=layout.rle_format,
              class_column=layout.class_column,
              class_separator=layout.class_separator,
              instances=layout.instances,

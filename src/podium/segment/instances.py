@@ -33,7 +33,14 @@ from podium.segment.postprocess import (
     prob_stack,
     watershed_instances,
 )
-from podium.segment.rle import INSTANCE_JOIN, check_order, rle_decode, rle_encode
+from podium.segment.rle import (
+    DEFAULT_FORMAT,
+    INSTANCE_JOIN,
+    format_runs,
+    get_format,
+    mask_runs,
+    rle_decode,
+)
 
 DEFAULT_WATERSHED: dict[str, Any] = {"threshold": 0.5, "min_distance": 3,
                                      "core_threshold": None, "min_area": 0}
@@ -131,7 +138,8 @@ def _row_mask(rows: np.ndarray | Sequence[int] | None, n: int) -> np.ndarray:
 # ---------------------------------------------------------------------------- labels
 
 
-def instance_labels(rles: Sequence[str], shape: tuple[int, int], order: str) -> np.ndarray:
+def instance_labels(rles: Sequence[str], shape: tuple[int, int], order: str,
+                    rle_format: str = DEFAULT_FORMAT) -> np.ndarray:
     """An int32 label image (0 background, 1..n) from one image's per-instance RLE strings,
     as DSB's train labels give them (one row per nucleus).
 
@@ -141,11 +149,11 @@ def instance_labels(rles: Sequence[str], shape: tuple[int, int], order: str) -> 
     if isinstance(rles, str):
         raise PodiumInputError("instance_labels takes a sequence of RLE strings (one per "
                                "instance), got one string; wrap it in a list.")
-    check_order(order)
+    get_format(rle_format, order)
     labels: np.ndarray | None = None
     for i, rle in enumerate(rles):
         try:
-            mask = rle_decode(rle, shape, order)
+            mask = rle_decode(rle, shape, order, rle_format)
         except PodiumInputError:
             raise
         except ValueError as err:
@@ -154,7 +162,7 @@ def instance_labels(rles: Sequence[str], shape: tuple[int, int], order: str) -> 
             labels = np.zeros(mask.shape, dtype=np.int32)
         labels[mask != 0] = i + 1
     if labels is None:  # no instance at all: still check the shape
-        labels = np.zeros(rle_decode("", shape, order).shape, dtype=np.int32)
+        labels = np.zeros(rle_decode("", shape, order, rle_format).shape, dtype=np.int32)
     present = np.unique(labels)
     present = present[present > 0]
     lookup = np.zeros(len(rles) + 1, dtype=np.int32)
@@ -183,15 +191,17 @@ def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]].astype(np.int32)
 
 
-def instance_rows(labels: np.ndarray, image_id: str, order: str) -> list[tuple[str, str]]:
+def instance_rows(labels: np.ndarray, image_id: str, order: str,
+                  rle_format: str = DEFAULT_FORMAT) -> list[tuple[str, str]]:
     """DSB submission rows of one image: ``(image_id, rle)`` per instance, in label order;
     an image without instances gets the single row ``(image_id, "")``, as DSB expects.
 
-    Each instance is encoded from the strip of columns (order "F") or rows (order "C") it
-    spans, then its run starts are shifted, so an image with hundreds of nuclei costs about
-    one pass over the image rather than one per nucleus."""
+    Each instance's runs are found in the strip of columns (order "F") or rows (order "C")
+    it spans, then shifted to the image's pixel numbers and written in ``rle_format``, so an
+    image with hundreds of nuclei costs about one pass over the image rather than one per
+    nucleus."""
     labels = _int_array(labels, "labels", 2)
-    check_order(order)
+    get_format(rle_format, order)
     values, compact = np.unique(labels, return_inverse=True)
     compact = compact.reshape(labels.shape)
     if values[0] == 0:
@@ -207,9 +217,8 @@ def instance_rows(labels: np.ndarray, image_id: str, order: str) -> list[tuple[s
             strip, offset = compact[:, box[1]] == k, box[1].start * height
         else:
             strip, offset = compact[box[0], :] == k, box[0].start * width
-        runs = np.array(rle_encode(strip, order).split(), dtype=np.int64)
-        runs[0::2] += offset
-        rows.append((image_id, " ".join(map(str, runs.tolist()))))
+        starts, lengths = mask_runs(strip, order)
+        rows.append((image_id, format_runs(starts + offset, lengths, rle_format, order)))
     return rows
 
 
@@ -405,7 +414,7 @@ def fit_watershed_fold_by_fold(
 
 
 def pack_instance_labels(manifest: Any, index: Any, target: str, order: str, size: int,
-                         out_path: Any) -> np.ndarray:
+                         out_path: Any, rle_format: str = DEFAULT_FORMAT) -> np.ndarray:
     """Write ``N x size x size`` int32 instance labels in the row order of the packed train
     ``index``, from each image's ``;``-joined instance encodings (nearest-neighbour resize,
     so labels stay labels; an object smaller than a packed pixel may vanish)."""
@@ -414,7 +423,8 @@ def pack_instance_labels(manifest: Any, index: Any, target: str, order: str, siz
     def decode(_: str, entry: Any) -> np.ndarray:
         cell = entry[target]
         rles = cell.split(INSTANCE_JOIN) if isinstance(cell, str) and cell else []
-        labels = instance_labels(rles, (int(entry["height"]), int(entry["width"])), order)
+        labels = instance_labels(rles, (int(entry["height"]), int(entry["width"])), order,
+                                 rle_format)
         return resize_labels(labels, size, size)
 
     return pack_rows(manifest, index, size, np.int32, out_path, decode)
@@ -430,9 +440,9 @@ def labels_of(maps: np.ndarray) -> np.ndarray:
     return apply_watershed(planes.astype(np.float32), DEFAULT_WATERSHED)
 
 
-def instance_rows_of(labels: np.ndarray, image_ids: Sequence[str], order: str
-                     ) -> list[tuple[str, str]]:
+def instance_rows_of(labels: np.ndarray, image_ids: Sequence[str], order: str,
+                     rle_format: str = DEFAULT_FORMAT) -> list[tuple[str, str]]:
     """Submission rows of many images: one per instance, ``(id, "")`` for an image with
     none, images in the order given."""
     return [row for image_id, image in zip(image_ids, labels, strict=True)
-            for row in instance_rows(image, image_id, order)]
+            for row in instance_rows(image, image_id, order, rle_format)]

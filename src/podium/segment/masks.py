@@ -5,7 +5,8 @@ mask class (:mod:`podium.segment.classes`). They are decoded once, packed as the
 uint8 per pixel and resized to the packed size with nearest-neighbour interpolation (bits stay
 bits), row for row with the packed train images, so training reads them like images.
 Predictions go the other way: probability maps at the packed size are resized to each test
-image's height and width, then thresholded and encoded.
+image's height and width (or to the size the competition scores, ``submission.mask_size``),
+then thresholded and encoded (:func:`to_size` says how).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from numpy.lib.format import open_memmap
 
 from podium.errors import PodiumInputError
 from podium.segment.classes import class_rles, pack_bits, presence_strata
-from podium.segment.rle import INSTANCE_JOIN, rle_decode
+from podium.segment.rle import DEFAULT_FORMAT, INSTANCE_JOIN, rle_decode
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ AREA_BINS = 3
 
 
 def rle_area(rle: object) -> int:
-    """Foreground pixels of an RLE string without decoding it: the sum of its run lengths."""
+    """Foreground pixels of an RLE string without decoding it: the sum of its run lengths
+    (the second value of every pair in each format of :mod:`podium.segment.rle`)."""
     if not isinstance(rle, str) or not rle.strip() or rle.strip() == "-1":
         return 0
     return sum(int(np.asarray(part.split()[1::2], dtype=np.int64).sum())
@@ -53,10 +55,10 @@ def stratification_labels(rles: pd.Series, n_classes: int = 1) -> np.ndarray:
 
 
 def decode_to_size(cell: object, height: int, width: int, size: int, order: str,
-                   n_classes: int = 1) -> np.ndarray:
+                   n_classes: int = 1, rle_format: str = DEFAULT_FORMAT) -> np.ndarray:
     """One train image's masks at the packed ``size x size``, bit k for class k (nearest
     neighbour, like a label map)."""
-    mask = pack_bits([rle_decode(rle, (height, width), order)
+    mask = pack_bits([rle_decode(rle, (height, width), order, rle_format)
                       for rle in class_rles(cell, n_classes)])
     if (height, width) == (size, size):
         return mask
@@ -77,18 +79,20 @@ def pack_rows(manifest: pd.DataFrame, index: pd.DataFrame, size: int, dtype: typ
 
 
 def pack_masks(manifest: pd.DataFrame, index: pd.DataFrame, target: str, order: str,
-               size: int, out_path: str | Path, n_classes: int = 1) -> np.ndarray:
+               size: int, out_path: str | Path, n_classes: int = 1,
+               rle_format: str = DEFAULT_FORMAT) -> np.ndarray:
     """Write ``N x size x size`` uint8 masks (bit k: class k) in the row order of the packed
     train ``index``."""
     def decode(image_id: str, entry: pd.Series) -> np.ndarray:
         try:
             return decode_to_size(entry[target], int(entry["height"]), int(entry["width"]),
-                                  size, order, n_classes)
+                                  size, order, n_classes, rle_format)
         except ValueError as err:
             raise PodiumInputError(
                 f"train image {image_id!r}: its {target} run-length encoding does not fit the "
                 f"{entry['height']}x{entry['width']} image ({err}); check "
-                "competition.mask_order (F: top to bottom first, C: left to right first)."
+                f"competition.rle_format ({rle_format}) and competition.mask_order ({order}; "
+                "F: top to bottom first, C: left to right first)."
             ) from None
 
     packed = pack_rows(manifest, index, size, np.uint8, out_path, decode)
@@ -97,11 +101,27 @@ def pack_masks(manifest: pd.DataFrame, index: pd.DataFrame, target: str, order: 
     return packed
 
 
-def to_original_size(probs: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A packed ``size x size`` probability map (or 0/1 mask, kept 0/1) at the image's size."""
-    if probs.shape == (height, width):
-        return probs
-    binary = probs.dtype == np.uint8
-    resized = cv2.resize(probs.astype(np.uint8 if binary else np.float32), (width, height),
-                         interpolation=cv2.INTER_NEAREST if binary else cv2.INTER_LINEAR)
-    return resized
+MASK_COVER = 0.5
+"""A 0/1 mask shrunk to a coarser grid keeps a pixel when at least this share of the area it
+covers is foreground."""
+
+
+def to_size(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A ``H x W`` probability map (float) or 0/1 mask (uint8, kept 0/1) at ``height x width``.
+
+    Shrinking on both sides averages over each output pixel's area (``cv2.INTER_AREA``), so a
+    probability is the mean over the pixels it stands for and a mask keeps a pixel when at
+    least :data:`MASK_COVER` of its area is foreground; that is the mask a scorer at a coarser
+    size (Understanding Clouds' 350x525 for 1400x2100 images) sees from a full-size truth,
+    where picking one source pixel (nearest) would alias thin shapes. Enlarging (or mixed)
+    interpolates probabilities bilinearly and masks by nearest neighbour."""
+    if plane.shape == (height, width):
+        return plane
+    binary = plane.dtype == np.uint8
+    shrink = height <= plane.shape[0] and width <= plane.shape[1]
+    if shrink:
+        area = cv2.resize(plane.astype(np.float32), (width, height),
+                          interpolation=cv2.INTER_AREA)
+        return (area >= MASK_COVER).astype(np.uint8) if binary else area
+    return cv2.resize(plane.astype(np.uint8 if binary else np.float32), (width, height),
+                      interpolation=cv2.INTER_NEAREST if binary else cv2.INTER_LINEAR)

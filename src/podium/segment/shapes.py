@@ -21,7 +21,7 @@ from PIL import Image
 
 from podium.errors import PodiumInputError
 from podium.segment.classes import class_rles, join_rles
-from podium.segment.rle import rle_encode
+from podium.segment.rle import DEFAULT_FORMAT, get_format, rle_encode
 from podium.tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -116,16 +116,19 @@ def write_shapes_competition(
     empty_fraction: float = 0.3,
     classes: list[str] | None = None,
     instances: bool = False,
+    rle_format: str = DEFAULT_FORMAT,
 ) -> None:
     """Write train.csv (id, rle), train/, test/, sample_submission.csv and solution.csv.
 
-    The rle column is the union mask of each image in order "F"; empty masks are "".
+    The rle column is the union mask of each image in order "F" and ``rle_format``
+    (:mod:`podium.segment.rle`); empty masks are "".
     Exactly ``round(empty_fraction * n_images)`` images hold no object. With two ``classes``
     (ellipses, then boxes) every CSV has a row per image and class: id, class, rle. With
     ``instances`` train.csv and solution.csv have a row per object (its visible pixels; an
     empty image has one row with an empty rle), as in DSB 2018, and the sample a row per
     image.
     """
+    get_format(rle_format, "F")
     if instances and classes is not None:
         raise PodiumInputError("shapes competition: instances are one class; set classes "
                                "to null.")
@@ -162,11 +165,11 @@ def write_shapes_competition(
     rles, objects = [], []
     for i in range(n_images):
         image, masks, visible = _draw(rng, size, bool(empty[i]), len(classes or [None]))
-        objects.append([rle_encode(m, order="F") for m in visible] or [""])
+        objects.append([rle_encode(m, "F", rle_format) for m in visible] or [""])
         split = out / ("test" if is_test[i] else "train")
         split.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(split / f"{ids[i]}.png")
-        rles.append(join_rles([rle_encode(m, order="F") for m in masks]))
+        rles.append(join_rles([rle_encode(m, "F", rle_format) for m in masks]))
     rles = np.array(rles, dtype=object)
     tables = {"train.csv": (ids[~is_test], rles[~is_test]),
               "sample_submission.csv": (ids[is_test], np.full(is_test.sum(), "", dtype=object)),

@@ -1,6 +1,8 @@
-"""A segmentation submission: each test image's masks at its own size, run-length encoded in
-the sample submission's format (one row per image, or per image and class), and the held-out
-score of the embedded demo."""
+"""A segmentation submission: each test image's masks at its own size (or at the size the
+competition scores, ``submission.mask_size``), run-length encoded in the competition's RLE
+format (``competition.rle_format``) into the sample submission's rows (one per image, per
+image and class, or per instance), checked string by string before it is written, and the
+held-out score of the embedded demo at the same size."""
 
 from __future__ import annotations
 
@@ -11,31 +13,86 @@ import pandas as pd
 
 from podium.errors import PodiumInputError
 from podium.segment.instances import instance_labels, instance_rows, labels_of, resize_labels
-from podium.segment.masks import to_original_size
-from podium.segment.metrics import mean_dice, mean_instance_average_precision
-from podium.segment.rle import rle_decode, rle_encode
+from podium.segment.masks import to_size
+from podium.segment.metrics import as_masks, mean_dice, mean_instance_average_precision
+from podium.segment.rle import DEFAULT_FORMAT, rle_decode, rle_encode
 from podium.task import TaskSpec
 
-THRESHOLD = 0.5
+MAX_REPORTED = 20
+
+
+def check_mask_size(mask_size: object) -> tuple[int, int] | None:
+    """``submission.mask_size`` as ``(height, width)``, or None for each image's own size."""
+    if mask_size is None:
+        return None
+    try:
+        height, width = mask_size
+        ok = all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1
+                 for v in (height, width))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise PodiumInputError(f"config key submission.mask_size: {mask_size!r} is not "
+                               "[height, width] in pixels (or null for each image's size).")
+    return int(height), int(width)
+
+
+def scored_sizes(sizes: pd.DataFrame, mask_size: object = None) -> pd.DataFrame:
+    """``id -> (height, width)`` each image's masks are submitted and scored at: its own size,
+    or ``mask_size`` for every image."""
+    size_of = sizes.set_index("id")[["height", "width"]].astype(int)
+    fixed = check_mask_size(mask_size)
+    if fixed is not None:
+        size_of = size_of.assign(height=fixed[0], width=fixed[1])
+    return size_of
 
 
 def encode_test_masks(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFrame,
-                      order: str) -> dict[str, list[str]]:
-    """``id -> [rle of each class]`` for packed ``N x K x S x S`` maps: probabilities are
-    resized to the image's size and then thresholded (a smoother edge than resizing a mask);
-    0/1 masks are resized as masks."""
-    size_of = sizes.set_index("id")[["height", "width"]]
+                      order: str, rle_format: str = DEFAULT_FORMAT,
+                      mask_size: object = None) -> dict[str, list[str]]:
+    """``id -> [rle of each class]`` for packed ``N x K x S x S`` maps, at each image's size
+    or ``mask_size``: probabilities are resized (:func:`~podium.segment.masks.to_size`) and
+    then thresholded (a smoother edge than resizing a mask); 0/1 masks are resized as masks."""
+    size_of = scored_sizes(sizes, mask_size)
     out = {}
     for image_id, planes in zip(test_ids, maps, strict=True):
         height, width = (int(v) for v in size_of.loc[image_id])
         encoded = []
         for packed in planes:
-            full = to_original_size(packed if packed.dtype == np.uint8
-                                    else packed.astype(np.float32), height, width)
-            mask = full if full.dtype == np.uint8 else (full >= THRESHOLD).astype(np.uint8)
-            encoded.append(rle_encode(mask, order))
+            full = to_size(packed if packed.dtype == np.uint8 else packed.astype(np.float32),
+                           height, width)
+            mask = as_masks(full)
+            encoded.append(rle_encode(mask, order, rle_format))
         out[image_id] = encoded
     return out
+
+
+def check_mask_submission(submission: pd.DataFrame, spec: TaskSpec, sizes: pd.DataFrame,
+                          mask_size: object = None, path: object = "submission") -> None:
+    """Refuse a submission unless every mask string decodes, under the competition's RLE
+    format and pixel order, at its image's size (or ``mask_size``): the last check before it
+    is written, so a wrong format or size never reaches the leaderboard. Problems name the
+    line (the header is line 1), the column and the id."""
+    size_of = scored_sizes(sizes, mask_size)
+    images, _ = spec.class_rows.split(submission, path)
+    problems = []
+    for row, (image_id, rle) in enumerate(zip(images, submission[spec.target], strict=True)):
+        where = (f"{path} line {row + 2}, column {spec.target!r}, "
+                 f"{spec.id_column} {submission[spec.id_column].iloc[row]!r}")
+        if image_id not in size_of.index:
+            problems.append(f"{where}: image {image_id!r} is not a test image")
+            continue
+        shape = tuple(int(v) for v in size_of.loc[image_id])
+        try:
+            rle_decode(rle, shape, spec.mask_order, spec.rle_format)
+        except ValueError as err:
+            problems.append(f"{where}: not a {spec.rle_format} encoding (mask_order "
+                            f"{spec.mask_order}) of a {shape[0]}x{shape[1]} mask: {err}")
+    if problems:
+        more = (f"\n  ... and {len(problems) - MAX_REPORTED} more"
+                if len(problems) > MAX_REPORTED else "")
+        raise PodiumInputError(f"{path}: {len(problems)} mask strings do not decode; nothing "
+                               "was written:\n  " + "\n  ".join(problems[:MAX_REPORTED]) + more)
 
 
 def _row_classes(table: pd.DataFrame, spec: TaskSpec, path: object
@@ -73,36 +130,42 @@ def segmentation_submission(sample: pd.DataFrame, spec: TaskSpec,
 
 
 def score_segmentation(submission_path: str | Path, solution_path: str | Path,
-                       sizes: pd.DataFrame, spec: TaskSpec) -> dict:
+                       sizes: pd.DataFrame, spec: TaskSpec, mask_size: object = None) -> dict:
     """Mean Dice over the solution's rows (images, or image and class pairs) of the
-    submitted masks against the solution's (both empty: 1)."""
+    submitted masks against the solution's (both empty: 1). With ``mask_size`` the
+    submission is decoded at that size and the solution, given at each image's own size, is
+    resized to it the way the submission's masks are
+    (:func:`~podium.segment.masks.to_size`)."""
     read = {"dtype": str, "keep_default_na": False}
     keys = [spec.id_column] + ([spec.class_column] if spec.class_column else [])
     merged = pd.read_csv(solution_path, **read).merge(
         pd.read_csv(submission_path, **read), on=keys, suffixes=("_true", "_pred"),
         validate="one_to_one")
     images, _ = spec.class_rows.split(merged, solution_path)
-    size_of = sizes.set_index("id")[["height", "width"]]
+    own, scored = scored_sizes(sizes), scored_sizes(sizes, mask_size)
+    codec = (spec.mask_order, spec.rle_format)
     scores = []
     for image_id, true, pred in zip(images, merged[f"{spec.target}_true"],
                                     merged[f"{spec.target}_pred"], strict=True):
-        shape = tuple(int(v) for v in size_of.loc[image_id])
-        scores.append(mean_dice([rle_decode(pred, shape, spec.mask_order)],
-                                [rle_decode(true, shape, spec.mask_order)]))
+        shape = tuple(int(v) for v in scored.loc[image_id])
+        truth = rle_decode(true, tuple(int(v) for v in own.loc[image_id]), *codec)
+        scores.append(mean_dice([rle_decode(pred, shape, *codec)], [to_size(truth, *shape)]))
     return {"metric": "dice", "score": float(np.mean(scores)), "n": int(len(merged))}
 
 
 def instance_submission(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFrame,
-                        sample: pd.DataFrame, spec: TaskSpec) -> pd.DataFrame:
-    """DSB 2018's format: one row per predicted instance at the image's own size (``id, ""``
-    for an image with none), images in the sample submission's order, its columns kept."""
+                        sample: pd.DataFrame, spec: TaskSpec, mask_size: object = None
+                        ) -> pd.DataFrame:
+    """DSB 2018's format: one row per predicted instance at the image's own size or
+    ``mask_size`` (labels resized by nearest neighbour; ``id, ""`` for an image with none),
+    images in the sample submission's order, its columns kept."""
     labels = labels_of(maps)
-    size_of = sizes.set_index("id")[["height", "width"]]
+    size_of = scored_sizes(sizes, mask_size)
     rows_of = {}
     for image_id, packed in zip(test_ids, labels, strict=True):
         height, width = (int(v) for v in size_of.loc[image_id])
         rows_of[image_id] = instance_rows(resize_labels(packed, height, width), image_id,
-                                          spec.mask_order)
+                                          spec.mask_order, spec.rle_format)
     missing = sorted(set(sample[spec.id_column]) - set(rows_of))
     if missing:
         raise ValueError(f"no prediction for {len(missing)} sample ids, e.g. {missing[:3]}")
@@ -117,18 +180,22 @@ def instance_submission(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFra
 
 
 def score_instances(submission_path: str | Path, solution_path: str | Path,
-                    sizes: pd.DataFrame, spec: TaskSpec) -> dict:
+                    sizes: pd.DataFrame, spec: TaskSpec, mask_size: object = None) -> dict:
     """DSB 2018's score of a submission against a solution with a row per true instance:
-    mean over the solution's images of the average precision over IoU thresholds."""
+    mean over the solution's images of the average precision over IoU thresholds. With
+    ``mask_size`` the true labels (at each image's size) are resized to it by nearest
+    neighbour, as the submitted ones were."""
     read = {"dtype": str, "keep_default_na": False}
     truth = pd.read_csv(solution_path, **read).groupby(spec.id_column, sort=False)[spec.target]
     submitted = pd.read_csv(submission_path, **read).groupby(spec.id_column)[spec.target]
     predicted = {image_id: list(rles) for image_id, rles in submitted}
-    size_of = sizes.set_index("id")[["height", "width"]]
+    own, scored = scored_sizes(sizes), scored_sizes(sizes, mask_size)
+    codec = (spec.mask_order, spec.rle_format)
     preds, trues = [], []
     for image_id, rles in truth:
-        shape = tuple(int(v) for v in size_of.loc[image_id])
-        trues.append(instance_labels(list(rles), shape, spec.mask_order))
-        preds.append(instance_labels(predicted.get(image_id, []), shape, spec.mask_order))
+        shape = tuple(int(v) for v in scored.loc[image_id])
+        true = instance_labels(list(rles), tuple(int(v) for v in own.loc[image_id]), *codec)
+        trues.append(resize_labels(true, *shape))
+        preds.append(instance_labels(predicted.get(image_id, []), shape, *codec))
     return {"metric": "instance_map", "score": mean_instance_average_precision(preds, trues),
             "n": len(trues)}
