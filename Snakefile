@@ -1,14 +1,22 @@
 """podium: an image competition folder in, a stacked submission out. See README.md."""
 
-from snakemake.utils import min_version, validate
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
 
 min_version("9.0")
+# the podium beside this Snakefile, whatever else is installed (common.smk says why)
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from podium.configcheck import snakemake_check
 
 
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The schema (filling its defaults) and every registry name (backbones, losses, TTA views,
+# augmentations, ...): a bad config fails this parse, not a training job.
+snakemake_check(workflow, config)
 
 
 include: "workflow/rules/common.smk"

@@ -364,6 +364,7 @@ rule write_mask_submission:
         "../../envs/ensemble.yaml"
     params:
         names=[name for name, _ in all_entries()],
+        encoding=COMPETITION["encoding"],
         code=code(
             "segment/submission",
             "segment/instances",

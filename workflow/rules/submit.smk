@@ -33,6 +33,7 @@ rule write_submission:
     params:
         names=[name for name, _ in all_entries()],
         leak_labels=config["dedup"]["leak_labels"],
+        encoding=COMPETITION["encoding"],
         code=code("submit", "task", script="submit.py"),
     script:
         "../scripts/submit.py"

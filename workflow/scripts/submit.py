@@ -17,6 +17,7 @@ with job_logging(snakemake) as log:
         predictions = apply_leak_labels(predictions, leaks, spec)
         trusted = int((~leaks["label_conflict"].astype(bool)).sum())
         log.info("copied train labels onto %d leaked test images", trusted)
-    submission = format_submission(read_sample(snakemake.input.sample), predictions, spec)
+    submission = format_submission(read_sample(snakemake.input.sample, snakemake.params.encoding),
+                                   predictions, spec)
     write_csv(submission, snakemake.output.submission)
     log.info("submission from %s: %d rows", best, len(submission))

@@ -442,19 +442,22 @@ _BY_CLASS: dict[str, type] = {c.__name__: c for c in
                               (ClassThresholds, OrdinalCutPoints, ProbabilityEqualizer)}
 
 
-def make_postprocessor(name: str, params: dict[str, Any] | None = None) -> PostProcessor:
-    """A fresh, unfitted post-processor by its config name, with the config's params."""
+def make_postprocessor(name: str, params: dict[str, Any] | None = None,
+                       key: str | None = None) -> PostProcessor:
+    """A fresh, unfitted post-processor by its config name, with the config's params; ``key``
+    names its config entry in errors (``postprocess.f1``; default ``postprocess.<name>``)."""
+    key = key or f"postprocess.{name}"
     if name not in POSTPROCESSORS:
         hint = did_you_mean(name, POSTPROCESSORS)
         raise PodiumInputError(
-            f"config key postprocess.{name}: unknown post-processor {name!r}.{hint} "
+            f"config key {key}: unknown post-processor {name!r}.{hint} "
             f"Known: {', '.join(POSTPROCESSORS)}."
         )
     try:
         return POSTPROCESSORS[name](**dict(params or {}))
     except (TypeError, ValueError) as err:
         raise PodiumInputError(
-            f"config key postprocess.{name}: bad params {dict(params or {})!r} ({err})."
+            f"config key {key}: bad params {dict(params or {})!r} ({err})."
         ) from err
 
 
