@@ -277,8 +277,10 @@ def _note_unlisted(layout: CompetitionLayout, listed_ids: pd.Series, paths: list
                    train_path: Path) -> None:
     unlisted = unlisted_train_images(layout, listed_ids, paths)
     if unlisted:
-        log.warning("%d image files in %s have no row in %s and are not used (e.g. %s)",
-                    len(unlisted), layout.root, train_path.name, ", ".join(unlisted[:5]))
+        log.warning("%d image file%s in %s %s no row in %s and %s not used (e.g. %s)",
+                    len(unlisted), "s" if len(unlisted) > 1 else "", layout.root,
+                    "have" if len(unlisted) > 1 else "has", train_path.name,
+                    "are" if len(unlisted) > 1 else "is", ", ".join(unlisted[:5]))
 
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
