@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -16,6 +16,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
+from podium.configcheck import snakemake_check
 from podium.settings import canonicalise
 
 
@@ -24,12 +25,14 @@ configfile: "config.yaml"
 
 # Params compare by content: Snakemake reruns a job when a param's repr changes, so every rule
 # gets the config in one spelling (podium.settings): mappings with sorted keys, numbers in one
-# form per schema type, 1e-3 read as YAML 1.2 reads it. Once before validation, so that 1e-3
-# validates as a number, and once after it, for the defaults validation fills in.
-SCHEMA = "workflow/schemas/config.schema.yaml"
-canonicalise(config, Path(workflow.basedir) / SCHEMA)
-validate(config, SCHEMA)
-canonicalise(config, Path(workflow.basedir) / SCHEMA)
+# form per schema type, 1e-3 read as YAML 1.2 reads it. Once before the check, so that 1e-3
+# validates as a number, and once after it, for the defaults the schema fills in. The check
+# covers the schema and every registry name (backbones, losses, TTA views, augmentations,
+# ...): a bad config fails this parse, not a training job.
+SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+canonicalise(config, SCHEMA)
+snakemake_check(workflow, config)
+canonicalise(config, SCHEMA)
 
 
 include: "workflow/rules/common.smk"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-
-import yaml
 
 from podium import __version__
 from podium.errors import PodiumInputError
@@ -17,19 +17,68 @@ from podium.errors import PodiumInputError
 WORKFLOW_ROOT = Path(__file__).resolve().parents[2]
 
 
+@contextlib.contextmanager
+def _collected_warnings() -> Iterator[list[str]]:
+    """The warnings podium logs meanwhile (ingest's notes), to print in the check's summary
+    instead of as log lines."""
+    notes: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notes.append(record.getMessage())
+
+    logger = logging.getLogger("podium")
+    handler, propagate = Collect(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield notes
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _thin_classes(manifest, task_path: Path, n_folds: int) -> str | None:
+    """The folds' warning about classes with fewer images than folds, for the check."""
+    from podium.data.folds import thin_classes_warning
+    from podium.task import TARGET_COLUMN, TaskSpec
+
+    spec = TaskSpec.load(task_path)
+    if spec.is_segmentation or spec.task == "regression":
+        return None
+    only = manifest["train_only"].astype(bool) if "train_only" in manifest else False
+    train = manifest[(manifest["split"] == "train") & ~only]
+    return thin_classes_warning(spec.encode(train[TARGET_COLUMN]), spec.classes, n_folds)
+
+
 def _check(args: argparse.Namespace) -> int:
-    """Validate a competition folder as ingest would, without running anything else."""
+    """Validate the config (schema and every registry name) and the competition folder as
+    ingest would, without running anything else."""
+    from podium.configcheck import SCHEMA_PATH, check_names, load_configs, validate_config
     from podium.data.ingest import CompetitionLayout, ingest_competition
 
-    section = yaml.safe_load(Path(args.config).read_text())["competition"]
-    layout = CompetitionLayout.from_config(section, args.dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        manifest = ingest_competition(layout, Path(tmp) / "manifest.parquet",
-                                      Path(tmp) / "task.json", threads=args.threads)
+    paths = args.config if args.config is not None else (
+        ["config.yaml"] if Path("config.yaml").is_file() else [])
+    config, files = load_configs(paths)
+    validate_config(config, SCHEMA_PATH, files)
+    failed = False
+    try:
+        check_names(config, files)
+    except PodiumInputError as err:
+        print(f"podium: {err}", file=sys.stderr)
+        failed = True
+    layout = CompetitionLayout.from_config(config["competition"], args.dir)
+    with tempfile.TemporaryDirectory() as tmp, _collected_warnings() as notes:
+        task_path = Path(tmp) / "task.json"
+        manifest = ingest_competition(layout, Path(tmp) / "manifest.parquet", task_path,
+                                      threads=args.threads)
+        thin = _thin_classes(manifest, task_path, config["folds"]["n_folds"])
     counts = manifest["split"].value_counts()
-    print(f"{layout.root}: OK, {counts.get('train', 0)} train and {counts.get('test', 0)} "
-          "test images")
-    return 0
+    print(f"{layout.root}: {'images OK' if failed else 'OK'}, {counts.get('train', 0)} train "
+          f"and {counts.get('test', 0)} test images")
+    for note in [*notes, *([thin] if thin else [])]:
+        print(f"  warning: {note}")
+    return 1 if failed else 0
 
 
 def _digits(args: argparse.Namespace) -> int:
@@ -40,8 +89,30 @@ def _digits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_files(snakemake_args: list[str]) -> list[str]:
+    """The files given to snakemake's ``--configfile`` / ``--configfiles``."""
+    files, taking = [], False
+    for arg in snakemake_args:
+        if arg in ("--configfile", "--configfiles"):
+            taking = True
+        elif arg.startswith(("--configfile=", "--configfiles=")):
+            files.append(arg.split("=", 1)[1])
+            taking = False
+        elif taking and not arg.startswith("-"):
+            files.append(arg)
+        else:
+            taking = False
+    return files
+
+
 def _run(args: argparse.Namespace) -> int:
-    """Run the workflow that ships with this podium, passing the rest to snakemake."""
+    """Run the workflow that ships with this podium, passing the rest to snakemake; config
+    files are read first, so a YAML tag or a YAML error is named by file and line
+    (Snakemake alone would say only "not valid JSON or YAML")."""
+    from podium.configcheck import load_config_file
+
+    for path in _config_files(args.snakemake_args):
+        load_config_file(path)
     command = [sys.executable, "-m", "snakemake", "--snakefile",
                str(WORKFLOW_ROOT / "Snakefile"), *args.snakemake_args]
     if not any(a.startswith(("--cores", "-c", "--jobs", "-j")) for a in args.snakemake_args):
@@ -61,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
     check = commands.add_parser("check", help="validate a competition folder")
     check.add_argument("dir", nargs="?", help="competition folder (default: config's dir)")
-    check.add_argument("--config", default="config.yaml", help="config with a competition section")
+    check.add_argument("--config", nargs="+", default=None, metavar="FILE",
+                       help="config files merged over the workflow's config.yaml in order, as "
+                            "snakemake --configfile does (default: ./config.yaml if present)")
     check.add_argument("--threads", type=int, default=2)
     check.set_defaults(func=_check)
 
@@ -70,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     digits.add_argument("--max-images", type=int, default=None)
     digits.set_defaults(func=_digits)
 
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"] and argv[1:2] not in (["-h"], ["--help"]):
+        # everything after run is snakemake's, options first included (argparse's
+        # REMAINDER refuses "podium run -n")
+        args = argparse.Namespace(func=_run, snakemake_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         return args.func(args)

@@ -177,6 +177,7 @@ TEST_SIDE_KEYS = (
     "class_column",
     "class_separator",
     "train_masks",
+    "encoding",
 )
 """The competition keys the test side reads (train_csv only for its ids, which test ids must
 not repeat; in segmentation the class keys say how rows name images); every other key is the

@@ -368,6 +368,7 @@ rule write_mask_submission:
     params:
         names=[name for name, _ in all_entries()],
         mask_size=config["submission"]["mask_size"],
+        encoding=COMPETITION["encoding"],
         code=code(
             "segment/submission",
             "segment/instances",

@@ -34,6 +34,7 @@ rule write_submission:
         names=[name for name, _ in all_entries()],
         leak_labels=config["dedup"]["leak_labels"],
         values=config["submission"]["values"],
+        encoding=COMPETITION["encoding"],
         code=code("submit", "task", "metrics", script="submit.py"),
     script:
         "../scripts/submit.py"

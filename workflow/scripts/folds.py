@@ -20,5 +20,7 @@ with job_logging(snakemake):
         set(pd.read_csv(snakemake.input.excluded, dtype={"id": str})["id"]),
         labels, snakemake.params.folds["n_folds"],
         snakemake.params.folds["seed"],
+        # classes with fewer images than folds are logged (not for masks or values)
+        classes=None if spec.is_segmentation or spec.task == "regression" else spec.classes,
     )
     write_csv(folds, snakemake.output.folds)

@@ -22,7 +22,8 @@ with job_logging(snakemake) as log:
     best = pd.read_csv(i.leaderboard)["name"].iloc[0]
     maps = np.load(i.tests[list(snakemake.params.names).index(best)])
     test_ids = pd.read_parquet(i.test_index)["id"]
-    sizes, sample = pd.read_parquet(i.manifest), read_sample(i.sample)
+    sizes = pd.read_parquet(i.manifest)
+    sample = read_sample(i.sample, snakemake.params.encoding)
     if spec.instances:  # a row per instance; probability maps split by the default watershed
         submission = instance_submission(maps, test_ids, sizes, sample, spec, mask_size)
         described = (f"{int((submission[spec.target] != '').sum())} instances in "

@@ -18,7 +18,8 @@ with job_logging(snakemake) as log:
         predictions = apply_leak_labels(predictions, leaks, spec)
         trusted = int((~leaks["label_conflict"].astype(bool)).sum())
         log.info("copied train labels onto %d leaked test images", trusted)
-    sample, values = read_sample(snakemake.input.sample), snakemake.params.values
+    sample = read_sample(snakemake.input.sample, snakemake.params.encoding)
+    values = snakemake.params.values
     submission = format_submission(sample, predictions, spec, values)
     check_submission(submission, sample, spec, values)
     write_csv(submission, snakemake.output.submission)

@@ -4,6 +4,7 @@ that neither a duplicate cluster nor a user group (e.g. a patient) spans two fol
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,28 @@ def stratification_labels(labels: np.ndarray, bins: int = 10) -> np.ndarray:
     return pd.qcut(labels, q=bins, labels=False, duplicates="drop").astype(np.int64)
 
 
+def thin_classes_warning(labels: np.ndarray, classes: Sequence[str], n_folds: int
+                         ) -> str | None:
+    """Classes with fewer images than folds, in words (None if there are none): such a class
+    is missing from some validation folds, so its per-fold scores and the fold-by-fold
+    thresholds are unreliable. ``labels`` are class indices or a 0/1 multilabel matrix."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1 and np.issubdtype(labels.dtype, np.floating):  # ordinal grades
+        index = {float(c): i for i, c in enumerate(classes)}
+        labels = np.array([index.get(float(v), -1) for v in labels], dtype=np.int64)
+        labels = labels[labels >= 0]
+    counts = (labels.sum(axis=0) if labels.ndim == 2
+              else np.bincount(labels.astype(np.int64), minlength=len(classes)))
+    thin = [(c, int(n)) for c, n in zip(classes, counts, strict=False) if n < n_folds]
+    if not thin:
+        return None
+    listed = ", ".join(f"{c!r} ({n})" for c, n in thin[:10])
+    more = f" and {len(thin) - 10} more" if len(thin) > 10 else ""
+    return (f"{len(thin)} class(es) have fewer train images than the {n_folds} folds "
+            f"(folds.n_folds), so some validation folds hold none of them: {listed}{more} "
+            "images; their per-fold scores are unreliable: use fewer folds or add images")
+
+
 def make_folds(
     ids: pd.Series, labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
 ) -> pd.DataFrame:
@@ -69,14 +92,16 @@ def make_folds(
 
 def assign_folds(
     manifest: pd.DataFrame, clusters: pd.DataFrame, excluded: set[str], labels: np.ndarray,
-    n_folds: int, seed: int,
+    n_folds: int, seed: int, classes: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """``id, fold`` for the train images dedup keeps: validated images get folds grouped by
     cluster and user group; train-only (external) images get fold -1, trained on in every
     fold and never validated, so CV stays comparable.
 
     ``labels`` are the encoded labels of the manifest's train rows, in manifest order: class
-    indices (stratified k-fold) or a 0/1 matrix for multilabel (iterative stratification)."""
+    indices (stratified k-fold) or a 0/1 matrix for multilabel (iterative stratification).
+    With ``classes`` (their names), classes with fewer validated images than folds are
+    logged as a warning."""
     is_train = (manifest["split"] == "train").to_numpy()
     train = manifest[is_train].reset_index(drop=True)
     kept = ~train["id"].isin(excluded).to_numpy()
@@ -85,6 +110,10 @@ def assign_folds(
     groups = [cluster_of.loc[train.loc[validated, "id"]].to_numpy()]
     if "group" in train.columns:
         groups.append(train.loc[validated, "group"].to_numpy())
+    if classes is not None:
+        warning = thin_classes_warning(labels[validated], classes, n_folds)
+        if warning:
+            log.warning(warning)
     split = make_multilabel_folds if labels.ndim == 2 else make_folds
     folds = split(train.loc[validated, "id"], labels[validated], combine_groups(*groups),
                   n_folds, seed)

@@ -76,6 +76,7 @@ class ExternalSource:
     id_column: str | None = None
     target: str | None = None
     validate: bool = False
+    encoding: str | None = None  # its CSV's text encoding; None: competition.encoding
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class CompetitionLayout:
     class_separator: str | None = None  # ... or the class after the image id: "<id>_<class>"
     instances: bool = False  # segmentation: a train.csv row per object (DSB 2018)
     multilabel_rule: str = DEFAULT_MULTILABEL_RULE  # how multilabel sets are decided
+    encoding: str = "utf-8"  # text encoding of train.csv and sample_submission.csv
 
     @property
     def class_rows(self) -> ClassRows:
@@ -157,16 +159,40 @@ class _Problems:
         raise PodiumInputError(f"{what}: {len(self.items)} problem(s)\n  - {shown}{tail}")
 
 
-def _read_table(path: Path, config_key: str) -> pd.DataFrame:
+def _read_table(path: Path, config_key: str, encoding: str = "utf-8",
+                encoding_key: str = "competition.encoding") -> pd.DataFrame:
     if not path.is_file():
         raise PodiumInputError(
             f"{path}: file not found (config key {config_key}). "
             "Point the key at the file relative to competition.dir."
         )
+    check_text_encoding(path, encoding, encoding_key)
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise PodiumInputError(f"{path}: not a readable CSV file ({err}).") from err
+
+
+def check_text_encoding(path: Path, encoding: str,
+                        encoding_key: str = "competition.encoding") -> None:
+    """Refuse a file that is not text in ``encoding``, naming the line, column and byte
+    offset of its first undecodable byte (a train.csv saved as latin-1 by a spreadsheet)."""
+    data = path.read_bytes()
+    try:
+        data.decode(encoding)
+    except LookupError:
+        raise PodiumInputError(
+            f"config key {encoding_key}: Python knows no text encoding {encoding!r}; use e.g. "
+            "utf-8, latin-1 or cp1252.") from None
+    except UnicodeDecodeError as err:
+        line_start = data.rfind(b"\n", 0, err.start) + 1
+        line = data.count(b"\n", 0, err.start) + 1
+        raise PodiumInputError(
+            f"{path} line {line}, column {err.start - line_start + 1}: byte "
+            f"0x{data[err.start]:02x} at byte offset {err.start} is not {encoding} text "
+            f"({err.reason}; the encoding tried is config key {encoding_key}: {encoding}). "
+            f"Set {encoding_key} to the file's encoding (often latin-1 or cp1252 for files "
+            "saved by spreadsheets) or save the file as UTF-8.") from None
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, columns: Iterable[tuple[str, str]]) -> None:
@@ -229,6 +255,46 @@ def _ids_on_disk(layout: CompetitionLayout, template: str) -> set[str] | None:
         if name.startswith(name_prefix) and name.endswith(suffix) and entry.is_file():
             found.add(name[len(name_prefix) : len(name) - len(suffix) if suffix else None])
     return found
+
+
+def _template_regex(template: str) -> re.Pattern:
+    """A path template (``masks/{id}_{class}.png``) as a pattern over relative paths."""
+    parts = re.split(r"(\{id\}|\{class\})", template)
+    return re.compile("".join(".+" if part in ("{id}", "{class}") else re.escape(part)
+                              for part in parts))
+
+
+def unlisted_train_images(layout: CompetitionLayout, listed_ids: Iterable[str],
+                          listed_paths: Iterable[Path] = ()) -> list[str]:
+    """Files beside the train images that train.csv does not list (relative to the
+    competition folder, sorted): what the train template matches without a row, or with
+    ``image_column`` the files in the listed images' folders with their suffixes. Mask files
+    (``train_masks``) are not images."""
+    masks = _template_regex(layout.train_masks) if layout.train_masks else None
+    if layout.image_column is None:
+        on_disk = _ids_on_disk(layout, layout.train_images)
+        if on_disk is None:
+            return []
+        found = [layout.train_images.format(id=i) for i in sorted(on_disk - set(listed_ids))]
+    else:
+        listed = {p.resolve() for p in listed_paths}
+        folders = {p.parent for p in listed}
+        suffixes = {p.suffix.lower() for p in listed}
+        found = sorted(str(f.relative_to(layout.root.resolve()))
+                       for folder in folders if folder.is_dir() for f in folder.iterdir()
+                       if f.is_file() and f.suffix.lower() in suffixes and f not in listed
+                       and f.is_relative_to(layout.root.resolve()))
+    return [f for f in found if masks is None or not masks.fullmatch(f)]
+
+
+def _note_unlisted(layout: CompetitionLayout, listed_ids: pd.Series, paths: list[Path],
+                   train_path: Path) -> None:
+    unlisted = unlisted_train_images(layout, listed_ids, paths)
+    if unlisted:
+        log.warning("%d image file%s in %s %s no row in %s and %s not used (e.g. %s)",
+                    len(unlisted), "s" if len(unlisted) > 1 else "", layout.root,
+                    "have" if len(unlisted) > 1 else "has", train_path.name,
+                    "are" if len(unlisted) > 1 else "is", ", ".join(unlisted[:5]))
 
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -356,7 +422,22 @@ def _check_labels(
             f"{path}: task is binary but column {layout.target!r} has {len(classes)} classes "
             f"{list(classes)[:10]}; set competition.task to multiclass or fix the labels"
         )
+    _check_two_classes(labels, path, layout.target, multilabel, problems)
     return classes
+
+
+def _check_two_classes(labels: pd.Series, path: Path, column: str, multilabel: bool,
+                       problems: _Problems) -> None:
+    """A classifier needs two classes in train: one class everywhere is nothing to learn
+    (usually competition.target names the wrong column)."""
+    cells = labels[labels.str.strip() != ""]
+    present = {v for cell in cells for v in (split_labels(cell) if multilabel else [cell])}
+    if len(present) == 1:
+        (only,) = present
+        problems.add(
+            f"{path}: every one of its {len(cells)} labelled rows has the class {only!r} in "
+            f"column {column!r}; a classifier needs at least two classes in train. Check "
+            "that competition.target names the label column, or add images of other classes")
 
 
 def _segmentation_table(train: pd.DataFrame, path: Path, layout: CompetitionLayout,
@@ -512,7 +593,8 @@ def _read_external(
     if not root.is_dir():
         raise PodiumInputError(f"{root}: external folder not found (config key {key}.dir).")
     path = root / source.train_csv
-    table = _read_table(path, f"{key}.train_csv")
+    table = _read_table(path, f"{key}.train_csv", source.encoding or layout.encoding,
+                        f"{key}.encoding" if source.encoding else "competition.encoding")
     id_column = source.id_column or layout.id_column
     target = source.target or layout.target
     _require_columns(table, path, [(id_column, f"{key}.id_column"), (target, f"{key}.target")])
@@ -590,7 +672,7 @@ class _TrainSide:
 
 def _validate_train(layout: CompetitionLayout, problems: _Problems) -> _TrainSide:
     train_path = layout.root / layout.train_csv
-    train = _read_table(train_path, "competition.train_csv")
+    train = _read_table(train_path, "competition.train_csv", layout.encoding)
     if layout.label_columns:
         train, layout = _labels_from_columns(train, train_path, layout)
     segment_classes = None
@@ -614,6 +696,7 @@ def _validate_train(layout: CompetitionLayout, problems: _Problems) -> _TrainSid
                 for e in layout.external]
     paths = _image_paths(layout.root, train, layout.id_column, layout.image_column,
                          layout.train_images)
+    _note_unlisted(layout, train_ids, paths, train_path)
     parts = [("train", train_ids, train[layout.target], paths, "competition", False),
              *external]
     return _TrainSide(layout, train, classes, parts)
@@ -624,7 +707,7 @@ def _validate_test(layout: CompetitionLayout, problems: _Problems,
     """The test part, after checking the sample submission's ids against the test folder and
     against the train ids (an image is either train or test)."""
     sample_path = layout.root / layout.sample_submission
-    sample = _read_table(sample_path, "competition.sample_submission")
+    sample = _read_table(sample_path, "competition.sample_submission", layout.encoding)
     _require_columns(sample, sample_path, [(layout.id_column, "competition.id_column")])
     test_ids = (layout.class_rows.image_ids(sample, sample_path)
                 if layout.task == SEGMENTATION else sample[layout.id_column])
@@ -655,7 +738,7 @@ def _validate_test(layout: CompetitionLayout, problems: _Problems,
 def _train_ids_of(layout: CompetitionLayout) -> pd.Series:
     """The train ids alone, for the test side's clash check (no labels, no images)."""
     path = layout.root / layout.train_csv
-    table = _read_table(path, "competition.train_csv")
+    table = _read_table(path, "competition.train_csv", layout.encoding)
     _require_columns(table, path, [(layout.id_column, "competition.id_column")])
     if layout.task == SEGMENTATION and not layout.train_masks:
         return layout.class_rows.image_ids(table, path)

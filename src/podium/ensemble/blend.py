@@ -425,16 +425,17 @@ BLENDS: dict[str, type[Blend]] = {
 
 
 def make_blend(method: str, params: dict | None = None, metric: str | None = None,
-               space: LabelSpace | None = None) -> Blend:
+               space: LabelSpace | None = None, key: str = "ensemble.blends.<name>") -> Blend:
     """A fresh, unfitted blend by its config name.
 
     ``metric`` (normally the competition's) goes to the blends that optimise one, unless
     ``params`` names its own ``metric``; ``space`` is the competition's label space they
-    score over (``TaskSpec.label_space``). Blends that optimise nothing ignore both."""
+    score over (``TaskSpec.label_space``). Blends that optimise nothing ignore both. ``key``
+    names the blend's config entry in errors (``ensemble.blends.mean``)."""
     if method not in BLENDS:
         hint = did_you_mean(method, BLENDS)
         raise PodiumInputError(
-            f"config key ensemble.blends.<name>.method: unknown blend {method!r}.{hint} "
+            f"config key {key}.method: unknown blend {method!r}.{hint} "
             f"Known: {', '.join(BLENDS)}."
         )
     cls = BLENDS[method]
@@ -445,7 +446,7 @@ def make_blend(method: str, params: dict | None = None, metric: str | None = Non
         if name not in accepted:
             hint = did_you_mean(name, accepted, cutoff=0.5)
             raise PodiumInputError(
-                f"config key ensemble.blends.<name>.params: blend {method!r} has no param "
+                f"config key {key}.params: blend {method!r} has no param "
                 f"{name!r}.{hint} Known: {', '.join(accepted) or 'none'}."
             )
     if "metric" in accepted and metric is not None:

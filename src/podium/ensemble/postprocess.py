@@ -426,7 +426,7 @@ _BY_CLASS: dict[str, type] = {c.__name__: c for c in
 
 
 def _in_label_space(name: str, made: PostProcessor, params: dict[str, Any],
-                    space: LabelSpace) -> PostProcessor:
+                    space: LabelSpace, key: str) -> PostProcessor:
     """``made``, deciding as the competition does: ordinal cut points over the competition's
     grades (unless the params fix them), class thresholds under its multilabel rule (with
     ``at_least_one`` a row that clears no threshold keeps its most likely class, as CV and
@@ -436,7 +436,7 @@ def _in_label_space(name: str, made: PostProcessor, params: dict[str, Any],
     if isinstance(made, ClassThresholds) and space.multilabel_rule == "at_least_one":
         if params.get("at_least_one") is False:
             raise PodiumInputError(
-                f"config key postprocess.{name}.params.at_least_one: false contradicts "
+                f"config key {key}.params.at_least_one: false contradicts "
                 "competition.multilabel_rule: at_least_one (the submission never writes an "
                 "empty label set, so CV must not score one); drop the param, or set "
                 "competition.multilabel_rule: independent.")
@@ -445,13 +445,17 @@ def _in_label_space(name: str, made: PostProcessor, params: dict[str, Any],
 
 
 def make_postprocessor(name: str, params: dict[str, Any] | None = None,
-                       space: LabelSpace | None = None) -> PostProcessor:
+                       space: LabelSpace | None = None, key: str | None = None
+                       ) -> PostProcessor:
     """A fresh, unfitted post-processor by its config name, with the config's params; with
-    ``space`` (the competition's label space) it decides within it (:func:`_in_label_space`)."""
+    ``space`` (the competition's label space) it decides within it (:func:`_in_label_space`);
+    ``key`` names its config entry in errors (``postprocess.f1``; default
+    ``postprocess.<name>``)."""
+    key = key or f"postprocess.{name}"
     if name not in POSTPROCESSORS:
         hint = did_you_mean(name, POSTPROCESSORS)
         raise PodiumInputError(
-            f"config key postprocess.{name}: unknown post-processor {name!r}.{hint} "
+            f"config key {key}: unknown post-processor {name!r}.{hint} "
             f"Known: {', '.join(POSTPROCESSORS)}."
         )
     params = dict(params or {})
@@ -459,9 +463,9 @@ def make_postprocessor(name: str, params: dict[str, Any] | None = None,
         made = POSTPROCESSORS[name](**params)
     except (TypeError, ValueError) as err:
         raise PodiumInputError(
-            f"config key postprocess.{name}: bad params {params!r} ({err})."
+            f"config key {key}: bad params {params!r} ({err})."
         ) from err
-    return made if space is None else _in_label_space(name, made, params, space)
+    return made if space is None else _in_label_space(name, made, params, space, key)
 
 
 def load_postprocessor(params: dict[str, Any]) -> PostProcessor:

@@ -134,9 +134,10 @@ def format_submission(sample: pd.DataFrame, predictions: pd.DataFrame, spec: Tas
     return out
 
 
-def read_sample(path: str | Path) -> pd.DataFrame:
-    """The sample submission, ids as strings exactly as written."""
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+def read_sample(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """The sample submission, ids as strings exactly as written (``encoding``: the config's
+    competition.encoding, which ingest checked the file against)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
 
 
 def apply_leak_labels(predictions: pd.DataFrame, leaks: pd.DataFrame, spec: TaskSpec

@@ -19,8 +19,10 @@ def _transform_names(node: Any) -> list[str]:
     return []
 
 
-def build_augmentation(serialized: dict | None, seed: int) -> A.Compose | None:
-    """Deserialise ``{"transform": {...}}`` as written by ``albumentations.to_dict``."""
+def build_augmentation(serialized: dict | None, seed: int,
+                       key: str = "models.<name>.augment") -> A.Compose | None:
+    """Deserialise ``{"transform": {...}}`` as written by ``albumentations.to_dict``; ``key``
+    names the config key in errors (``models.resnet.augment``)."""
     if not serialized:
         return None
     known = set(SERIALIZABLE_REGISTRY)
@@ -28,8 +30,17 @@ def build_augmentation(serialized: dict | None, seed: int) -> A.Compose | None:
         if name.split(".")[-1] not in known and name not in known:
             hint = did_you_mean(name, known, cutoff=0.6)
             raise PodiumInputError(
-                f"config key models.<name>.augment: albumentations has no transform {name!r}.{hint}"
+                f"config key {key}: albumentations has no transform {name!r}.{hint}"
             )
-    pipeline = A.from_dict(serialized)
+    try:
+        pipeline = A.from_dict(serialized)
+    except Exception as err:  # pydantic, KeyError, TypeError: albumentations' own words
+        words = "; ".join(line.strip() for line in str(err).splitlines()
+                          if line.strip() and not line.strip().startswith("For further"))
+        raise PodiumInputError(
+            f"config key {key}: albumentations cannot build this pipeline "
+            f"({type(err).__name__}: {words[:400]}). Write it as albumentations.to_dict "
+            "does: {transform: {__class_fullname__: Compose, transforms: [...]}}."
+        ) from err
     pipeline.set_random_seed(seed)
     return pipeline

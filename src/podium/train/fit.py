@@ -43,7 +43,7 @@ from podium.train.optim import LrSchedule, build_optimizer, set_backbone_frozen
 from podium.train.predict import predict_proba
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
-from podium.train.samplers import build_sampler
+from podium.train.samplers import build_sampler, parse_sampler
 from podium.train.tta import TtaView, build_tta, check_merge
 
 log = logging.getLogger(__name__)
@@ -197,12 +197,6 @@ class LossLog:
         return self.total / max(1, sum(self.sizes))
 
 
-def _sampler_config(sampler: str | dict | None) -> tuple[str | None, dict]:
-    if isinstance(sampler, dict):
-        return sampler.get("name"), dict(sampler.get("params") or {})
-    return sampler, {}
-
-
 class FoldTrainer:
     """One fold's model, optimiser, schedule, loss and loaders, trained epoch by epoch."""
 
@@ -232,7 +226,7 @@ class FoldTrainer:
         self.dataset = (torch.utils.data.ConcatDataset(self.parts) if len(self.parts) > 1
                         else self.parts[0])
         self.generator = torch.Generator()
-        sampler_name, params = _sampler_config(settings.sampler)
+        sampler_name, params = parse_sampler(settings.sampler, f"models.{name}.sampler")
         if row_weights is not None and sampler_name not in (None, "random"):
             raise PodiumInputError(
                 f"config key models.{name}.sampler: {sampler_name} cannot be combined with "

@@ -114,6 +114,18 @@ def _lookup(registry: dict[str, type[nn.Module]], key: str, what: str,
     return registry[name]
 
 
+def check_backbone(backbone: str, key: str = "models.<name>.backbone") -> None:
+    """Refuse a name timm does not know (no network: pretrained weights are not needed to
+    know the name), with the close names it might have meant."""
+    if not isinstance(backbone, str) or not timm.is_model(backbone):
+        raise _unknown(key, "timm model", str(backbone), timm.list_models())
+
+
+def check_pooling(pooling: str, key: str = "models.<name>.pooling") -> None:
+    """Refuse a pooling name the head does not offer."""
+    _lookup(POOLINGS, key, "pooling", pooling)
+
+
 class ClassifierHead(nn.Module):
     """Pooling, then ``hidden`` FC blocks, then the final Linear to ``num_classes`` logits.
 
@@ -216,8 +228,7 @@ def build_classifier(
     needs network access and stays off by default (timm adapts the first conv for
     ``in_chans != 3``).
     """
-    if not timm.is_model(backbone):
-        raise _unknown("models.<name>.backbone", "timm model", backbone, timm.list_models())
+    check_backbone(backbone)
     if not isinstance(in_chans, int) or in_chans < 1:
         raise PodiumInputError(f"in_chans must be a positive integer, not {in_chans!r}")
     hidden = tuple(hidden or ())

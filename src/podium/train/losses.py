@@ -278,12 +278,16 @@ class LossFactory:
     def __call__(self, params: Mapping[str, Any] | None, spec: TaskSpec,
                  key: str = LOSS_KEY) -> nn.Module:
         """The loss module, after checking the task fits and every param is known and valid."""
-        if spec.task not in self.tasks:
+        self.check_task(spec.task, key)
+        return build_with_params(self.name, self.build, spec, params, self.params, key)
+
+    def check_task(self, task: str, key: str = LOSS_KEY) -> None:
+        """Refuse a loss that cannot train ``task``."""
+        if task not in self.tasks:
             raise PodiumInputError(
                 f"config key {key}: loss {self.name!r} supports tasks {', '.join(self.tasks)}; "
-                f"this competition is {spec.task!r}."
+                f"this competition is {task!r}."
             )
-        return build_with_params(self.name, self.build, spec, params, self.params, key)
 
 
 def build_with_params(name: str, build: Callable[..., nn.Module], first: Any,
@@ -293,6 +297,18 @@ def build_with_params(name: str, build: Callable[..., nn.Module], first: Any,
     becomes a PodiumInputError naming its config key (shared by classification and
     segmentation losses)."""
     params = dict(params or {})
+    check_param_names(name, params, accepted, key)
+    try:
+        return build(first, **params)
+    except _ParamError as err:
+        raise PodiumInputError(
+            f"config key {key}.params.{err.param}: loss {name!r}: {err.problem}."
+        ) from None
+
+
+def check_param_names(name: str, params: Mapping[str, Any], accepted: tuple[str, ...],
+                      key: str) -> None:
+    """Refuse a param the loss ``name`` does not accept, with the close names."""
     unknown = [p for p in params if p not in accepted]
     if unknown:
         raise PodiumInputError(
@@ -300,12 +316,6 @@ def build_with_params(name: str, build: Callable[..., nn.Module], first: Any,
             f"{', '.join(map(repr, unknown))}.{did_you_mean(unknown[0], accepted)} "
             f"Accepted params: {', '.join(accepted) or 'none'}."
         )
-    try:
-        return build(first, **params)
-    except _ParamError as err:
-        raise PodiumInputError(
-            f"config key {key}.params.{err.param}: loss {name!r}: {err.problem}."
-        ) from None
 
 
 LOSSES: dict[str, LossFactory] = {
@@ -396,6 +406,26 @@ def build_loss(config: str | Mapping[str, Any] | list | None, spec: TaskSpec,
                                    f"name one of {', '.join(LOSSES)}.")
         return LOSSES[DEFAULT_LOSS[spec.task]]({}, spec, key)
     return build_from_config(config, _lookup, spec, key)
+
+
+def check_loss(config: str | Mapping[str, Any] | list | None, task: str,
+               key: str = LOSS_KEY) -> None:
+    """What can be checked of a loss config before the classes are known (config check):
+    its form, every name, that each loss fits ``task``, every param name and weight. Param
+    values that depend on the classes (per-class weights) are checked by :func:`build_loss`."""
+    if config is None:
+        return
+    items = list(enumerate(config)) if isinstance(config, list | tuple) else [(None, config)]
+    if not items:
+        raise PodiumInputError(f"config key {key}: an empty list names no loss.")
+    for i, item in items:
+        item_key = key if i is None else f"{key}[{i}]"
+        allowed = ("name", "params") if i is None else ("name", "params", "weight")
+        name, params, weight = _entry(item, item_key, allowed)
+        factory = _lookup(name, item_key)
+        factory.check_task(task, item_key)
+        check_param_names(name, params, factory.params, item_key)
+        _weight(weight, item_key)
 
 
 def build_from_config(config: str | Mapping[str, Any] | list, lookup: Callable[[Any, str], Any],

@@ -178,20 +178,37 @@ SAMPLERS: dict[str, type[Sampler[int]] | None] = {
 }
 
 
-def build_sampler(name: str | None, labels: np.ndarray, generator: torch.Generator,
-                  **params: object) -> Sampler[int] | None:
-    """The configured sampler over the training rows' ``labels``, or None for plain
-    shuffling (``name`` None or ``"random"``; the DataLoader then uses ``shuffle=True``)."""
+def parse_sampler(config: str | dict | None, key: str = SAMPLER_KEY) -> tuple[str | None, dict]:
+    """``(name, params)`` of a sampler config: a name, or ``{name, params}``."""
+    if config is None or isinstance(config, str):
+        return config, {}
+    if not isinstance(config, dict) or "name" not in config:
+        raise PodiumInputError(
+            f"config key {key}: expected a sampler name or {{name, params}}, got {config!r}.")
+    extra = [k for k in config if k not in ("name", "params")]
+    if extra:
+        raise PodiumInputError(f"config key {key}: unknown key(s) {', '.join(map(repr, extra))}"
+                               "; allowed: name, params.")
+    params = config.get("params") or {}
+    if not isinstance(params, dict):
+        raise PodiumInputError(f"config key {key}.params: expected a mapping, got {params!r}.")
+    return config["name"], dict(params)
+
+
+def check_sampler(name: str | None, params: dict, key: str = SAMPLER_KEY
+                  ) -> type[Sampler[int]] | None:
+    """The sampler class ``name`` stands for (None: plain shuffling), once the name and every
+    parameter name are known; ``key`` names the config key in errors."""
     if name is None:
         if params:
             raise PodiumInputError(
-                f"config key {SAMPLER_KEY}: parameters {sorted(params)} given without a sampler"
+                f"config key {key}: parameters {sorted(params)} given without a sampler"
             )
         return None
     if name not in SAMPLERS:
         hint = did_you_mean(name, SAMPLERS, cutoff=0.5)
         raise PodiumInputError(
-            f"config key {SAMPLER_KEY}: unknown sampler {name!r}.{hint} "
+            f"config key {key}: unknown sampler {name!r}.{hint} "
             f"Known: {', '.join(SAMPLERS)}."
         )
     cls = SAMPLERS[name]
@@ -202,9 +219,17 @@ def build_sampler(name: str | None, labels: np.ndarray, generator: torch.Generat
     unknown = [p for p in params if p not in known]
     if unknown:
         raise PodiumInputError(
-            f"config key {SAMPLER_KEY}: sampler {name!r} takes no parameter(s) "
+            f"config key {key}: sampler {name!r} takes no parameter(s) "
             f"{', '.join(map(repr, unknown))}; it takes: {', '.join(known) or 'none'}."
         )
+    return cls
+
+
+def build_sampler(name: str | None, labels: np.ndarray, generator: torch.Generator,
+                  **params: object) -> Sampler[int] | None:
+    """The configured sampler over the training rows' ``labels``, or None for plain
+    shuffling (``name`` None or ``"random"``; the DataLoader then uses ``shuffle=True``)."""
+    cls = check_sampler(name, params)
     if cls is None:
         return None
     return cls(labels, generator=generator, **params)

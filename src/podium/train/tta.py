@@ -49,33 +49,38 @@ class TtaView:
         return out
 
 
-def _check_name(name: str) -> None:
+TTA_KEY = "models.<name>.tta"
+
+
+def _check_name(name: str, key: str = TTA_KEY) -> None:
     known = [*NAMED_VIEWS, *GROUPS]
-    if name not in known:
-        hint = did_you_mean(name, known, cutoff=0.4)
+    if not isinstance(name, str) or name not in known:
+        hint = did_you_mean(name, known, cutoff=0.4) if isinstance(name, str) else ""
         raise PodiumInputError(
-            f"config key models.<name>.tta: unknown TTA view {name!r}.{hint} Known: "
+            f"config key {key}: unknown TTA view {name!r}.{hint} Known: "
             f"{', '.join(known)}, or an albumentations pipeline ({{transform: ...}})."
         )
 
 
-def build_tta(entries: list[str | dict], scales: list[float] | None = None) -> list[TtaView]:
+def build_tta(entries: list[str | dict], scales: list[float] | None = None,
+              key: str = TTA_KEY) -> list[TtaView]:
     """Views for every entry (names, groups such as ``d4``, or albumentations pipelines)
-    at every scale; duplicates are dropped, identity at scale 1 first when present."""
+    at every scale; duplicates are dropped, identity at scale 1 first when present. ``key``
+    names the config key in errors (``models.resnet.tta``)."""
     from podium.train.augment import build_augmentation
 
     names: list[str | dict] = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if isinstance(entry, dict):
-            build_augmentation(entry, 0)  # validate now, before any training
+            build_augmentation(entry, 0, key=f"{key}[{i}]")  # validate now, before training
             names.append(entry)
             continue
-        _check_name(entry)
+        _check_name(entry, key)
         names += GROUPS.get(entry, [entry])
     views: list[TtaView] = []
     for scale in scales or [1.0]:
         if scale <= 0:
-            raise PodiumInputError(f"config key models.<name>.tta_scales: {scale} is not > 0.")
+            raise PodiumInputError(f"config key {key}_scales: {scale} is not > 0.")
         for entry in names:
             view = (TtaView("pipeline", scale, entry) if isinstance(entry, dict)
                     else TtaView(entry, scale))

@@ -1,0 +1,539 @@
+"""The config check: a config is refused when the Snakefile is parsed (so ``snakemake -n``
+fails at once) and by ``podium check``, never when a training job starts.
+
+Three layers, each naming the config file, line and key at fault and what to do:
+
+* :func:`load_config_file` reads a config as plain YAML (a tag such as ``!!python/object``
+  is refused with its file and line);
+* :func:`validate_config` checks the schema and fills its defaults, as
+  ``snakemake.utils.validate`` does, but reports every problem as a key path, the value, what
+  was expected and the nearest valid key or value instead of jsonschema's schema dump;
+* :func:`check_names` looks every registry name the config holds (timm backbones, losses,
+  samplers, poolings, TTA views, albumentations transforms, blends, post-processors,
+  segmentation losses and TTA, the CSV encoding) up with the registries' own functions.
+
+The registries live in modules that import torch, timm and albumentations (seconds), so a
+successful name check is remembered under ``.snakemake/podium/`` keyed by exactly what was
+checked, the library versions and podium's code: a dry run after a change of ``lr`` imports
+nothing, one after a change of a backbone checks again.
+"""
+
+from __future__ import annotations
+
+import codecs
+import copy
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from podium.errors import PodiumInputError, did_you_mean
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
+MAX_REPORTED = 20
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TAG = re.compile(r"tag '([^']*)'")
+SEGMENTATION_POSTS = ("masks", "instances")
+
+
+# ------------------------------------------------------------------------------- loading
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:") else tag
+
+
+def load_config_file(path: str | Path) -> dict:
+    """A config file as a dict; YAML tags (``!!python/object:...``, ``!custom``) and bad
+    YAML are refused naming the file, line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PodiumInputError(f"{path}: config file not found.") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise PodiumInputError(f"{path} line {line}: not UTF-8 text (byte offset {err.start}); "
+                               "save the config as UTF-8.") from None
+    try:
+        data = yaml.load(text, Loader=_LOADER)
+    except yaml.constructor.ConstructorError as err:
+        mark = err.problem_mark
+        where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        found = _TAG.search(str(err.problem))
+        tag = _short_tag(found.group(1)) if found else "?"
+        raise PodiumInputError(
+            f"{where}: YAML tag {tag} is not allowed in a podium config; configs are plain "
+            "YAML (mappings, lists, strings, numbers, true/false, null): remove the tag and "
+            "write the value itself."
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err)
+        raise PodiumInputError(
+            f"{where}: not valid YAML ({problem}); indent with spaces, not tabs, and quote "
+            "values that hold ': ' or start with a special character."
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PodiumInputError(f"{path}: a config is a mapping of keys at the top level, not "
+                               f"a {type(data).__name__}.")
+    return data
+
+
+def merge_configs(base: dict, update: dict) -> dict:
+    """``update`` merged into ``base`` in place, mappings key by key, as Snakemake merges
+    ``--configfile`` over the workflow's ``configfile:``."""
+    for key, value in update.items():
+        if isinstance(value, dict):
+            below = base.get(key)
+            base[key] = merge_configs(below if isinstance(below, dict) else {}, value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_configs(paths: Sequence[str | Path], default: str | Path | None = DEFAULT_CONFIG
+                 ) -> tuple[dict, list[Path]]:
+    """The config that ``snakemake --configfile paths...`` runs: the workflow's default
+    config with each file merged over it in order; and the files, lowest precedence first."""
+    files = [Path(p) for p in paths]
+    if default is not None and Path(default).is_file():
+        default = Path(default)
+        files = [default, *(f for f in files if f.resolve() != default.resolve())]
+    config: dict = {}
+    for path in files:
+        merge_configs(config, load_config_file(path))
+    return config, files
+
+
+def snakemake_config_files(workflow: Any) -> list[Path]:
+    """The config files Snakemake read, lowest precedence first (the Snakefile's
+    ``configfile:``, then ``--configfile``), to say which file and line holds a bad key."""
+    given = [str(f) for f in workflow.overwrite_configfiles or ()]
+    own = [str(f) for f in workflow.configfiles if str(f) not in given]
+    return [Path(f) for f in (*own, *given)]
+
+
+# ------------------------------------------------------------------------------ location
+
+
+class _Locator:
+    """File and line of a key path in the config files (the last file that holds it wins,
+    as in the merge)."""
+
+    def __init__(self, files: Iterable[str | Path] = ()) -> None:
+        self.files = [Path(f) for f in files]
+        self._nodes: dict[Path, Any] = {}
+
+    def _root(self, path: Path) -> Any:
+        if path not in self._nodes:
+            try:
+                self._nodes[path] = yaml.compose(path.read_text(encoding="utf-8"),
+                                                 Loader=_LOADER)
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                self._nodes[path] = None
+        return self._nodes[path]
+
+    def line(self, keys: Sequence[str | int]) -> str:
+        """``"my.yaml line 12: "`` for the key path, or ``""`` where no file holds it."""
+        for path in reversed(self.files):
+            node, line = self._root(path), None
+            for key in keys:
+                node, line = _child(node, key)
+                if node is None:
+                    break
+            if node is not None and line is not None:
+                return f"{path} line {line}: "
+        return ""
+
+
+def _child(node: Any, key: str | int) -> tuple[Any, int | None]:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if str(key_node.value) == str(key):
+                return value_node, key_node.start_mark.line + 1
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+        return node.value[key], node.value[key].start_mark.line + 1
+    return None, None
+
+
+def key_path(keys: Iterable[str | int]) -> str:
+    """``models.resnet.tta[1]`` from ``("models", "resnet", "tta", 1)``."""
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out or "(top level)"
+
+
+def _problems(items: list[str], what: str) -> PodiumInputError:
+    shown = "\n  - ".join(items[:MAX_REPORTED])
+    more = len(items) - MAX_REPORTED
+    tail = f"\n  ... and {more} more" if more > 0 else ""
+    return PodiumInputError(f"{what}: {len(items)} problem(s)\n  - {shown}{tail}")
+
+
+# -------------------------------------------------------------------------------- schema
+
+
+def load_schema(schema: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.load(Path(schema).read_text(encoding="utf-8"), Loader=_LOADER)
+
+
+def _default_filling_validator(schema: dict) -> Any:
+    """jsonschema's Draft 2020-12 validator that sets each property's default where the
+    config lacks it, as ``snakemake.utils.validate`` does (jsonschema's FAQ recipe); defaults
+    are copied, so two models never share one default list."""
+    from jsonschema import Draft202012Validator, validators
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: dict, instance: Any, subschema: dict):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    return validators.extend(Draft202012Validator, {"properties": set_defaults})(schema)
+
+
+_TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number",
+               "boolean": "true or false", "null": "null", "array": "a list",
+               "object": "a mapping"}
+
+
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _yaml(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else (
+        repr(value))
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _condition(schema: dict, error: Any) -> str:
+    """' (required when competition.embedded is None)' for an error inside an if/then."""
+    node, parts = schema, list(error.absolute_schema_path)
+    for i, part in enumerate(parts):
+        if part == "then" and isinstance(node, dict) and "if" in node:
+            consts = [f"{name} is {_yaml(sub['const'])}"
+                      for name, sub in node["if"].get("properties", {}).items()
+                      if isinstance(sub, dict) and "const" in sub]
+            prefix = key_path(list(error.absolute_path)[: _depth(parts[:i])])
+            return f" (required when {' and '.join(f'{prefix}.{c}' for c in consts)})"
+        node = node[part] if isinstance(node, dict | list) else None
+        if node is None:
+            break
+    return ""
+
+
+def _depth(schema_path: list) -> int:
+    """How many instance keys a schema path descends (each 'properties' or
+    'additionalProperties' step is one key, each 'items' one index)."""
+    depth, skip = 0, False
+    for part in schema_path:
+        if skip:
+            skip = False
+            continue
+        if part == "properties":
+            depth, skip = depth + 1, True
+        elif part in ("additionalProperties", "items"):
+            depth += 1
+    return depth
+
+
+def _describe(error: Any, schema: dict, locate: _Locator) -> list[str]:
+    keys = list(error.absolute_path)
+    where = locate.line(keys)
+    path = key_path(keys)
+    kind, expected, value = error.validator, error.validator_value, error.instance
+    description = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+    about = f" ({description[:200]})" if description else ""
+    when = _condition(schema, error)
+    if kind == "additionalProperties" and isinstance(value, dict):
+        known = list(error.schema.get("properties", {}))
+        extras = [k for k in value if k not in known]
+        takes = (f"{path} takes: {', '.join(known)}." if len(known) <= 12 else
+                 f"Every key of {path} is described in workflow/schemas/config.schema.yaml.")
+        return [f"{locate.line([*keys, k]) or where}config key {key_path([*keys, k])}: "
+                f"unknown key.{did_you_mean(str(k), known, cutoff=0.5)} {takes}"
+                for k in extras]
+    if kind == "required" and isinstance(value, dict):
+        properties = error.schema.get("properties", {})
+        return [f"{where}config key {key_path([*keys, k])}: missing; set it{when}."
+                + (f" ({properties[k]['description']})" if "description" in
+                   properties.get(k, {}) else "")
+                for k in expected if k not in value]
+    if kind == "type":
+        types = [expected] if isinstance(expected, str) else list(expected)
+        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+        got = "unset (null)" if value is None else f"{_show(value)}, {_type_of(value)}"
+        return [f"{where}config key {path}: is {got}; expected {wanted}{when}.{about}"]
+    if kind == "enum":
+        names = [str(e) for e in expected if e is not None]
+        hint = did_you_mean(str(value), names, cutoff=0.5)
+        shown = ", ".join("null" if e is None else str(e) for e in expected)
+        return [f"{where}config key {path}: {_show(value)} is not one of {shown}.{hint}"]
+    if kind == "const":
+        return [f"{where}config key {path}: {_show(value)} must be {_yaml(expected)}{when}."]
+    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
+              "exclusiveMaximum": "<"}
+    if kind in bounds:
+        return [f"{where}config key {path}: {_show(value)} must be {bounds[kind]} "
+                f"{expected}.{about}"]
+    if kind == "pattern":
+        return [f"{where}config key {path}: {_show(value)} does not match the pattern "
+                f"{expected}.{about}"]
+    counts = {"minItems": "at least {} item(s)", "maxItems": "at most {} item(s)",
+              "minProperties": "at least {} entry(ies)"}
+    if kind in counts:
+        return [f"{where}config key {path}: needs {counts[kind].format(expected)}, has "
+                f"{len(value)}.{about}"]
+    if kind == "uniqueItems":
+        return [f"{where}config key {path}: {_show(value)} repeats an item."]
+    return [f"{where}config key {path}: {error.message}{when}."]
+
+
+def validate_config(config: dict, schema: str | Path | dict = SCHEMA_PATH,
+                    files: Iterable[str | Path] = ()) -> dict:
+    """Check ``config`` against the schema and fill in its defaults (in place, as
+    ``snakemake.utils.validate`` does); every problem at once, each by file, line and key
+    path, with the value, what was expected and the nearest valid key or value."""
+    schema = schema if isinstance(schema, dict) else load_schema(schema)
+    errors = list(_default_filling_validator(schema).iter_errors(config))
+    if not errors:
+        return config
+    locate = _Locator(files)
+    problems: list[str] = []
+    for error in sorted(errors, key=lambda e: [str(k) for k in e.absolute_path]):
+        for line in _describe(error, schema, locate):
+            if line not in problems:
+                problems.append(line)
+    raise _problems(problems, "config does not fit workflow/schemas/config.schema.yaml")
+
+
+# ------------------------------------------------------------------------- name checks
+
+
+def _active_models(config: dict) -> list[tuple[str, dict]]:
+    """The models the workflow trains: those with an arch in segmentation, the rest
+    otherwise (a merged demo config holds both kinds)."""
+    segmentation = config["competition"]["task"] == "segmentation"
+    return [(name, entry) for name, entry in sorted(config["models"].items())
+            if (entry.get("arch") is not None) == segmentation]
+
+
+def name_plan(config: dict) -> list[tuple[str, list, Any]]:
+    """``(kind, key path, what to check)`` for every registry name of a validated config."""
+    competition = config["competition"]
+    task = competition["task"]
+    segmentation = task == "segmentation"
+    plan: list[tuple[str, list, Any]] = []
+    for name, entry in _active_models(config):
+        key = ["models", name]
+        plan.append(("encoder" if segmentation else "backbone", [*key, "backbone"],
+                     entry["backbone"]))
+        if entry.get("augment"):
+            plan.append(("augment", [*key, "augment"], entry["augment"]))
+        if segmentation:
+            plan.append(("segment_loss", [*key, "loss"], entry.get("loss")))
+            plan.append(("segment_tta", [*key, "tta"], entry.get("tta", ["identity"])))
+            continue
+        plan.append(("pooling", [*key, "pooling"], entry.get("pooling", "avg")))
+        plan.append(("loss", [*key, "loss"], [entry.get("loss"), task]))
+        plan.append(("sampler", [*key, "sampler"], entry.get("sampler")))
+        plan.append(("tta", [*key, "tta"], [entry.get("tta", ["identity"]),
+                                            entry.get("tta_scales", [1.0])]))
+    if not segmentation:
+        for name, blend in sorted(config["ensemble"]["blends"].items()):
+            plan.append(("blend", ["ensemble", "blends", name],
+                         [blend["method"], blend.get("params") or {}, competition["metric"]]))
+        for name, post in sorted((config.get("postprocess") or {}).items()):
+            if post["method"] not in SEGMENTATION_POSTS:
+                plan.append(("postprocess", ["postprocess", name],
+                             [post["method"], post.get("params") or {}]))
+    return plan
+
+
+def _run_check(kind: str, key: str, value: Any) -> None:
+    """One registry look-up, through the registry's own function."""
+    if kind == "backbone":
+        from podium.train.heads import check_backbone
+
+        check_backbone(value, key)
+    elif kind == "encoder":
+        from podium.train.heads import check_backbone
+
+        check_backbone(str(value).removeprefix("tu-"), key)
+    elif kind == "pooling":
+        from podium.train.heads import check_pooling
+
+        check_pooling(value, key)
+    elif kind == "loss":
+        from podium.train.losses import check_loss
+
+        check_loss(value[0], value[1], key)
+    elif kind == "sampler":
+        from podium.train.samplers import check_sampler, parse_sampler
+
+        check_sampler(*parse_sampler(value, key), key)
+    elif kind == "tta":
+        from podium.train.tta import build_tta
+
+        build_tta(value[0], value[1], key)
+    elif kind == "augment":
+        from podium.train.augment import build_augmentation
+
+        build_augmentation(value, 0, key)
+    elif kind == "segment_loss":
+        from podium.segment.losses import build_segmentation_loss
+
+        build_segmentation_loss(value, 1, key)  # every mask class is one binary channel
+    elif kind == "segment_tta":
+        from podium.segment.fit import tta_views
+
+        tta_views(value, key)
+    elif kind == "blend":
+        from podium.ensemble.blend import make_blend
+
+        make_blend(value[0], value[1], value[2], key=key)
+    elif kind == "postprocess":
+        from podium.ensemble.postprocess import make_postprocessor
+
+        make_postprocessor(value[0], value[1], key=key)
+    else:
+        raise ValueError(f"no name check {kind!r}")
+
+
+def _plain_checks(config: dict) -> list[tuple[list, str]]:
+    """Checks that need no registry import: ``(key path, problem)``."""
+    found: list[tuple[list, str]] = []
+    encoding = config["competition"].get("encoding", "utf-8")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        found.append((["competition", "encoding"],
+                      f"config key competition.encoding: Python knows no encoding "
+                      f"{encoding!r}.{did_you_mean(encoding, _COMMON_ENCODINGS, cutoff=0.5)} "
+                      "Common ones: utf-8, utf-8-sig, latin-1, cp1252, shift_jis."))
+    weighted = config.get("adversarial", {}).get("weight_training")
+    size = config["preprocess"]["size"]
+    for name, entry in _active_models(config):
+        sampler = entry.get("sampler")
+        sampler = sampler.get("name") if isinstance(sampler, dict) else sampler
+        if weighted and sampler not in (None, "random"):
+            found.append((["models", name, "sampler"],
+                          f"config key models.{name}.sampler: {sampler} cannot be combined "
+                          "with adversarial.weight_training; turn one of them off."))
+        crop = entry.get("crop")
+        if isinstance(crop, int) and crop > size:
+            found.append((["models", name, "crop"],
+                          f"config key models.{name}.crop: {crop} is larger than the packed "
+                          f"images ({size} x {size}, preprocess.size); set a crop <= {size} "
+                          "or leave it unset to train on whole images."))
+    return found
+
+
+_COMMON_ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "latin-1", "iso-8859-1", "cp1252",
+                     "cp1251", "shift_jis", "gbk", "big5", "ascii")
+_LIBRARIES = ("torch", "timm", "albumentations", "segmentation-models-pytorch", "scikit-learn")
+
+
+def _cache_key(plan: list) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from podium.codehash import code_hash
+
+    digest = hashlib.sha1(json.dumps(plan, sort_keys=True, default=str).encode())
+    for library in _LIBRARIES:
+        try:
+            digest.update(f"{library}={version(library)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{library}=none".encode())
+    digest.update(code_hash("train", "segment", "ensemble", "metrics", "configcheck").encode())
+    return digest.hexdigest()[:20]
+
+
+def check_names(config: dict, files: Iterable[str | Path] = (),
+                cache_dir: str | Path | None = None,
+                note: Callable[[str], None] | None = None) -> None:
+    """Look every registry name of a validated config up; all problems at once, each with
+    its file, line and key path and the close names. With ``cache_dir`` a config whose names
+    passed before (same names, libraries and podium code) is not checked again. A library
+    missing where this runs (Snakemake's own environment with ``--sdm conda``) skips the
+    names that need it; the jobs check them when they start (``note`` is told)."""
+    locate = _Locator(files)
+    problems = [locate.line(keys) + message for keys, message in _plain_checks(config)]
+    plan = name_plan(config)
+    marker = Path(cache_dir) / _cache_key(plan) if cache_dir is not None else None
+    if marker is not None and marker.is_file() and not problems:
+        return
+    missing: set[str] = set()
+    for kind, keys, value in plan:
+        try:
+            _run_check(kind, key_path(keys), value)
+        except (ValueError, TypeError) as err:  # PodiumInputError is a ValueError
+            message = str(err)
+            if not message.startswith("config key"):
+                message = f"config key {key_path(keys)}: {message}"
+            problems.append(locate.line(keys) + message)
+        except ImportError as err:
+            missing.add(err.name or str(err))
+    if problems:
+        raise _problems(problems, "config check")
+    if missing:
+        if note is not None:
+            note(f"podium: config check skipped the names that need {', '.join(sorted(missing))} "
+                 "(not installed here); the jobs check them when they start.")
+        return
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("names checked\n")
+
+
+def check_config(config: dict, files: Iterable[str | Path] = (),
+                 schema: str | Path | dict = SCHEMA_PATH, names: bool = True,
+                 cache_dir: str | Path | None = None) -> dict:
+    """The whole config check: the schema (filling defaults in place), then, with ``names``,
+    every registry name. What the Snakefile calls and ``podium check`` runs."""
+    files = list(files)
+    validate_config(config, schema, files)
+    if names:
+        check_names(config, files, cache_dir,
+                    note=lambda message: print(message, file=sys.stderr))
+    return config
+
+
+def snakemake_check(workflow: Any, config: dict) -> dict:
+    """:func:`check_config` for the Snakefile: the files Snakemake read, the schema beside the
+    Snakefile, names checked by the main process only (cluster jobs parse the Snakefile again)
+    and remembered under ``.snakemake/podium/``; a problem becomes Snakemake's WorkflowError,
+    which it prints as the message alone."""
+    from snakemake.exceptions import WorkflowError
+
+    try:
+        return check_config(
+            config, snakemake_config_files(workflow),
+            Path(workflow.basedir) / "workflow/schemas/config.schema.yaml",
+            names=workflow.is_main_process, cache_dir=".snakemake/podium/checked-configs")
+    except PodiumInputError as err:
+        raise WorkflowError(f"podium: {err}") from None

@@ -1,0 +1,376 @@
+"""The config check: every bad config is refused when the Snakefile is parsed (and by
+``podium check``), naming the file, line and key path, the bad value and what to use."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, Workflow
+
+from podium import cli, configcheck
+from podium.configcheck import (
+    check_config,
+    check_names,
+    load_config_file,
+    load_configs,
+    validate_config,
+)
+from podium.errors import PodiumInputError
+
+DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+SHAPES = REPO / "workflow/demos/shapes.yaml"
+
+
+def config_with(update: dict, base: dict | None = None) -> dict:
+    return configcheck.merge_configs(copy.deepcopy(base or DEFAULT), copy.deepcopy(update))
+
+
+def refused(config: dict, files: list[Path] = ()) -> str:
+    """The message check_config refuses ``config`` with."""
+    with pytest.raises(PodiumInputError) as info:
+        check_config(config, files)
+    return str(info.value)
+
+
+def shapes_config(update: dict | None = None) -> dict:
+    config = config_with(yaml.safe_load(SHAPES.read_text()))
+    return config_with(update or {}, config)
+
+
+# ------------------------------------------------------------------ registry names
+
+
+@pytest.mark.parametrize(("update", "expected"), [
+    ({"backbone": "resnet10tt"},
+     ["models.resnet10t.backbone", "'resnet10tt'", "timm model", "resnet10t"]),
+    ({"loss": "focall"}, ["models.resnet10t.loss", "'focall'", "Did you mean focal"]),
+    ({"loss": "mse"}, ["models.resnet10t.loss", "'mse'", "supports tasks", "'multiclass'"]),
+    ({"loss": [{"name": "focal", "params": {"gama": 2}}]},
+     ["models.resnet10t.loss[0].params", "'gama'", "Did you mean gamma"]),
+    ({"loss": [{"name": "focal", "weight": -1}]}, ["models.resnet10t.loss[0].weight"]),
+    ({"sampler": "class_balance"},
+     ["models.resnet10t.sampler", "'class_balance'", "class_balanced"]),
+    ({"sampler": {"name": "class_balanced", "params": {"alpah": 0.5}}},
+     ["models.resnet10t.sampler", "'alpah'", "alpha"]),
+    ({"sampler": {"nam": "class_balanced"}}, ["models.resnet10t.sampler", "name, params"]),
+    ({"tta": ["identity", "hflipp"]}, ["models.resnet10t.tta", "'hflipp'", "hflip"]),
+    ({"tta": [{"transform": {"__class_fullname__": "Compose",
+                             "transforms": [{"__class_fullname__": "HorizontalFlipp"}]}}]},
+     ["models.resnet10t.tta[0]", "HorizontalFlipp", "HorizontalFlip"]),
+    ({"augment": {"transform": {"__class_fullname__": "Compose",
+                                "transforms": [{"__class_fullname__": "Afine", "p": 0.5}]}}},
+     ["models.resnet10t.augment", "'Afine'", "Affine"]),
+    ({"augment": {"transform": {"__class_fullname__": "Compose",
+                                "transforms": [{"__class_fullname__": "Affine",
+                                                "rotate": "lots"}]}}},
+     ["models.resnet10t.augment", "albumentations cannot build", "rotate"]),
+])
+def test_bad_model_names_are_refused_at_config_check(update, expected):
+    message = refused(config_with({"models": {"resnet10t": update}}))
+    for text in expected:
+        assert text in message, message
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("pooling", "gemm", "Did you mean gem"),
+    ("optimizer", "adam", "Did you mean adamw"),
+    ("schedule", "cosin", "Did you mean cosine"),
+    ("tta_merge", "geo_mean", "Did you mean geomean"),
+    ("precision", "bf32", "bf16"),
+])
+def test_bad_enum_names_say_the_close_value(key, value, expected):
+    message = refused(config_with({"models": {"resnet10t": {key: value}}}))
+    assert f"config key models.resnet10t.{key}: {value!r} is not one of" in message
+    assert expected in message
+    assert "Failed validating" not in message and "{'type'" not in message
+
+
+def test_bad_ensemble_and_postprocess_names_are_refused():
+    message = refused(config_with({
+        "ensemble": {"blends": {"mean": {"method": "meen"},
+                                "hill_climb": {"method": "hill_climb",
+                                               "params": {"max_round": 3}}},
+                     "stackers": {"lightgbm": {"library": "lightgbn"}}},
+        "postprocess": {"f1": {"method": "threshold_f1"}},
+    }))
+    assert "ensemble.blends.mean.method: 'meen'" in message and "Did you mean mean" in message
+    assert "ensemble.stackers.lightgbm.library: 'lightgbn'" in message
+    assert "lightgbm" in message
+    assert "postprocess.f1.method: 'threshold_f1'" in message and "thresholds_f1" in message
+    message = refused(config_with({"ensemble": {"blends": {"hill_climb": {
+        "method": "hill_climb", "params": {"max_round": 3}}}}}))
+    assert "ensemble.blends.hill_climb.params" in message and "max_rounds" in message
+    message = refused(config_with({"postprocess": {"f1": {
+        "method": "thresholds_f1", "params": {"treshold": 0.3}}}}))
+    assert "config key postprocess.f1: bad params" in message and "treshold" in message
+
+
+@pytest.mark.parametrize(("update", "expected"), [
+    ({"backbone": "resnet18dd"}, ["models.unet_resnet18d.backbone", "'resnet18dd'",
+                                  "resnet18d"]),
+    ({"arch": "unett"}, ["models.unet_resnet18d.arch", "'unett'", "Did you mean unet"]),
+    ({"loss": "dise"}, ["models.unet_resnet18d.loss", "'dise'", "dice"]),
+    ({"loss": "cross_entropy"}, ["models.unet_resnet18d.loss", "'cross_entropy'", "bce"]),
+    ({"tta": ["identity", "scale2"]}, ["models.unet_resnet18d.tta", "'scale2'", "D4 view"]),
+])
+def test_bad_segmentation_names_are_refused(update, expected):
+    config = shapes_config()
+    model = next(n for n, e in config["models"].items() if e.get("arch"))
+    config["models"] = {"unet_resnet18d": {**config["models"][model], **update}}
+    message = refused(config)
+    for text in expected:
+        assert text in message, message
+
+
+def test_plain_combination_checks():
+    message = refused(config_with({
+        "competition": {"encoding": "latin-2x"},
+        "adversarial": {"weight_training": True},
+        "models": {"resnet10t": {"sampler": "class_balanced"}},
+    }))
+    assert "competition.encoding" in message and "'latin-2x'" in message
+    assert "models.resnet10t.sampler: class_balanced cannot be combined" in message
+    config = shapes_config()
+    model = next(n for n, e in config["models"].items() if e.get("arch"))
+    config["models"][model]["crop"] = config["preprocess"]["size"] * 2
+    assert f"models.{model}.crop" in refused(config)
+
+
+def test_every_problem_is_reported_at_once_with_file_and_line(tmp_path):
+    own = tmp_path / "my.yaml"
+    own.write_text("models:\n  resnet10t:\n    backbone: resnet10tt\n    loss: focall\n"
+                   "    tta: [hflipp]\n")
+    config, files = load_configs([own])
+    message = refused(config, files)
+    assert "3 problem(s)" in message
+    assert f"{own} line 3: config key models.resnet10t.backbone" in message
+    assert f"{own} line 4: config key models.resnet10t.loss" in message
+    assert f"{own} line 5: config key models.resnet10t.tta" in message
+
+
+def test_the_default_and_demo_configs_pass():
+    check_config(copy.deepcopy(DEFAULT))
+    check_config(shapes_config())
+    for demo in ("shapes_classes.yaml", "shapes_instances.yaml"):
+        config, files = load_configs([SHAPES, REPO / "workflow/demos" / demo])
+        check_config(config, files)
+
+
+def test_names_that_passed_are_not_checked_again(tmp_path, monkeypatch):
+    config = validate_config(copy.deepcopy(DEFAULT))
+    check_names(config, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1
+
+    def fail(*args):
+        raise AssertionError("checked again")
+
+    monkeypatch.setattr(configcheck, "_run_check", fail)
+    check_names(config, cache_dir=tmp_path)  # the same names: remembered
+    changed = config_with({"models": {"resnet10t": {"lr": 0.1}}}, config)
+    check_names(changed, cache_dir=tmp_path)  # lr is no name: still remembered
+    renamed = config_with({"models": {"resnet10t": {"backbone": "resnet18"}}}, config)
+    with pytest.raises(AssertionError, match="checked again"):
+        check_names(renamed, cache_dir=tmp_path)
+
+
+def test_a_missing_library_skips_its_names_with_a_note(monkeypatch):
+    def no_torch(kind, key, value):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(configcheck, "_run_check", no_torch)
+    notes = []
+    check_names(validate_config(copy.deepcopy(DEFAULT)), note=notes.append)
+    assert notes and "torch" in notes[0]
+
+
+def test_schema_enums_match_the_registries():
+    """The schema's enums are the names the registries accept, so config check and jobs
+    agree."""
+    from podium.ensemble.blend import BLENDS
+    from podium.ensemble.postprocess import POSTPROCESSORS
+    from podium.ensemble.stack import STACKERS
+    from podium.segment.models import ARCHS
+    from podium.train.heads import POOLINGS
+    from podium.train.optim import OPTIMIZERS, SCHEDULES
+    from podium.train.tta import MERGES
+
+    schema = configcheck.load_schema()
+    model = schema["properties"]["models"]["additionalProperties"]["properties"]
+    ensemble = schema["properties"]["ensemble"]["properties"]
+    assert set(model["pooling"]["enum"]) == set(POOLINGS)
+    assert set(model["optimizer"]["enum"]) == set(OPTIMIZERS)
+    assert set(model["schedule"]["enum"]) == set(SCHEDULES)
+    assert set(model["tta_merge"]["enum"]) == set(MERGES)
+    assert set(model["arch"]["enum"]) - {None} == set(ARCHS)
+    method = ensemble["blends"]["additionalProperties"]["properties"]["method"]
+    assert set(method["enum"]) == set(BLENDS)
+    library = ensemble["stackers"]["additionalProperties"]["properties"]["library"]
+    assert set(library["enum"]) == set(STACKERS)
+    post = schema["properties"]["postprocess"]["additionalProperties"]["properties"]["method"]
+    assert set(post["enum"]) == set(POSTPROCESSORS) | set(configcheck.SEGMENTATION_POSTS)
+
+
+# ------------------------------------------------------------------------- the schema
+
+
+def test_unknown_key_names_path_line_and_nearest_key(tmp_path):
+    own = tmp_path / "my.yaml"
+    own.write_text("folds:\n  n_fold: 3\nmodels:\n  resnet10t:\n    learning_rate: 0.1\n")
+    config, files = load_configs([own])
+    message = refused(config, files)
+    assert f"{own} line 2: config key folds.n_fold: unknown key. Did you mean n_folds?" in message
+    assert f"{own} line 5: config key models.resnet10t.learning_rate: unknown key" in message
+    assert "Failed validating" not in message and "additionalProperties" not in message
+
+
+@pytest.mark.parametrize(("update", "expected"), [
+    ({"folds": {"n_folds": "five"}},
+     "config key folds.n_folds: is 'five', a string; expected an integer"),
+    ({"folds": {"n_folds": 1}}, "config key folds.n_folds: 1 must be >= 2"),
+    ({"preprocess": {"clahe": "yes"}}, "config key preprocess.clahe: is 'yes', a string; "
+                                       "expected true or false"),
+    ({"competition": {"task": "regresion"}},
+     "config key competition.task: 'regresion' is not one of binary, multiclass"),
+    ({"competition": {"train_images": "train/x.png"}},
+     "config key competition.train_images: 'train/x.png' does not match"),
+    ({"competition": {"embedded": None}},
+     "config key competition.dir: is unset (null); expected a string (required when "
+     "competition.embedded is null)"),
+    ({"competition": {"embedded": "shapes"}},
+     "config key competition.task: 'multiclass' must be 'segmentation' (required when "
+     "competition.embedded is 'shapes')"),
+    ({"models": {"resnet10t": {"tta": []}}}, "config key models.resnet10t.tta: needs at "
+                                             "least 1 item(s), has 0"),
+])
+def test_schema_errors_are_one_line_each(update, expected):
+    message = refused(config_with(update))
+    assert expected in message, message
+    assert "Failed validating" not in message and "On instance" not in message
+
+
+def test_missing_required_key_is_named():
+    config = copy.deepcopy(DEFAULT)
+    del config["models"]["resnet10t"]["backbone"]
+    assert "config key models.resnet10t.backbone: missing" in refused(config)
+
+
+@pytest.mark.parametrize("extra", [[], ["shapes.yaml"], ["shapes.yaml", "shapes_classes.yaml"],
+                                   ["shapes.yaml", "shapes_instances.yaml"]])
+def test_defaults_are_filled_as_snakemake_validate_fills_them(extra):
+    from snakemake.utils import validate
+
+    config, _ = load_configs([REPO / "workflow/demos" / f for f in extra])
+    theirs = copy.deepcopy(config)
+    validate(theirs, str(configcheck.SCHEMA_PATH))
+    assert validate_config(config) == theirs
+
+
+# ----------------------------------------------------------------------- YAML files
+
+
+@pytest.mark.parametrize("tag", ["!!python/object:os.system {}", "!!python/name:os.system",
+                                 "!custom 3"])
+def test_yaml_tags_are_refused_with_file_and_line(tmp_path, tag):
+    own = tmp_path / "my.yaml"
+    own.write_text(f"folds:\n  n_folds: 3\nmodels:\n  resnet10t: {tag}\n")
+    with pytest.raises(PodiumInputError) as info:
+        load_config_file(own)
+    message = str(info.value)
+    assert f"{own} line 4" in message and "YAML tag" in message
+    assert "is not allowed" in message and tag.split()[0].split(":")[0] in message
+
+
+def test_bad_yaml_names_its_line(tmp_path):
+    own = tmp_path / "my.yaml"
+    own.write_text("folds:\n\tn_folds: 3\n")
+    with pytest.raises(PodiumInputError, match=rf"{own} line 2, column 1: not valid YAML"):
+        load_config_file(own)
+
+
+def test_podium_check_refuses_yaml_tags(tmp_path, capsys):
+    own = tmp_path / "my.yaml"
+    own.write_text("models:\n  resnet10t: !!python/object:os.system {}\n")
+    assert cli.main(["check", str(tmp_path), "--config", str(own)]) == 1
+    err = capsys.readouterr().err
+    assert f"{own} line 2" in err and "YAML tag !!python/object:os.system" in err
+
+
+def test_podium_run_refuses_yaml_tags_before_snakemake(tmp_path, capsys, monkeypatch):
+    own = tmp_path / "my.yaml"
+    own.write_text("folds: !!python/tuple [1, 2]\n")
+    monkeypatch.setattr(cli.subprocess, "call", lambda *a, **k: pytest.fail("snakemake ran"))
+    assert cli.main(["run", "-n", "--configfile", str(REPO / "config.yaml"), str(own)]) == 1
+    assert f"{own} line 1" in capsys.readouterr().err
+    assert cli._config_files(["-n", "--configfile=a.yaml", "--configfiles", "b.yaml",
+                              "c.yaml", "--cores", "2"]) == ["a.yaml", "b.yaml", "c.yaml"]
+
+
+# ------------------------------------------------------------------- podium check
+
+
+def test_podium_check_refuses_bad_names_and_still_checks_the_folder(tmp_path, capsys):
+    assert cli.main(["digits", str(tmp_path / "comp"), "--max-images", "30"]) == 0
+    own = tmp_path / "my.yaml"
+    own.write_text("models:\n  resnet10t:\n    backbone: resnet10tt\n")
+    assert cli.main(["check", str(tmp_path / "comp"), "--config", str(own)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{own} line 3: config key models.resnet10t.backbone" in err
+    assert "resnet10t" in err and "images OK" in out
+
+
+def test_podium_check_refuses_schema_errors(tmp_path, capsys):
+    own = tmp_path / "my.yaml"
+    own.write_text("folds:\n  n_folds: five\n")
+    assert cli.main(["check", str(tmp_path), "--config", str(own)]) == 1
+    assert f"{own} line 2: config key folds.n_folds: is 'five'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the dry run
+
+
+@pytest.mark.slow
+def test_dry_run_refuses_bad_names_before_any_job(tmp_path):
+    flow = Workflow(tmp_path)
+    flow.config["models"]["resnet10t"].update(backbone="resnet10tt", loss="focall")
+    flow.write_config()
+    started = time.perf_counter()
+    proc = flow.snakemake("-n", check=False)
+    assert proc.returncode != 0
+    assert "config key models.resnet10t.backbone: unknown timm model 'resnet10tt'" in proc.output
+    assert "config key models.resnet10t.loss: unknown loss 'focall'" in proc.output
+    assert "config.yaml line" in proc.output
+    assert not flow.results.exists()
+    assert time.perf_counter() - started < 120
+
+
+@pytest.mark.slow
+def test_dry_run_refuses_unknown_keys_readably(tmp_path):
+    flow = Workflow(tmp_path)
+    own = tmp_path / "my.yaml"
+    own.write_text("models:\n  resnet10t:\n    backbone: resnet10t\n    lrr: 0.1\n")
+    proc = flow.snakemake("-n", "--configfile", str(own), check=False)
+    assert proc.returncode != 0
+    assert f"{own} line 4: config key models.resnet10t.lrr: unknown key. Did you mean lr?" \
+        in proc.output
+    assert "Failed validating" not in proc.output
+
+
+def test_snakefile_checks_the_config_with_podium():
+    text = (REPO / "Snakefile").read_text()
+    assert "snakemake_check(workflow, config)" in text
+    assert "snakemake.utils import min_version, validate" not in text
+
+
+def test_config_check_runs_without_torch_imported():
+    """Validating the schema imports nothing heavy (the names are remembered once checked)."""
+    code = ("import copy, sys, yaml; from podium.configcheck import validate_config; "
+            f"validate_config(yaml.safe_load(open({str(REPO / 'config.yaml')!r}))); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO,
+                   env={"PYTHONPATH": str(REPO / "src")})
