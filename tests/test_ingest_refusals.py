@@ -74,7 +74,8 @@ def test_competition_encoding_reads_latin1(comp, tmp_path):
     sample = comp / "sample_submission.csv"
     sample.write_bytes(sample.read_text().encode("latin-1"))
     manifest = ingest(comp, tmp_path, encoding="latin-1")
-    assert manifest.loc[manifest["split"] == "train", TARGET_COLUMN].str.startswith("chiffre_é").all()
+    labels = manifest.loc[manifest["split"] == "train", TARGET_COLUMN]
+    assert labels.str.startswith("chiffre_é").all()
 
 
 def test_unknown_encoding_names_the_key(comp, tmp_path):
