@@ -142,6 +142,16 @@ def test_plain_combination_checks():
     assert f"models.{model}.crop" in refused(config)
 
 
+@pytest.mark.parametrize(("task", "metric", "fitting"), [
+    ("regression", "accuracy", "mae, rmse"), ("segmentation", "iou", "dice"),
+    ("multiclass", "f1_samples", "accuracy"),
+])
+def test_a_metric_that_does_not_fit_the_task_is_refused_at_config_check(task, metric, fitting):
+    message = refused(config_with({"competition": {"task": task, "metric": metric}}))
+    assert f"competition.metric: {metric!r} does not score {task}" in message
+    assert fitting in message
+
+
 def test_every_problem_is_reported_at_once_with_file_and_line(tmp_path):
     own = tmp_path / "my.yaml"
     own.write_text("models:\n  resnet10t:\n    backbone: resnet10tt\n    loss: focall\n"

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from podium.errors import PodiumInputError, did_you_mean
+from podium.metrics import check_metric_for_task
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
@@ -435,6 +436,11 @@ def _plain_checks(config: dict) -> list[tuple[list, str]]:
                       f"config key competition.encoding: Python knows no encoding "
                       f"{encoding!r}.{did_you_mean(encoding, _COMMON_ENCODINGS, cutoff=0.5)} "
                       "Common ones: utf-8, utf-8-sig, latin-1, cp1252, shift_jis."))
+    competition = config["competition"]
+    try:  # the metric must score the task (accuracy cannot score regression, ...)
+        check_metric_for_task(competition["metric"], competition["task"])
+    except PodiumInputError as err:
+        found.append((["competition", "metric"], str(err)))
     weighted = config.get("adversarial", {}).get("weight_training")
     size = config["preprocess"]["size"]
     for name, entry in _active_models(config):

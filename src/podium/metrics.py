@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn import metrics as skm
 
 from podium.errors import PodiumInputError, did_you_mean
 
@@ -211,6 +210,8 @@ def _auc(y: np.ndarray, p: np.ndarray, space: LabelSpace) -> float:
     over the classes with both outcomes among the rows. NaN when no class has both outcomes
     (a fold holding one class): AUC is undefined there, and CV averages the folds where it
     is defined. Reference: sklearn ``roc_auc_score`` per class."""
+    from sklearn import metrics as skm  # late: the config check imports this module
+
     if not _multilabel(y) and p.shape[1] == 2:
         return float(skm.roc_auc_score(y, p[:, 1])) if len(np.unique(y)) == 2 else np.nan
     truth = y if _multilabel(y) else (np.asarray(y)[:, None] == np.arange(p.shape[1]))
@@ -233,6 +234,8 @@ def auc_defined(y: np.ndarray, n_columns: int) -> bool:
 
 def _fbeta(beta: float, average: str) -> Callable[[np.ndarray, np.ndarray, LabelSpace], float]:
     def fbeta(y: np.ndarray, p: np.ndarray, space: LabelSpace) -> float:
+        from sklearn import metrics as skm  # late: the config check imports this module
+
         labels = None if _multilabel(y) else np.arange(p.shape[1])
         return float(skm.fbeta_score(y, _predicted(y, p, space), beta=beta, average=average,
                                      labels=labels, zero_division=0.0))
