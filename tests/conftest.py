@@ -178,3 +178,26 @@ def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Workflow:
     flow.write_config()
     flow.snakemake()
     return flow
+
+
+@pytest.fixture(scope="module")
+def digits_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One valid digits folder (30 train, 10 test), written once per module and copied per test.
+
+    ``test_fraction=0.25`` because with 40 images the default 0.2 leaves 8 test images for 10
+    classes, which the stratified split in ``write_digits_competition`` refuses.
+    """
+    from podium.data.digits import write_digits_competition
+
+    root = tmp_path_factory.mktemp("digits_template") / "competition"
+    write_digits_competition(root, max_images=40, test_fraction=0.25)
+    return root
+
+
+@pytest.fixture
+def comp(digits_template: Path, tmp_path: Path) -> Path:
+    """A private, valid competition folder that a test may break."""
+    root = tmp_path / "competition"
+    shutil.copytree(digits_template, root)
+    return root
+

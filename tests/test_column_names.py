@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from podium.data.dedup import find_duplicates, label_conflicts, leaked_test_images
-from podium.data.digits import write_digits_competition
 from podium.data.folds import assign_folds
 from podium.data.ingest import (
     GROUP_COLUMN,
@@ -31,20 +30,6 @@ from podium.submit.submission import format_submission
 from podium.task import TARGET_COLUMN, TaskSpec
 
 PODIUM_COLUMNS = (*MANIFEST_COLUMNS, GROUP_COLUMN)
-
-
-@pytest.fixture(scope="module")
-def digits_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("digits_template") / "competition"
-    write_digits_competition(root, max_images=40, test_fraction=0.25)
-    return root
-
-
-@pytest.fixture
-def comp(digits_template: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "competition"
-    shutil.copytree(digits_template, root)
-    return root
 
 
 def _read(path: Path) -> pd.DataFrame:

@@ -27,26 +27,6 @@ MANIFEST_COLUMNS = ["id", "split", "path", "target", "height", "width", "channel
                     "pixel_md5", "source", "train_only"]
 
 
-@pytest.fixture(scope="module")
-def digits_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One valid digits folder (30 train, 10 test), written once and copied per test.
-
-    ``test_fraction=0.25`` because with 40 images the default 0.2 leaves 8 test images for 10
-    classes, which the stratified split in ``write_digits_competition`` refuses.
-    """
-    root = tmp_path_factory.mktemp("digits_template") / "competition"
-    write_digits_competition(root, max_images=40, test_fraction=0.25)
-    return root
-
-
-@pytest.fixture
-def comp(digits_template: Path, tmp_path: Path) -> Path:
-    """A private, valid competition folder that a test may break."""
-    root = tmp_path / "competition"
-    shutil.copytree(digits_template, root)
-    return root
-
-
 def read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 

@@ -13,25 +13,10 @@ import pytest
 from conftest import REPO
 
 from podium import cli
-from podium.data.digits import write_digits_competition
 from podium.data.folds import assign_folds, thin_classes_warning
 from podium.data.ingest import CompetitionLayout, ingest_competition, ingest_train
 from podium.errors import PodiumInputError
 from podium.task import TARGET_COLUMN
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("refusals") / "competition"
-    write_digits_competition(root, max_images=40, test_fraction=0.25)
-    return root
-
-
-@pytest.fixture
-def comp(template: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "competition"
-    shutil.copytree(template, root)
-    return root
 
 
 def ingest(root: Path, tmp_path: Path, **layout: object) -> pd.DataFrame:
