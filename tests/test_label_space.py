@@ -165,3 +165,20 @@ def test_schema_enums_are_the_code_registries() -> None:
     competition = schema["properties"]["competition"]["properties"]
     assert set(competition["metric"]["enum"]) == set(METRICS)
     assert set(competition["multilabel_rule"]["enum"]) == set(MULTILABEL_RULES)
+
+
+def test_non_finite_mask_maps_stop_the_segmentation_entry(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from podium.segment.entries import SegmentTruth, write_entry
+
+    masks = np.zeros((4, 8, 8), dtype=np.uint8)
+    truth = SegmentTruth(np.array(list("abcd")), np.arange(4), np.array([0, 0, 1, 1]), masks)
+    oof = np.zeros((4, 1, 8, 8), dtype=np.float32)
+    oof[2, 0, 3, 3] = np.nan
+    out = SimpleNamespace(**{k: tmp_path / f"{k}.x" for k in
+                             ("oof_probs", "test_probs", "oof", "test", "cv")})
+    with pytest.raises(NonFinitePredictions, match=r"blend mean: OOF maps: 1 of 4"):
+        write_entry("mean", "blend", truth, oof, np.zeros((2, 1, 8, 8)), np.array(["t", "u"]),
+                    out)
+    assert not any(p.exists() for p in vars(out).values())

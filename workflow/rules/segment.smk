@@ -199,6 +199,7 @@ rule gather_segmenter:
     params:
         code=code(
             "segment/entries",
+            "metrics",
             "segment/instances",
             "segment/classes",
             "segment/metrics",
@@ -230,6 +231,7 @@ rule blend_segmenters:
         settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
         code=code(
             "segment/entries",
+            "metrics",
             "segment/instances",
             "segment/classes",
             "segment/metrics",
@@ -265,6 +267,7 @@ rule postprocess_masks:
         settings=lambda wildcards: config["postprocess"][wildcards.post],
         code=code(
             "segment/entries",
+            "metrics",
             "segment/instances",
             "segment/classes",
             "segment/metrics",
@@ -338,6 +341,7 @@ rule plot_segmentation:
         code=code(
             "segment/plots",
             "segment/entries",
+            "metrics",
             "segment/instances",
             "segment/classes",
             "segment/metrics",

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from podium.metrics import require_finite
 from podium.segment.classes import unpack_bits
 from podium.segment.instances import (
     apply_watershed,
@@ -104,6 +105,8 @@ def write_entry(name: str, kind: str, truth: SegmentTruth, oof: np.ndarray, test
                 test_ids: np.ndarray, out: Any, details: dict | None = None) -> dict[str, Any]:
     """Write ``oof_probs.npy``, ``test_probs.npy``, ``oof.parquet`` (id, fold),
     ``test.parquet`` (id) and ``cv.json`` of one entry."""
+    require_finite(oof, f"{kind} {name}: OOF maps")
+    require_finite(test, f"{kind} {name}: test maps")
     summary = cv_summary(name, kind, truth, oof)
     if details:
         summary["details"] = details
@@ -128,6 +131,7 @@ def gather_folds(truth: SegmentTruth, fold_probs: list[str | Path],
     seen = np.zeros(len(truth.ids), dtype=bool)
     for probs_path, index_path in zip(fold_probs, fold_indexes, strict=True):
         probs = np.load(probs_path)
+        require_finite(probs, f"OOF maps {probs_path}")
         where = np.array([position[i] for i in pd.read_parquet(index_path)["id"]], dtype=int)
         if oof is None:
             oof = np.zeros((len(truth.ids), *probs.shape[1:]), dtype=np.float32)
@@ -136,8 +140,10 @@ def gather_folds(truth: SegmentTruth, fold_probs: list[str | Path],
     if oof is None or not seen.all():
         raise ValueError(f"{int((~seen).sum())} train images have no OOF prediction; rerun "
                          "the model's folds.")
-    test = np.mean([np.load(p).astype(np.float32) for p in fold_tests], axis=0)
-    return oof, test
+    tests = [np.load(p).astype(np.float32) for p in fold_tests]
+    for path, maps in zip(fold_tests, tests, strict=True):
+        require_finite(maps, f"test maps {path}")
+    return oof, np.mean(tests, axis=0)
 
 
 def mean_blend(oofs: list[np.ndarray], tests: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
