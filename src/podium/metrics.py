@@ -182,8 +182,9 @@ def _predicted(y: np.ndarray, p: np.ndarray, space: LabelSpace) -> np.ndarray:
 
 
 def _accuracy(y: np.ndarray, p: np.ndarray, space: LabelSpace) -> float:
-    """Share of rows predicted exactly: argmax class, the nearest grade (ordinal), or the
-    whole label set (multilabel: exact-set match). Reference: sklearn ``accuracy_score``."""
+    """Share of rows predicted exactly (Digit Recognizer, Cassava Leaf Disease
+    Classification): argmax class, the nearest grade (ordinal), or the whole label set
+    (multilabel: exact-set match). Reference: sklearn ``accuracy_score``."""
     predicted = _predicted(y, p, space)
     if _multilabel(y):
         return float((predicted == y).all(axis=1).mean())
