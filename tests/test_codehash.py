@@ -1,99 +1,222 @@
-"""code_hash: content hashes of podium's modules, the params that rerun stages on code change."""
+"""Code hashes derived from imports (podium.codehash): each rule's code param covers exactly
+the podium modules its script imports, transitively, as parsed code.
+
+The independent reference for "which modules a script imports" is the standard library's
+``modulefinder``, which scans compiled bytecode (function-level imports included) rather than
+podium's AST walk.
+"""
 
 from __future__ import annotations
 
-import os
+import ast
+import modulefinder
 import re
+import shutil
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 from podium import codehash
-from podium.codehash import PACKAGE_ROOT, code_hash, module_files
+from podium.codehash import (
+    PACKAGE_ROOT,
+    import_closure,
+    module_hash,
+    normalised_code,
+    script_hash,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((REPO / "workflow/scripts").glob("*.py"))
+RULE_FILES = sorted((REPO / "workflow/rules").glob("*.smk"))
+MODULES = sorted(PACKAGE_ROOT.rglob("*.py"))
 
 
-def test_code_hash_is_stable_and_short() -> None:
-    first = code_hash("metrics", "data")
-    assert re.fullmatch(r"[0-9a-f]{16}", first)
-    assert code_hash("metrics", "data") == first
-    # Order and repetition of names do not matter.
-    assert code_hash("data", "metrics", "data") == first
+@cache
+def reference_closure(script: Path, src: Path = PACKAGE_ROOT.parent) -> frozenset[str]:
+    """The podium modules ``script`` imports, as modulefinder finds them in its bytecode."""
+    finder = modulefinder.ModuleFinder(path=[str(src)])
+    finder.run_script(str(script))
+    return frozenset(m for m in finder.modules if m == "podium" or m.startswith("podium."))
 
 
-def test_code_hash_differs_between_packages() -> None:
-    hashes = {code_hash(name) for name in ("metrics", "data", "preprocess", "codehash")}
-    assert len(hashes) == 4
-    assert code_hash("metrics", "data") not in hashes
+def module_name(path: Path, root: Path = PACKAGE_ROOT) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    parts = parts[:-1] if parts[-1] == "__init__" else parts
+    return ".".join(("podium", *parts))
 
 
-def test_module_files_of_module_and_subpackage() -> None:
-    assert module_files("metrics") == [PACKAGE_ROOT / "metrics.py"]
-    data = module_files("data")
-    assert data == sorted(data)
-    assert {p.name for p in data} >= {"__init__.py", "ingest.py", "dedup.py", "folds.py"}
-    assert all(p.suffix == ".py" for p in data)
+# --- parsed code ------------------------------------------------------------------------------
+
+CODE = '''"""Module words."""
+import os
 
 
-@pytest.mark.parametrize("name", ["no_such_module", "metrics.py", "data/missing"])
-def test_module_files_unknown_name_raises(name: str) -> None:
-    with pytest.raises(FileNotFoundError, match="no module or package"):
-        module_files(name)
-    with pytest.raises(FileNotFoundError):
-        code_hash("metrics", name)
+def f(x):
+    """Function words."""
+    return x + 1  # a comment
+
+
+class C:
+    """Class words."""
+
+    y = 2
+'''
+
+
+@pytest.mark.parametrize("variant", [
+    CODE.replace("# a comment", "# another comment"),
+    CODE.replace('"""Module words."""', '"""Other words,\n\nover lines."""'),
+    CODE.replace('"""Function words."""', "'single-quoted words'"),
+    CODE.replace('    """Class words."""\n\n', ""),
+    CODE.replace("return x + 1", "return (x\n            + 1)"),
+    CODE + "\n\n# trailing comment\n",
+])
+def test_comments_docstrings_and_formatting_are_not_code(variant: str) -> None:
+    assert normalised_code(variant) == normalised_code(CODE)
+
+
+@pytest.mark.parametrize("variant", [
+    CODE.replace("x + 1", "x + 2"),
+    CODE.replace("y = 2", "y = 3"),
+    CODE.replace("import os", "import sys"),
+    CODE.replace("def f(x):", "def g(x):"),
+    CODE + "\nZ = 'a string that is no docstring'\n",
+    CODE.replace('    return x + 1  # a comment', '    """Function words."""\n    return x + 1'),
+])
+def test_any_other_edit_is_code(variant: str) -> None:
+    assert normalised_code(variant) != normalised_code(CODE)
+
+
+# --- imports ----------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A throwaway package root with one module and one subpackage."""
-    root = tmp_path / "fakepodium"
-    (root / "sub" / "inner").mkdir(parents=True)
-    (root / "mod.py").write_text("X = 1\n")
-    (root / "sub" / "__init__.py").write_text("")
-    (root / "sub" / "a.py").write_text("def f():\n    return 1\n")
-    (root / "sub" / "inner" / "b.py").write_text("Y = 2\n")
-    monkeypatch.setattr(codehash, "PACKAGE_ROOT", root)
-    return root
+def fake_src(tmp_path: Path) -> Path:
+    """A throwaway ``podium`` with relative, absolute, aliased and function-level imports."""
+    root = tmp_path / "podium"
+    files = {
+        "__init__.py": "",
+        "base.py": "X = 1\n",
+        "unused.py": "Y = 1\n",
+        "pkg/__init__.py": "from podium.base import X\n",
+        "pkg/a.py": "from . import b\nfrom .sub import c as renamed\n",
+        "pkg/b.py": "def late():\n    import podium.lazy as lazy\n    return lazy\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/c.py": "from ..b import late\nfrom ... import base\n",
+        "lazy.py": "import numpy\n",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (tmp_path / "script.py").write_text("from podium.pkg.a import b\nimport json\n")
+    return tmp_path
 
 
-def test_fake_package_is_used(fake_package: Path) -> None:
-    assert module_files("mod") == [fake_package / "mod.py"]
-    assert [p.relative_to(fake_package).as_posix() for p in module_files("sub")] == [
-        "sub/__init__.py", "sub/a.py", "sub/inner/b.py",
-    ]
+def test_closure_follows_every_kind_of_import(fake_src: Path) -> None:
+    root = fake_src / "podium"
+    closure = import_closure(fake_src / "script.py", root)
+    assert closure == ["podium", "podium.base", "podium.lazy", "podium.pkg", "podium.pkg.a",
+                       "podium.pkg.b", "podium.pkg.sub", "podium.pkg.sub.c"]
+    assert set(closure) == reference_closure(fake_src / "script.py", fake_src)
 
 
-def test_content_change_changes_hash_mtime_does_not(fake_package: Path) -> None:
-    nested = fake_package / "sub" / "inner" / "b.py"
-    before = code_hash("sub")
-    other = code_hash("mod")
-
-    stat = nested.stat()
-    os.utime(nested, (stat.st_atime + 1000, stat.st_mtime + 1000))
-    assert code_hash("sub") == before
-
-    nested.write_text("Y = 3\n")
-    changed = code_hash("sub")
-    assert changed != before
-    assert code_hash("mod") == other  # an unrelated module keeps its hash
-
-    nested.write_text("Y = 2\n")
-    assert code_hash("sub") == before
+def test_an_unimported_module_does_not_count(fake_src: Path) -> None:
+    root = fake_src / "podium"
+    before = script_hash(fake_src / "script.py", root)
+    (root / "unused.py").write_text("Y = 2\n")
+    assert script_hash(fake_src / "script.py", root) == before
+    (root / "lazy.py").write_text("import numpy\nZ = 1\n")  # reached only inside a function
+    assert script_hash(fake_src / "script.py", root) != before
 
 
-def test_new_or_renamed_file_changes_hash(fake_package: Path) -> None:
-    before = code_hash("sub")
-    extra = fake_package / "sub" / "c.py"
-    extra.write_text("")
-    assert code_hash("sub") != before
-    extra.unlink()
-    assert code_hash("sub") == before
-
-    (fake_package / "sub" / "a.py").rename(fake_package / "sub" / "a2.py")
-    assert code_hash("sub") != before
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_each_scripts_closure_matches_modulefinder(script: Path) -> None:
+    assert set(import_closure(script)) == reference_closure(script)
 
 
-def test_non_python_files_are_ignored(fake_package: Path) -> None:
-    before = code_hash("sub")
-    (fake_package / "sub" / "notes.txt").write_text("scratch")
-    (fake_package / "sub" / "a.cpython-311.pyc").write_bytes(b"\0\1")
-    assert code_hash("sub") == before
+# --- each module edited in turn -----------------------------------------------------------------
+
+
+def reworded(text: str) -> str:
+    """``text`` with its module docstring reworded (or one added), a comment on top and a
+    blank line after every top-level statement: the same code."""
+    tree = ast.parse(text)
+    lines = text.splitlines()
+    if ast.get_docstring(tree) is not None:
+        first = tree.body[0]
+        lines[first.lineno - 1:first.end_lineno] = ['"""Reworded, over\n\ntwo lines."""']
+    else:
+        lines.insert(0, '"""A new docstring."""')
+    return "# a comment\n" + "\n".join(lines).replace("\ndef ", "\n\ndef ") + "\n"
+
+
+def test_editing_each_module_changes_exactly_the_hashes_of_the_scripts_that_import_it(
+        tmp_path: Path) -> None:
+    """Every podium module in turn gets a real code change, then a comment and docstring
+    change: the first changes the hash of exactly the scripts whose imports (modulefinder)
+    reach it, the second changes none."""
+    root = tmp_path / "podium"
+    shutil.copytree(PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    reaches = {s.name: reference_closure(s) for s in SCRIPTS}
+    original = {s.name: script_hash(s, root) for s in SCRIPTS}
+    assert original == {s.name: script_hash(s) for s in SCRIPTS}
+    for path in MODULES:
+        copy = root / path.relative_to(PACKAGE_ROOT)
+        text = copy.read_text()
+        name = module_name(path)
+        copy.write_text(text + "\n_CODEHASH_PROBE = 1\n")
+        changed = {s.name for s in SCRIPTS if script_hash(s, root) != original[s.name]}
+        assert changed == {s for s, closure in reaches.items() if name in closure}, name
+        copy.write_text(reworded(text))
+        assert all(script_hash(s, root) == original[s.name] for s in SCRIPTS), name
+        copy.write_text(text)
+
+
+def test_a_script_edit_changes_its_own_hash_only(tmp_path: Path) -> None:
+    copies = []
+    for script in SCRIPTS[:3]:
+        copies.append(tmp_path / script.name)
+        shutil.copy2(script, copies[-1])
+    before = [script_hash(c) for c in copies]
+    copies[0].write_text(copies[0].read_text() + "\n# a comment only\n")
+    assert [script_hash(c) for c in copies] == before
+    copies[0].write_text(copies[0].read_text() + "\nprint('code')\n")
+    after = [script_hash(c) for c in copies]
+    assert after[0] != before[0] and after[1:] == before[1:]
+
+
+def test_hashes_are_short_and_stable() -> None:
+    first = script_hash(SCRIPTS[0])
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    codehash._analyse.cache_clear()
+    assert script_hash(SCRIPTS[0]) == first
+    assert module_hash("podium.configcheck") != module_hash("podium.metrics")
+
+
+def test_unknown_module_is_named() -> None:
+    with pytest.raises(FileNotFoundError, match="podium has no module 'podium.nope'"):
+        module_hash("podium.nope")
+
+
+# --- rules --------------------------------------------------------------------------------------
+
+
+def _rule_blocks(text: str) -> list[str]:
+    return re.split(r"\n(?=(?:    )?rule \w+:)", text)
+
+
+def test_every_scripted_rule_hashes_its_own_script() -> None:
+    """A rule's code param names the script its ``script:`` directive runs, so the hash is of
+    the code that job runs."""
+    seen = 0
+    for path in RULE_FILES:
+        for block in _rule_blocks(path.read_text()):
+            script = re.search(r'script:\s*"\.\./scripts/([\w.]+)"', block)
+            if not script:
+                continue
+            rule = re.search(r"rule (\w+):", block).group(1)
+            assert re.findall(r'code=code\("([\w.]+)"\)', block) == [script.group(1)], (
+                f"{path.name}: rule {rule}")
+            seen += 1
+    assert seen >= len(SCRIPTS) - 1

@@ -190,7 +190,7 @@ def test_reruns_touch_exactly_what_changed(workflow):
     workflow.write_config()
 
     fit = workflow.root / "src/podium/train/fit.py"
-    fit.write_text(fit.read_text() + "\n# a code change\n")
+    fit.write_text(fit.read_text() + "\n_A_CODE_CHANGE = 1\n")
     planned = workflow.planned_jobs()
     assert planned["train_model"] == 4
     assert "preprocess_images" not in planned and "ingest_train" not in planned

@@ -71,10 +71,10 @@ def test_fold_outputs_and_a_rerun_does_nothing(shapes_run):
 
 
 def test_a_plotting_change_reruns_only_the_plots(shapes_run):
-    """Code hashes name the podium.segment modules each rule runs."""
+    """Code hashes cover the podium modules each rule's script imports."""
     plots = shapes_run.root / "src/podium/segment/plots.py"
     original = plots.read_text()
-    plots.write_text(original + "\n# a change\n")
+    plots.write_text(original + "\n_A_CODE_CHANGE = 1\n")
     try:
         planned = shapes_run.planned_jobs("--configfile", "workflow/demos/shapes.yaml")
     finally:

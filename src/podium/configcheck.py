@@ -467,7 +467,7 @@ _LIBRARIES = ("torch", "timm", "albumentations", "segmentation-models-pytorch", 
 def _cache_key(plan: list) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    from podium.codehash import code_hash
+    from podium.codehash import module_hash
 
     digest = hashlib.sha1(json.dumps(plan, sort_keys=True, default=str).encode())
     for library in _LIBRARIES:
@@ -475,7 +475,7 @@ def _cache_key(plan: list) -> str:
             digest.update(f"{library}={version(library)}".encode())
         except PackageNotFoundError:
             digest.update(f"{library}=none".encode())
-    digest.update(code_hash("train", "segment", "ensemble", "metrics", "configcheck").encode())
+    digest.update(module_hash(__name__).encode())
     return digest.hexdigest()[:20]
 
 

@@ -23,6 +23,6 @@ rule adversarial_validation:
     params:
         settings=ADVERSARIAL,
         seed=config["ensemble"]["seed"],
-        code=code("ensemble/adversarial", script="adversarial.py"),
+        code=code("adversarial.py"),
     script:
         "../scripts/adversarial.py"

@@ -1,10 +1,9 @@
 import fcntl
-import hashlib
 import sys
 from pathlib import Path
 
 # The Snakefile has put the podium next to it first on sys.path and the jobs' PYTHONPATH.
-from podium.codehash import code_hash
+from podium.codehash import script_hash
 from podium.settings import canonical
 
 _RUN_LOCK = []  # the open file whose flock marks this directory's live podium run
@@ -150,15 +149,12 @@ def res(path):
     return f"{RESULTS}/{path}"
 
 
-def code(*modules, script):
-    """Content hash of the podium modules and the workflow script a job runs; as a param, a
-    code change reruns exactly the jobs it touches, while a mere touch reruns nothing (the
-    profiles leave Snakemake's mtime-based code trigger off for that reason)."""
-    if "task" in modules:  # podium.task imports podium.metrics (the label space)
-        modules = (*modules, "metrics")
-    digest = hashlib.sha1(code_hash("glue", "tables", "errors", *modules).encode())
-    digest.update((Path(workflow.basedir) / "workflow/scripts" / script).read_bytes())
-    return digest.hexdigest()[:16]
+def code(script):
+    """The code hash of a workflow script and every podium module it imports, transitively,
+    each as parsed code (podium.codehash): as a param, a code change reruns exactly the jobs
+    whose scripts reach it, while a comment, docstring or formatting edit, or a mere touch,
+    reruns nothing (the profiles leave Snakemake's mtime-based code trigger off)."""
+    return script_hash(Path(workflow.basedir) / "workflow/scripts" / script)
 
 
 def competition_dir():

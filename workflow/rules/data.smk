@@ -18,7 +18,7 @@ if EMBEDDED and not SEGMENTATION:
                 "max_images": COMPETITION["embedded_max_images"],
                 "multilabel": COMPETITION["embedded"] == "digits_multilabel",
             },
-            code=code("data", script="make_digits.py"),
+            code=code("make_digits.py"),
         script:
             "../scripts/make_digits.py"
 
@@ -39,14 +39,7 @@ rule ingest_train:
     threads: config["preprocess"]["threads"]
     params:
         competition=competition_params("train"),
-        code=code(
-            "data",
-            "metrics",
-            "task",
-            "segment/rle",
-            "segment/classes",
-            script="ingest_train.py",
-        ),
+        code=code("ingest_train.py"),
     script:
         "../scripts/ingest_train.py"
 
@@ -65,14 +58,7 @@ rule ingest_test:
     threads: config["preprocess"]["threads"]
     params:
         competition=competition_params("test"),
-        code=code(
-            "data",
-            "metrics",
-            "task",
-            "segment/rle",
-            "segment/classes",
-            script="ingest_test.py",
-        ),
+        code=code("ingest_test.py"),
     script:
         "../scripts/ingest_test.py"
 
@@ -90,7 +76,7 @@ rule merge_manifest:
     conda:
         "../../envs/data.yaml"
     params:
-        code=code("data", script="merge_manifest.py"),
+        code=code("merge_manifest.py"),
     script:
         "../scripts/merge_manifest.py"
 
@@ -112,7 +98,7 @@ rule find_train_duplicates:
     threads: config["dedup"]["threads"]
     params:
         settings=dedup_settings(),
-        code=code("data", "preprocess", "task", script="dedup_train.py"),
+        code=code("dedup_train.py"),
     script:
         "../scripts/dedup_train.py"
 
@@ -140,7 +126,7 @@ rule find_duplicates:
     threads: config["dedup"]["threads"]
     params:
         settings=dedup_settings(),
-        code=code("data", "preprocess", "task", script="dedup.py"),
+        code=code("dedup.py"),
     script:
         "../scripts/dedup.py"
 
@@ -161,6 +147,6 @@ rule make_folds:
         "../../envs/data.yaml"
     params:
         folds=config["folds"],
-        code=code("data", "task", "segment/masks", "segment/classes", script="folds.py"),
+        code=code("folds.py"),
     script:
         "../scripts/folds.py"

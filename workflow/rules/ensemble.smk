@@ -18,7 +18,7 @@ rule blend_models:
     params:
         settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
         models=MODELS,
-        code=code("ensemble", "metrics", "task", script="blend.py"),
+        code=code("blend.py"),
     script:
         "../scripts/blend.py"
 
@@ -45,6 +45,6 @@ rule stack_models:
         settings=lambda wildcards: config["ensemble"]["stackers"][wildcards.stacker],
         models=MODELS,
         seed=config["ensemble"]["seed"],
-        code=code("ensemble", "metrics", "task", script="stack.py"),
+        code=code("stack.py"),
     script:
         "../scripts/stack.py"

@@ -21,6 +21,6 @@ rule postprocess_predictions:
         "../../envs/ensemble.yaml"
     params:
         settings=lambda wildcards: config["postprocess"][wildcards.post],
-        code=code("ensemble", "metrics", "task", script="postprocess.py"),
+        code=code("postprocess.py"),
     script:
         "../scripts/postprocess.py"

@@ -13,6 +13,6 @@ rule preprocess_images:
     threads: config["preprocess"]["threads"]
     params:
         settings=preprocess_settings(),
-        code=code("preprocess", script="preprocess.py"),
+        code=code("preprocess.py"),
     script:
         "../scripts/preprocess.py"

@@ -33,12 +33,7 @@ if EMBEDDED:
                     "rle_format": COMPETITION["rle_format"],
                 }
             ),
-            code=code(
-                "segment/shapes",
-                "segment/rle",
-                "segment/classes",
-                script="make_shapes.py",
-            ),
+            code=code("make_shapes.py"),
         script:
             "../scripts/make_shapes.py"
 
@@ -58,13 +53,7 @@ rule pack_masks:
         "../../envs/data.yaml"
     params:
         size=config["preprocess"]["size"],
-        code=code(
-            "segment/masks",
-            "segment/rle",
-            "segment/classes",
-            "task",
-            script="pack_masks.py",
-        ),
+        code=code("pack_masks.py"),
     script:
         "../scripts/pack_masks.py"
 
@@ -86,16 +75,7 @@ if INSTANCES:
             "../../envs/data.yaml"
         params:
             size=config["preprocess"]["size"],
-            code=code(
-                "segment/instances",
-                "segment/masks",
-                "segment/classes",
-                "segment/rle",
-                "segment/metrics",
-                "segment/postprocess",
-                "task",
-                script="pack_instances.py",
-            ),
+            code=code("pack_instances.py"),
         script:
             "../scripts/pack_instances.py"
 
@@ -127,17 +107,7 @@ rule train_segmenter:
         resume_dir=lambda wildcards: res(
             f"resume/{wildcards.model}/fold{wildcards.fold}"
         ),
-        code=code(
-            "segment/fit",
-            "segment/classes",
-            "segment/models",
-            "segment/losses",
-            "segment/tiles",
-            "segment/metrics",
-            "train",
-            "metrics",
-            script="train_segmenter.py",
-        ),
+        code=code("train_segmenter.py"),
     script:
         "../scripts/train_segmenter.py"
 
@@ -161,17 +131,7 @@ rule predict_segmenter_test:
         gpu=1,
     params:
         settings=lambda wildcards: segment_settings(wildcards.model),
-        code=code(
-            "segment/fit",
-            "segment/classes",
-            "segment/models",
-            "segment/losses",
-            "segment/tiles",
-            "segment/metrics",
-            "train",
-            "metrics",
-            script="predict_segmenter.py",
-        ),
+        code=code("predict_segmenter.py"),
     script:
         "../scripts/predict_segmenter.py"
 
@@ -197,15 +157,7 @@ rule gather_segmenter:
     conda:
         "../../envs/ensemble.yaml"
     params:
-        code=code(
-            "segment/entries",
-            "metrics",
-            "segment/instances",
-            "segment/classes",
-            "segment/metrics",
-            "segment/postprocess",
-            script="gather_segmenter.py",
-        ),
+        code=code("gather_segmenter.py"),
     script:
         "../scripts/gather_segmenter.py"
 
@@ -229,15 +181,7 @@ rule blend_segmenters:
         "../../envs/ensemble.yaml"
     params:
         settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
-        code=code(
-            "segment/entries",
-            "metrics",
-            "segment/instances",
-            "segment/classes",
-            "segment/metrics",
-            "segment/postprocess",
-            script="blend_segmenters.py",
-        ),
+        code=code("blend_segmenters.py"),
     script:
         "../scripts/blend_segmenters.py"
 
@@ -265,15 +209,7 @@ rule postprocess_masks:
         "../../envs/ensemble.yaml"
     params:
         settings=lambda wildcards: config["postprocess"][wildcards.post],
-        code=code(
-            "segment/entries",
-            "metrics",
-            "segment/instances",
-            "segment/classes",
-            "segment/metrics",
-            "segment/postprocess",
-            script="postprocess_masks.py",
-        ),
+        code=code("postprocess_masks.py"),
     script:
         "../scripts/postprocess_masks.py"
 
@@ -290,7 +226,7 @@ rule build_leaderboard:
     conda:
         "../../envs/ensemble.yaml"
     params:
-        code=code("submit", "metrics", script="leaderboard.py"),
+        code=code("leaderboard.py"),
     script:
         "../scripts/leaderboard.py"
 
@@ -338,17 +274,7 @@ rule plot_segmentation:
         "../../envs/ensemble.yaml"
     params:
         names=[name for name, _ in all_entries()],
-        code=code(
-            "segment/plots",
-            "segment/entries",
-            "metrics",
-            "segment/instances",
-            "segment/classes",
-            "segment/metrics",
-            "segment/postprocess",
-            "submit",
-            script="plot_segmentation.py",
-        ),
+        code=code("plot_segmentation.py"),
     script:
         "../scripts/plot_segmentation.py"
 
@@ -373,18 +299,7 @@ rule write_mask_submission:
         names=[name for name, _ in all_entries()],
         mask_size=config["submission"]["mask_size"],
         encoding=COMPETITION["encoding"],
-        code=code(
-            "segment/submission",
-            "segment/instances",
-            "segment/postprocess",
-            "segment/classes",
-            "segment/masks",
-            "segment/rle",
-            "segment/metrics",
-            "submit",
-            "task",
-            script="mask_submission.py",
-        ),
+        code=code("mask_submission.py"),
     script:
         "../scripts/mask_submission.py"
 
@@ -407,16 +322,6 @@ if EMBEDDED:
             "../../envs/ensemble.yaml"
         params:
             mask_size=config["submission"]["mask_size"],
-            code=code(
-                "segment/submission",
-                "segment/instances",
-                "segment/postprocess",
-                "segment/classes",
-                "segment/masks",
-                "segment/rle",
-                "segment/metrics",
-                "task",
-                script="score_masks.py",
-            ),
+            code=code("score_masks.py"),
         script:
             "../scripts/score_masks.py"

@@ -10,7 +10,7 @@ rule build_leaderboard:
     conda:
         "../../envs/ensemble.yaml"
     params:
-        code=code("submit", "metrics", script="leaderboard.py"),
+        code=code("leaderboard.py"),
     script:
         "../scripts/leaderboard.py"
 
@@ -35,7 +35,7 @@ rule write_submission:
         leak_labels=config["dedup"]["leak_labels"],
         values=config["submission"]["values"],
         encoding=COMPETITION["encoding"],
-        code=code("submit", "task", "metrics", script="submit.py"),
+        code=code("submit.py"),
     script:
         "../scripts/submit.py"
 
@@ -57,7 +57,7 @@ if EMBEDDED:
             "../../envs/ensemble.yaml"
         params:
             values=config["submission"]["values"],
-            code=code("submit", "task", "metrics", script="score.py"),
+            code=code("score.py"),
         script:
             "../scripts/score.py"
 
@@ -102,6 +102,6 @@ rule plot_results:
         "../../envs/ensemble.yaml"
     params:
         names=[name for name, _ in all_entries()],
-        code=code("submit", "metrics", "task", "ensemble", script="plots.py"),
+        code=code("plots.py"),
     script:
         "../scripts/plots.py"

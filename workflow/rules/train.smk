@@ -26,7 +26,7 @@ rule train_model:
         resume_dir=lambda wildcards: res(
             f"resume/{wildcards.model}/fold{wildcards.fold}"
         ),
-        code=code("train", "metrics", "task", script="train.py"),
+        code=code("train.py"),
     script:
         "../scripts/train.py"
 
@@ -50,7 +50,7 @@ rule predict_test:
         gpu=1,
     params:
         settings=lambda wildcards: model_settings(wildcards.model),
-        code=code("train", "task", script="predict.py"),
+        code=code("predict.py"),
     script:
         "../scripts/predict.py"
 
@@ -73,7 +73,7 @@ rule gather_model:
     conda:
         "../../envs/ensemble.yaml"
     params:
-        code=code("ensemble", "metrics", "task", script="gather.py"),
+        code=code("gather.py"),
     script:
         "../scripts/gather.py"
 
@@ -92,6 +92,6 @@ rule select_pseudo_labels:
         "../../envs/ensemble.yaml"
     params:
         settings=PSEUDO,
-        code=code("ensemble/pseudo", "task", script="pseudo.py"),
+        code=code("pseudo.py"),
     script:
         "../scripts/pseudo.py"
