@@ -14,13 +14,8 @@ import yaml
 from conftest import REPO, Workflow
 
 from podium import cli, configcheck
-from podium.configcheck import (
-    check_config,
-    check_names,
-    load_config_file,
-    load_configs,
-    validate_config,
-)
+from podium.configcheck import check_config, check_names, validate_config
+from podium.configfiles import load_config_file, load_configs, merge_configs
 from podium.errors import PodiumInputError
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -28,7 +23,7 @@ SHAPES = REPO / "workflow/demos/shapes.yaml"
 
 
 def config_with(update: dict, base: dict | None = None) -> dict:
-    return configcheck.merge_configs(copy.deepcopy(base or DEFAULT), copy.deepcopy(update))
+    return merge_configs(copy.deepcopy(base or DEFAULT), copy.deepcopy(update))
 
 
 def refused(config: dict, files: list[Path] = ()) -> str:
@@ -39,7 +34,8 @@ def refused(config: dict, files: list[Path] = ()) -> str:
 
 
 def shapes_config(update: dict | None = None) -> dict:
-    config = config_with(yaml.safe_load(SHAPES.read_text()))
+    """The segmentation demo as the Snakefile layers it over config.yaml."""
+    config, _ = load_configs([SHAPES])
     return config_with(update or {}, config)
 
 
@@ -121,8 +117,7 @@ def test_bad_ensemble_and_postprocess_names_are_refused():
 ])
 def test_bad_segmentation_names_are_refused(update, expected):
     config = shapes_config()
-    model = next(n for n, e in config["models"].items() if e.get("arch"))
-    config["models"] = {"unet_resnet18d": {**config["models"][model], **update}}
+    config["models"] = {"unet_resnet18d": {**config["models"]["unet"], **update}}
     message = refused(config)
     for text in expected:
         assert text in message, message
@@ -262,6 +257,19 @@ def test_schema_errors_are_one_line_each(update, expected):
     message = refused(config_with(update))
     assert expected in message, message
     assert "Failed validating" not in message and "On instance" not in message
+
+
+def test_a_collection_a_user_file_lists_is_not_located_in_config_yaml(tmp_path):
+    """A key of a replaced collection lives in the user's file or nowhere, never in
+    config.yaml's entry of the same name; other keys are still found in config.yaml."""
+    own = tmp_path / "my.yaml"
+    own.write_text("models:\n  resnet10t:\n    backbone: resnet10t\n")
+    locate = configcheck._Locator([REPO / "config.yaml", own])
+    assert locate.line(["models", "resnet10t", "backbone"]) == f"{own} line 3: "
+    assert locate.line(["models", "resnet10t", "lr"]) == ""
+    assert locate.line(["folds", "n_folds"]).startswith(f"{REPO / 'config.yaml'} line ")
+    alone = configcheck._Locator([REPO / "config.yaml"])
+    assert alone.line(["models", "resnet10t", "lr"]).startswith(f"{REPO / 'config.yaml'} line")
 
 
 def test_missing_required_key_is_named():

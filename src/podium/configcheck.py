@@ -3,8 +3,8 @@ fails at once) and by ``podium check``, never when a training job starts.
 
 Three layers, each naming the config file, line and key at fault and what to do:
 
-* :func:`load_config_file` reads a config as plain YAML (a tag such as ``!!python/object``
-  is refused with its file and line);
+* :func:`podium.configfiles.load_config_file` reads a config as plain YAML (a tag such as
+  ``!!python/object`` is refused with its file and line);
 * :func:`validate_config` checks the schema and fills its defaults, as
   ``snakemake.utils.validate`` does, but reports every problem as a key path, the value, what
   was expected and the nearest valid key or value instead of jsonschema's schema dump;
@@ -24,7 +24,6 @@ import codecs
 import copy
 import hashlib
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -32,104 +31,24 @@ from typing import Any
 
 import yaml
 
+from podium.configfiles import COLLECTIONS, snakemake_config_files
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import check_metric_for_task
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
 MAX_REPORTED = 20
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_TAG = re.compile(r"tag '([^']*)'")
 SEGMENTATION_POSTS = ("masks", "instances")
-
-
-# ------------------------------------------------------------------------------- loading
-
-
-def _short_tag(tag: str) -> str:
-    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:") else tag
-
-
-def load_config_file(path: str | Path) -> dict:
-    """A config file as a dict; YAML tags (``!!python/object:...``, ``!custom``) and bad
-    YAML are refused naming the file, line and column."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PodiumInputError(f"{path}: config file not found.") from None
-    except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise PodiumInputError(f"{path} line {line}: not UTF-8 text (byte offset {err.start}); "
-                               "save the config as UTF-8.") from None
-    try:
-        data = yaml.load(text, Loader=_LOADER)
-    except yaml.constructor.ConstructorError as err:
-        mark = err.problem_mark
-        where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-        found = _TAG.search(str(err.problem))
-        tag = _short_tag(found.group(1)) if found else "?"
-        raise PodiumInputError(
-            f"{where}: YAML tag {tag} is not allowed in a podium config; configs are plain "
-            "YAML (mappings, lists, strings, numbers, true/false, null): remove the tag and "
-            "write the value itself."
-        ) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err)
-        raise PodiumInputError(
-            f"{where}: not valid YAML ({problem}); indent with spaces, not tabs, and quote "
-            "values that hold ': ' or start with a special character."
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise PodiumInputError(f"{path}: a config is a mapping of keys at the top level, not "
-                               f"a {type(data).__name__}.")
-    return data
-
-
-def merge_configs(base: dict, update: dict) -> dict:
-    """``update`` merged into ``base`` in place, mappings key by key, as Snakemake merges
-    ``--configfile`` over the workflow's ``configfile:``."""
-    for key, value in update.items():
-        if isinstance(value, dict):
-            below = base.get(key)
-            base[key] = merge_configs(below if isinstance(below, dict) else {}, value)
-        else:
-            base[key] = value
-    return base
-
-
-def load_configs(paths: Sequence[str | Path], default: str | Path | None = DEFAULT_CONFIG
-                 ) -> tuple[dict, list[Path]]:
-    """The config that ``snakemake --configfile paths...`` runs: the workflow's default
-    config with each file merged over it in order; and the files, lowest precedence first."""
-    files = [Path(p) for p in paths]
-    if default is not None and Path(default).is_file():
-        default = Path(default)
-        files = [default, *(f for f in files if f.resolve() != default.resolve())]
-    config: dict = {}
-    for path in files:
-        merge_configs(config, load_config_file(path))
-    return config, files
-
-
-def snakemake_config_files(workflow: Any) -> list[Path]:
-    """The config files Snakemake read, lowest precedence first (the Snakefile's
-    ``configfile:``, then ``--configfile``), to say which file and line holds a bad key."""
-    given = [str(f) for f in workflow.overwrite_configfiles or ()]
-    own = [str(f) for f in workflow.configfiles if str(f) not in given]
-    return [Path(f) for f in (*own, *given)]
 
 
 # ------------------------------------------------------------------------------ location
 
 
 class _Locator:
-    """File and line of a key path in the config files (the last file that holds it wins,
-    as in the merge)."""
+    """File and line of a key path in the config files, lowest precedence first, the first
+    being the workflow's config.yaml (the last file that holds a key wins, as in the merge; a
+    collection that a later file lists is not looked for in config.yaml, which it replaces:
+    :mod:`podium.configfiles`)."""
 
     def __init__(self, files: Iterable[str | Path] = ()) -> None:
         self.files = [Path(f) for f in files]
@@ -146,15 +65,24 @@ class _Locator:
 
     def line(self, keys: Sequence[str | int]) -> str:
         """``"my.yaml line 12: "`` for the key path, or ``""`` where no file holds it."""
-        for path in reversed(self.files):
-            node, line = self._root(path), None
-            for key in keys:
-                node, line = _child(node, key)
-                if node is None:
-                    break
-            if node is not None and line is not None:
+        files = self.files
+        collection = next((c for c in COLLECTIONS if tuple(keys[:len(c)]) == c), None)
+        if collection and any(self._find(f, collection) is not None for f in files[1:]):
+            files = files[1:]
+        for path in reversed(files):
+            line = self._find(path, keys)
+            if line is not None:
                 return f"{path} line {line}: "
         return ""
+
+    def _find(self, path: Path, keys: Sequence[str | int]) -> int | None:
+        """The line of the key path in one file, or None."""
+        node, line = self._root(path), None
+        for key in keys:
+            node, line = _child(node, key)
+            if node is None:
+                return None
+        return line
 
 
 def _child(node: Any, key: str | int) -> tuple[Any, int | None]:
