@@ -102,8 +102,10 @@ def test_the_demo_reordered_and_respelled_reruns_nothing(shapes_run):
 
 @pytest.mark.parametrize(("override", "message"), [
     ({"preprocess": {"resize": "pad"}}, "preprocess.resize: segmentation needs stretch"),
-    ({"models": {"unet": {"arch": None}, "fpn": {"arch": None}}},
-     "no model fits a segmentation competition"),
+    ({"models": {"unet": {"arch": None}}},
+     "models.unet.arch: missing; a segmentation model names its decoder"),
+    ({"models": {"fpn": {"pooling": "gem"}}},
+     "models.fpn.pooling: does not apply to segmentation models"),
     ({"competition": {"rle_format": "siim_acr"}},
      "competition.rle_format: 'siim_acr' is not one of kaggle, siim. Did you mean siim?"),
     ({"competition": {"rle_format": "siim", "mask_order": "C"}},

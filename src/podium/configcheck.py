@@ -7,7 +7,9 @@ Three layers, each naming the config file, line and key at fault and what to do:
   ``!!python/object`` is refused with its file and line);
 * :func:`validate_config` checks the schema and fills its defaults, as
   ``snakemake.utils.validate`` does, but reports every problem as a key path, the value, what
-  was expected and the nearest valid key or value instead of jsonschema's schema dump;
+  was expected and the nearest valid key or value instead of jsonschema's schema dump; it
+  also refuses a model key that does not apply to the competition's kind of model
+  (:mod:`podium.schema`) and prunes the other kind's defaults;
 * :func:`check_names` looks every registry name the config holds (timm backbones, losses,
   samplers, poolings, TTA views, albumentations transforms, blends, post-processors,
   segmentation losses and TTA, the CSV encoding) up with the registries' own functions.
@@ -34,8 +36,14 @@ import yaml
 from podium.configfiles import COLLECTIONS, snakemake_config_files
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import check_metric_for_task
+from podium.schema import (
+    SCHEMA_PATH,
+    load_schema,
+    model_key_problems,
+    prune_model_keys,
+    schema_default,
+)
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
 MAX_REPORTED = 20
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SEGMENTATION_POSTS = ("masks", "instances")
@@ -111,10 +119,6 @@ def _problems(items: list[str], what: str) -> PodiumInputError:
 
 
 # -------------------------------------------------------------------------------- schema
-
-
-def load_schema(schema: str | Path = SCHEMA_PATH) -> dict:
-    return yaml.load(Path(schema).read_text(encoding="utf-8"), Loader=_LOADER)
 
 
 def _default_filling_validator(schema: dict) -> Any:
@@ -246,29 +250,42 @@ def validate_config(config: dict, schema: str | Path | dict = SCHEMA_PATH,
                     files: Iterable[str | Path] = ()) -> dict:
     """Check ``config`` against the schema and fill in its defaults (in place, as
     ``snakemake.utils.validate`` does); every problem at once, each by file, line and key
-    path, with the value, what was expected and the nearest valid key or value."""
+    path, with the value, what was expected and the nearest valid key or value. A model key
+    of the other kind of model (podium.schema) is refused too, and once the config is valid
+    each model keeps only its own kind's keys."""
     schema = schema if isinstance(schema, dict) else load_schema(schema)
-    errors = list(_default_filling_validator(schema).iter_errors(config))
-    if not errors:
-        return config
     locate = _Locator(files)
-    problems: list[str] = []
+    misplaced = _misplaced_model_keys(config)
+    problems = [(locate.line(keys) or locate.line(keys[:-1])) + message  # a missing arch
+                for keys, message in misplaced]
+    errors = _default_filling_validator(schema).iter_errors(config)
     for error in sorted(errors, key=lambda e: [str(k) for k in e.absolute_path]):
+        if any(list(error.absolute_path)[:len(keys)] == keys for keys, _ in misplaced):
+            continue  # that key is refused already, whatever its value
         for line in _describe(error, schema, locate):
             if line not in problems:
                 problems.append(line)
-    raise _problems(problems, "config does not fit workflow/schemas/config.schema.yaml")
+    if problems:
+        raise _problems(problems, "config does not fit workflow/schemas/config.schema.yaml")
+    return prune_model_keys(config)
+
+
+def _misplaced_model_keys(config: dict) -> list[tuple[list, str]]:
+    """``(key path, message)`` for each model key of the other kind of model than the
+    competition trains, and each segmentation model without an arch; checked before the
+    defaults are filled, so that only keys the user wrote count."""
+    competition = config.get("competition")
+    task = competition.get("task", schema_default("competition", "task")) if isinstance(
+        competition, dict) else schema_default("competition", "task")
+    models = config.get("models")
+    if not isinstance(task, str) or not isinstance(models, dict):
+        return []  # the schema reports those
+    return [(["models", name, key], message)
+            for name, entry in models.items() if isinstance(entry, dict)
+            for key, message in model_key_problems(entry, name, task)]
 
 
 # ------------------------------------------------------------------------- name checks
-
-
-def _active_models(config: dict) -> list[tuple[str, dict]]:
-    """The models the workflow trains: those with an arch in segmentation, the rest
-    otherwise (a merged demo config holds both kinds)."""
-    segmentation = config["competition"]["task"] == "segmentation"
-    return [(name, entry) for name, entry in sorted(config["models"].items())
-            if (entry.get("arch") is not None) == segmentation]
 
 
 def name_plan(config: dict) -> list[tuple[str, list, Any]]:
@@ -277,21 +294,20 @@ def name_plan(config: dict) -> list[tuple[str, list, Any]]:
     task = competition["task"]
     segmentation = task == "segmentation"
     plan: list[tuple[str, list, Any]] = []
-    for name, entry in _active_models(config):
+    for name, entry in sorted(config["models"].items()):
         key = ["models", name]
         plan.append(("encoder" if segmentation else "backbone", [*key, "backbone"],
                      entry["backbone"]))
         if entry.get("augment"):
             plan.append(("augment", [*key, "augment"], entry["augment"]))
         if segmentation:
-            plan.append(("segment_loss", [*key, "loss"], entry.get("loss")))
-            plan.append(("segment_tta", [*key, "tta"], entry.get("tta", ["identity"])))
+            plan.append(("segment_loss", [*key, "loss"], entry["loss"]))
+            plan.append(("segment_tta", [*key, "tta"], entry["tta"]))
             continue
-        plan.append(("pooling", [*key, "pooling"], entry.get("pooling", "avg")))
-        plan.append(("loss", [*key, "loss"], [entry.get("loss"), task]))
-        plan.append(("sampler", [*key, "sampler"], entry.get("sampler")))
-        plan.append(("tta", [*key, "tta"], [entry.get("tta", ["identity"]),
-                                            entry.get("tta_scales", [1.0])]))
+        plan.append(("pooling", [*key, "pooling"], entry["pooling"]))
+        plan.append(("loss", [*key, "loss"], [entry["loss"], task]))
+        plan.append(("sampler", [*key, "sampler"], entry["sampler"]))
+        plan.append(("tta", [*key, "tta"], [entry["tta"], entry["tta_scales"]]))
     if not segmentation:
         for name, blend in sorted(config["ensemble"]["blends"].items()):
             plan.append(("blend", ["ensemble", "blends", name],
@@ -356,7 +372,7 @@ def _run_check(kind: str, key: str, value: Any) -> None:
 def _plain_checks(config: dict) -> list[tuple[list, str]]:
     """Checks that need no registry import: ``(key path, problem)``."""
     found: list[tuple[list, str]] = []
-    encoding = config["competition"].get("encoding", "utf-8")
+    encoding = config["competition"]["encoding"]
     try:
         codecs.lookup(encoding)
     except LookupError:
@@ -371,7 +387,7 @@ def _plain_checks(config: dict) -> list[tuple[list, str]]:
         found.append((["competition", "metric"], str(err)))
     weighted = config.get("adversarial", {}).get("weight_training")
     size = config["preprocess"]["size"]
-    for name, entry in _active_models(config):
+    for name, entry in sorted(config["models"].items()):
         sampler = entry.get("sampler")
         sampler = sampler.get("name") if isinstance(sampler, dict) else sampler
         if weighted and sampler not in (None, "random"):

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import get_metric
+from podium.schema import SEGMENTATION, model_key_problems, unknown_model_keys
 from podium.segment.classes import MAX_CLASSES, unpack_bits
 from podium.segment.losses import build_segmentation_loss
 from podium.segment.metrics import MASK_THRESHOLD, pair_dice
@@ -62,7 +63,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SegmentSettings:
-    """One ``models:`` entry of a segmentation competition (see the schema for each key)."""
+    """One segmentation entry of the config's ``models`` section, its ``backbone`` as the
+    ``encoder`` (see the schema for each key)."""
 
     arch: str = "unet"
     encoder: str = "resnet10t"
@@ -87,14 +89,18 @@ class SegmentSettings:
 
     @classmethod
     def from_config(cls, entry: dict[str, Any], name: str = "<name>") -> SegmentSettings:
-        """Settings from a config entry; a misspelt key fails here rather than being ignored."""
-        known = [f.name for f in fields(cls)]
-        for key in entry:
-            if key not in known:
-                raise PodiumInputError(
-                    f"config key models.{name}.{key}: not a setting of a segmentation model."
-                    f"{did_you_mean(str(key), known, cutoff=0.6)} Known: {', '.join(known)}.")
-        settings = cls(**entry)
+        """Settings from a config entry as the schema spells it (``backbone``, ``arch``); a
+        classification model's key, an unknown key or a missing arch is refused by name
+        rather than ignored."""
+        problems = unknown_model_keys(entry, name, SEGMENTATION) + [
+            message for _, message in model_key_problems(entry, name, SEGMENTATION)]
+        if "backbone" not in entry:
+            problems.append(f"config key models.{name}.backbone: missing; name a timm model "
+                            "as the encoder.")
+        if problems:
+            raise PodiumInputError(" ".join(problems))
+        values = dict(entry)
+        settings = cls(encoder=values.pop("backbone"), **values)
         settings.check(name)
         return settings
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from podium.errors import PodiumInputError
 from podium.metrics import Metric, auc_defined, get_metric, require_finite
+from podium.schema import CLASSIFICATION, model_key_problems, unknown_model_keys
 from podium.tables import write_csv, write_json, write_parquet
 from podium.task import TARGET_COLUMN, TaskSpec
 from podium.train.augment import build_augmentation
@@ -49,12 +50,10 @@ from podium.train.tta import TtaView, build_tta, check_merge
 log = logging.getLogger(__name__)
 
 
-SEGMENTATION_ONLY_KEYS = ("arch", "crop", "tile")
-
-
 @dataclass(frozen=True)
 class TrainSettings:
-    """One entry of the config's ``models`` section (see the schema for each key)."""
+    """One classification entry of the config's ``models`` section (see the schema for each
+    key)."""
 
     backbone: str
     pretrained: bool = False
@@ -90,11 +89,14 @@ class TrainSettings:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, entry: dict[str, Any]) -> TrainSettings:
-        """The settings of a classification model; the schema's segmentation-only keys (null
-        for these models) are dropped."""
-        return cls(**{k: v for k, v in entry.items()
-                      if not (k in SEGMENTATION_ONLY_KEYS and v is None)})
+    def from_config(cls, entry: dict[str, Any], name: str = "<name>") -> TrainSettings:
+        """The settings of a classification model entry; a segmentation model's key or an
+        unknown key is refused by name rather than ignored."""
+        problems = unknown_model_keys(entry, name, CLASSIFICATION) + [
+            message for _, message in model_key_problems(entry, name)]
+        if problems:
+            raise PodiumInputError(" ".join(problems))
+        return cls(**entry)
 
 
 @dataclass(frozen=True)
