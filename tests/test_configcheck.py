@@ -285,6 +285,9 @@ def test_a_model_key_of_the_other_kind_is_refused_with_file_and_line(tmp_path):
             "models (competition.task is segmentation)") in message
     assert f"{seg} line 4: config key models.unet.drop_rate: does not apply" in message
     assert f"{seg} line 5: config key models.plain.arch: missing" in message
+    # a misspelt task is what is reported, not every model key
+    message = refused(shapes_config({"competition": {"task": "segmentaton"}}))
+    assert "Did you mean segmentation" in message and "models." not in message, message
 
 
 def test_each_validated_model_holds_its_own_kinds_keys():

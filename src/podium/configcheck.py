@@ -36,13 +36,7 @@ import yaml
 from podium.configfiles import COLLECTIONS, snakemake_config_files
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import check_metric_for_task
-from podium.schema import (
-    SCHEMA_PATH,
-    load_schema,
-    model_key_problems,
-    prune_model_keys,
-    schema_default,
-)
+from podium.schema import SCHEMA_PATH, load_schema, model_key_problems, prune_model_keys
 
 MAX_REPORTED = 20
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -255,7 +249,7 @@ def validate_config(config: dict, schema: str | Path | dict = SCHEMA_PATH,
     each model keeps only its own kind's keys."""
     schema = schema if isinstance(schema, dict) else load_schema(schema)
     locate = _Locator(files)
-    misplaced = _misplaced_model_keys(config)
+    misplaced = _misplaced_model_keys(config, schema)
     problems = [(locate.line(keys) or locate.line(keys[:-1])) + message  # a missing arch
                 for keys, message in misplaced]
     errors = _default_filling_validator(schema).iter_errors(config)
@@ -270,15 +264,15 @@ def validate_config(config: dict, schema: str | Path | dict = SCHEMA_PATH,
     return prune_model_keys(config)
 
 
-def _misplaced_model_keys(config: dict) -> list[tuple[list, str]]:
+def _misplaced_model_keys(config: dict, schema: dict) -> list[tuple[list, str]]:
     """``(key path, message)`` for each model key of the other kind of model than the
     competition trains, and each segmentation model without an arch; checked before the
     defaults are filled, so that only keys the user wrote count."""
+    tasks = schema["properties"]["competition"]["properties"]["task"]
     competition = config.get("competition")
-    task = competition.get("task", schema_default("competition", "task")) if isinstance(
-        competition, dict) else schema_default("competition", "task")
+    task = (competition if isinstance(competition, dict) else {}).get("task", tasks["default"])
     models = config.get("models")
-    if not isinstance(task, str) or not isinstance(models, dict):
+    if task not in tasks["enum"] or not isinstance(models, dict):
         return []  # the schema reports those
     return [(["models", name, key], message)
             for name, entry in models.items() if isinstance(entry, dict)
