@@ -3,7 +3,7 @@
 ``workflow/schemas/config.schema.yaml`` holds every default. The Snakefile fills them into the
 config when it validates it, and the settings dataclasses take theirs from here
 (:func:`schema_field`) rather than restating them, so a default is written once and cannot
-drift (tests/test_schema.py holds config.yaml's restated values to it as well).
+drift (tests/test_config.py holds config.yaml's restated values to it as well).
 
 A model entry is a classification model (every task but segmentation; podium.train) or a
 segmentation model (podium.segment), as ``competition.task`` says. The schema marks the keys
@@ -101,9 +101,9 @@ def model_key_problems(entry: Mapping, name: str, task: str | None = None
             problems.append((key, f"config key models.{name}.{key}: applies to segmentation "
                                   f"models only{where}; remove it."))
     if kind == SEGMENTATION and entry.get("arch") is None:
-        archs = [a for a in _model_properties()["arch"]["enum"] if a is not None]
+        archs = ", ".join(_model_properties()["arch"]["enum"])
         problems.append(("arch", f"config key models.{name}.arch: missing; a segmentation "
-                                 f"model names its decoder: {', '.join(archs)}."))
+                                 f"model names its decoder: {archs}."))
     return problems
 
 
