@@ -17,11 +17,17 @@ os.environ.update(
 )
 
 from podium.configcheck import snakemake_check
+from podium.configfiles import layer_snakemake_config
 from podium.settings import canonicalise
 
 
 configfile: "config.yaml"
 
+
+# A user's --configfile replaces the collections it lists (models, ensemble.blends,
+# ensemble.stackers, postprocess) instead of merging into config.yaml's, which are an
+# example, not a base; every other key merges as Snakemake merges it (podium.configfiles).
+layer_snakemake_config(workflow, config)
 
 # Params compare by content: Snakemake reruns a job when a param's repr changes, so every rule
 # gets the config in one spelling (podium.settings): mappings with sorted keys, numbers in one

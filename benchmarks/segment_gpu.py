@@ -188,6 +188,7 @@ def fold_run(inputs: dict[str, Path], out: Path, fold: dict, threads: int, preci
     Keyword arguments only: the signature may gain optional ones."""
     settings = SegmentSettings(arch=fold["arch"], encoder=fold["encoder"],
                                epochs=fold["epochs"], batch_size=fold["batch"], lr=fold["lr"],
+                               weight_decay=1e-4,  # as measured (the schema's default is 0.05)
                                warmup_epochs=fold["warmup_epochs"], crop=fold["crop"],
                                precision=precision, channels_last=channels_last)
     outputs = SegmentFoldOutputs(*(out / n for n in ("model.pt", "oof_probs.npy",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import subprocess
 import sys
@@ -54,6 +55,81 @@ def test_own_competition_needs_dir():
         _validate(config)
     config["competition"]["dir"] = "/data/comp"
     _validate(config)
+
+
+DELIBERATE = {
+    "dedup.near": "the 8x8 digits are too small for near-duplicate search",
+    "models.*.drop_rate": "the experiment's head dropout",
+    "models.*.augment": "the experiment's augmentation",
+    "models.regnetx_002.lr": "RegNet's small stem learns faster at a higher rate",
+    "ensemble.*.params": "each blend's and stacker's own options",
+}
+"""Where config.yaml deliberately sets another value than the schema's default (each has a
+comment there saying why); every other value it restates is the default."""
+
+
+def _set_values(value, schema: dict, path: tuple = ()):
+    """(key path, value, schema default) for every value config.yaml sets where the schema
+    has a default; sections and collections (whose entries its additionalProperties
+    describe) are walked into, not compared whole."""
+    described = "properties" in schema or isinstance(schema.get("additionalProperties"), dict)
+    if isinstance(value, dict) and described:
+        for key, below in value.items():
+            sub = (schema.get("properties") or {}).get(key, schema.get("additionalProperties"))
+            if isinstance(sub, dict):
+                yield from _set_values(below, sub, (*path, str(key)))
+    elif "default" in schema:
+        yield ".".join(path), value, schema["default"]
+
+
+def test_config_yaml_restates_the_schemas_defaults_or_deviates_on_purpose():
+    """One source of defaults: config.yaml is the commented example, so a value it restates
+    must be the schema's, and a deliberate deviation is listed here (and must deviate)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    deviating = {path: (value, default)
+                 for path, value, default in _set_values(config, SCHEMA)
+                 if value != default}
+    unexplained = {p: v for p, v in deviating.items()
+                   if not any(fnmatch.fnmatch(p, d) for d in DELIBERATE)}
+    assert not unexplained, f"config.yaml differs from the schema's defaults: {unexplained}"
+    unused = [d for d in DELIBERATE if not any(fnmatch.fnmatch(p, d) for p in deviating)]
+    assert not unused, f"listed as deliberate but equal to the default: {unused}"
+
+
+def test_settings_dataclasses_take_the_schemas_defaults_and_keys():
+    """The settings a job builds carry the schema's defaults (they are taken from it), and
+    each kind of model takes exactly the keys the schema gives that kind."""
+    from dataclasses import MISSING, fields
+
+    from podium.data.ingest import CompetitionLayout, ExternalSource
+    from podium.data.neardup import NearDuplicateSettings
+    from podium.metrics import DEFAULT_MULTILABEL_RULE
+    from podium.preprocess.transforms import PreprocessSettings
+    from podium.schema import model_keys, schema_default
+    from podium.segment.fit import SegmentSettings
+    from podium.segment.rle import DEFAULT_FORMAT
+    from podium.train.fit import TrainSettings
+
+    for cls, section in ((TrainSettings, ("models",)), (SegmentSettings, ("models",)),
+                         (PreprocessSettings, ("preprocess",)),
+                         (NearDuplicateSettings, ("dedup",)),
+                         (CompetitionLayout, ("competition",)),
+                         (ExternalSource, ("competition", "external"))):
+        for field in fields(cls):
+            if field.default is not MISSING:
+                default = field.default
+            elif field.default_factory is not MISSING:
+                default = field.default_factory()
+            else:
+                continue
+            wanted = schema_default(*section, field.name)
+            assert default == (tuple(wanted) if isinstance(default, tuple) else wanted), (
+                cls.__name__, field.name)
+    assert {f.name for f in fields(TrainSettings)} == set(model_keys("classification"))
+    segment = {"backbone" if f.name == "encoder" else f.name for f in fields(SegmentSettings)}
+    assert segment == set(model_keys("segmentation"))
+    assert schema_default("competition", "rle_format") == DEFAULT_FORMAT
+    assert schema_default("competition", "multilabel_rule") == DEFAULT_MULTILABEL_RULE
 
 
 def _requirement_names(requirements: list[str]) -> dict[str, str]:

@@ -14,21 +14,17 @@ import yaml
 from conftest import REPO, Workflow
 
 from podium import cli, configcheck
-from podium.configcheck import (
-    check_config,
-    check_names,
-    load_config_file,
-    load_configs,
-    validate_config,
-)
+from podium.configcheck import check_config, check_names, validate_config
+from podium.configfiles import load_config_file, load_configs, merge_configs
 from podium.errors import PodiumInputError
+from podium.schema import prune_model_keys
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 SHAPES = REPO / "workflow/demos/shapes.yaml"
 
 
 def config_with(update: dict, base: dict | None = None) -> dict:
-    return configcheck.merge_configs(copy.deepcopy(base or DEFAULT), copy.deepcopy(update))
+    return merge_configs(copy.deepcopy(base or DEFAULT), copy.deepcopy(update))
 
 
 def refused(config: dict, files: list[Path] = ()) -> str:
@@ -39,7 +35,8 @@ def refused(config: dict, files: list[Path] = ()) -> str:
 
 
 def shapes_config(update: dict | None = None) -> dict:
-    config = config_with(yaml.safe_load(SHAPES.read_text()))
+    """The segmentation demo as the Snakefile layers it over config.yaml."""
+    config, _ = load_configs([SHAPES])
     return config_with(update or {}, config)
 
 
@@ -121,8 +118,7 @@ def test_bad_ensemble_and_postprocess_names_are_refused():
 ])
 def test_bad_segmentation_names_are_refused(update, expected):
     config = shapes_config()
-    model = next(n for n, e in config["models"].items() if e.get("arch"))
-    config["models"] = {"unet_resnet18d": {**config["models"][model], **update}}
+    config["models"] = {"unet_resnet18d": {**config["models"]["unet"], **update}}
     message = refused(config)
     for text in expected:
         assert text in message, message
@@ -147,7 +143,8 @@ def test_plain_combination_checks():
     ("multiclass", "f1_samples", "accuracy"),
 ])
 def test_a_metric_that_does_not_fit_the_task_is_refused_at_config_check(task, metric, fitting):
-    message = refused(config_with({"competition": {"task": task, "metric": metric}}))
+    base = shapes_config() if task == "segmentation" else DEFAULT
+    message = refused(config_with({"competition": {"task": task, "metric": metric}}, base))
     assert f"competition.metric: {metric!r} does not score {task}" in message
     assert fitting in message
 
@@ -264,6 +261,59 @@ def test_schema_errors_are_one_line_each(update, expected):
     assert "Failed validating" not in message and "On instance" not in message
 
 
+def test_a_model_key_of_the_other_kind_is_refused_with_file_and_line(tmp_path):
+    """Each model's keys by the competition's task: a segmentation key on a classification
+    model and a classification key on a segmentation model are refused by key path (not
+    dropped), whatever their value; a segmentation model needs an arch."""
+    own = tmp_path / "my.yaml"
+    own.write_text("models:\n  resnet:\n    backbone: resnet10t\n    crop: 16\n"
+                   "    arch: unett\n")
+    config, files = load_configs([own])
+    message = refused(config, files)
+    assert "2 problem(s)" in message, message  # arch's bad value is not reported again
+    assert (f"{own} line 4: config key models.resnet.crop: applies to segmentation models "
+            "only (competition.task is multiclass)") in message
+    assert f"{own} line 5: config key models.resnet.arch: applies to segmentation" in message
+
+    seg = tmp_path / "seg.yaml"
+    seg.write_text("models:\n  unet:\n    pooling: gem\n    drop_rate: 0.2\n"
+                   "  plain:\n    backbone: resnet10t\n")
+    config, files = load_configs([SHAPES, seg])
+    message = refused(config, files)
+    assert "3 problem(s)" in message, message
+    assert (f"{seg} line 3: config key models.unet.pooling: does not apply to segmentation "
+            "models (competition.task is segmentation)") in message
+    assert f"{seg} line 4: config key models.unet.drop_rate: does not apply" in message
+    assert f"{seg} line 5: config key models.plain.arch: missing" in message
+    # a misspelt task is what is reported, not every model key
+    message = refused(shapes_config({"competition": {"task": "segmentaton"}}))
+    assert "Did you mean segmentation" in message and "models." not in message, message
+
+
+def test_each_validated_model_holds_its_own_kinds_keys():
+    """The defaults of the other kind are not filled in (params hold what the job uses)."""
+    from podium.schema import model_keys
+
+    default = validate_config(copy.deepcopy(DEFAULT))
+    assert set(default["models"]["resnet10t"]) == set(model_keys("classification"))
+    assert "arch" not in default["models"]["regnetx_002"]
+    shapes = validate_config(shapes_config())
+    assert set(shapes["models"]["unet"]) == set(model_keys("segmentation"))
+
+
+def test_a_collection_a_user_file_lists_is_not_located_in_config_yaml(tmp_path):
+    """A key of a replaced collection lives in the user's file or nowhere, never in
+    config.yaml's entry of the same name; other keys are still found in config.yaml."""
+    own = tmp_path / "my.yaml"
+    own.write_text("models:\n  resnet10t:\n    backbone: resnet10t\n")
+    locate = configcheck._Locator([REPO / "config.yaml", own])
+    assert locate.line(["models", "resnet10t", "backbone"]) == f"{own} line 3: "
+    assert locate.line(["models", "resnet10t", "lr"]) == ""
+    assert locate.line(["folds", "n_folds"]).startswith(f"{REPO / 'config.yaml'} line ")
+    alone = configcheck._Locator([REPO / "config.yaml"])
+    assert alone.line(["models", "resnet10t", "lr"]).startswith(f"{REPO / 'config.yaml'} line")
+
+
 def test_missing_required_key_is_named():
     config = copy.deepcopy(DEFAULT)
     del config["models"]["resnet10t"]["backbone"]
@@ -278,7 +328,7 @@ def test_defaults_are_filled_as_snakemake_validate_fills_them(extra):
     config, _ = load_configs([REPO / "workflow/demos" / f for f in extra])
     theirs = copy.deepcopy(config)
     validate(theirs, str(configcheck.SCHEMA_PATH))
-    assert validate_config(config) == theirs
+    assert validate_config(config) == prune_model_keys(theirs)  # each model's own keys
 
 
 # ----------------------------------------------------------------------- YAML files

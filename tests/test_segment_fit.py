@@ -28,7 +28,9 @@ from podium.segment.models import build_segmenter
 from podium.train.runtime import Runtime
 
 N, SIZE = 24, 32
-FAST = {"epochs": 3, "batch_size": 2, "lr": 3e-3, "warmup_epochs": 0.0}
+MODEL = {"arch": "unet", "encoder": "resnet10t"}
+FAST = {**MODEL, "epochs": 3, "batch_size": 2, "lr": 3e-3, "warmup_epochs": 0.0,
+        "weight_decay": 1e-4}
 
 
 def _inputs(root: Path) -> dict[str, Path]:
@@ -130,15 +132,17 @@ def test_model_pt_predicts_the_test_images_as_the_training_job_did(inputs, tmp_p
     model, _ = load_segment_model(tmp_path / "a/model.pt", runtime, "unet")
     array = np.load(inputs["train.npy"], mmap_mode="r")
     rows = oof_index["row"].to_numpy()
-    direct = predict_probabilities(model, array, rows, runtime, SegmentSettings(tta=["d4"]), 5)
+    direct = predict_probabilities(model, array, rows, runtime,
+                                   SegmentSettings(**MODEL, tta=["d4"]), 5)
     assert direct.dtype == np.float32 and np.allclose(direct, oof.astype(np.float32), atol=2e-3)
     # tiles no smaller than the image are the plain forward pass
-    whole = predict_probabilities(model, array, rows, runtime, SegmentSettings(tile=32), 8)
-    plain = predict_probabilities(model, array, rows, runtime, SegmentSettings(), 8)
+    whole = predict_probabilities(model, array, rows, runtime, SegmentSettings(**MODEL, tile=32), 8)
+    plain = predict_probabilities(model, array, rows, runtime, SegmentSettings(**MODEL), 8)
     assert np.array_equal(whole, plain)
     masks = np.load(inputs["masks.npy"])[rows]
     untrained = runtime.model(build_segmenter("unet", "resnet10t", 1, 1))
-    baseline = predict_probabilities(untrained, array, rows, runtime, SegmentSettings(), 8)
+    baseline = predict_probabilities(untrained, array, rows, runtime, SegmentSettings(**MODEL),
+                                     8)
     assert mean_dice(plain[:, 0] > 0.5, masks) > mean_dice(baseline[:, 0] > 0.5, masks) + 0.2
 
 
@@ -178,13 +182,21 @@ def test_nan_loss_stops_the_fold_naming_the_epoch_and_batch(inputs, tmp_path):
 
 
 def test_unknown_and_bad_settings_name_their_config_key(inputs, tmp_path):
-    with pytest.raises(PodiumInputError, match=r"models\.seg\.encodr.*Did you mean encoder"):
-        SegmentSettings.from_config({"encodr": "resnet18"}, name="seg")
-    assert SegmentSettings.from_config({"tta": ["d4"], "crop": 16}).crop == 16
+    entry = {"arch": "unet", "backbone": "resnet10t"}  # as the config spells it
+    with pytest.raises(PodiumInputError,
+                       match=r"models\.seg\.backbon: not a setting.*Did you mean backbone"):
+        SegmentSettings.from_config({**entry, "backbon": "resnet18"}, name="seg")
+    with pytest.raises(PodiumInputError,
+                       match=r"models\.seg\.pooling: does not apply to segmentation models"):
+        SegmentSettings.from_config({**entry, "pooling": "avg"}, name="seg")
+    with pytest.raises(PodiumInputError, match=r"models\.seg\.arch: missing"):
+        SegmentSettings.from_config({"backbone": "resnet10t"}, name="seg")
+    settings = SegmentSettings.from_config({**entry, "tta": ["d4"], "crop": 16})
+    assert settings.crop == 16 and settings.encoder == "resnet10t"
     with pytest.raises(PodiumInputError, match=r"models\.seg\.tta.*hflip"):
-        SegmentSettings.from_config({"tta": ["hflp"]}, name="seg")
+        SegmentSettings.from_config({**entry, "tta": ["hflp"]}, name="seg")
     with pytest.raises(PodiumInputError, match=r"models\.seg\.tile"):
-        SegmentSettings.from_config({"tile": 0}, name="seg")
+        SegmentSettings.from_config({**entry, "tile": 0}, name="seg")
     with pytest.raises(PodiumInputError, match=r"models\.unet\.crop: 64 is larger"):
         _run(inputs, tmp_path / "a", crop=64)
 

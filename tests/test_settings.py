@@ -8,8 +8,9 @@ import pytest
 import yaml
 from conftest import REPO, respelled_yaml, reversed_keys
 from snakemake.common.configfile import load_configfile
-from snakemake.utils import update_config, validate
 
+from podium.configcheck import validate_config
+from podium.configfiles import layer_configs
 from podium.settings import canonical, canonicalise
 
 SCHEMA_PATH = REPO / "workflow/schemas/config.schema.yaml"
@@ -106,23 +107,24 @@ def test_canonicalise_replaces_in_place():
 
 
 def _as_the_snakefile_reads(texts: list[str], tmp_path) -> dict:
-    """Config files merged, canonicalised, validated (defaults) and canonicalised, as the
-    Snakefile does."""
+    """Config files layered (the first is config.yaml), canonicalised, validated (defaults)
+    and canonicalised, as the Snakefile does."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    config: dict = {}
+    loaded = []
     for i, text in enumerate(texts):
         path = tmp_path / f"c{i}.yaml"
         path.write_text(text)
-        update_config(config, load_configfile(str(path)))
+        loaded.append(load_configfile(str(path)))
+    config = layer_configs(loaded[:1], loaded[1:])
     canonicalise(config, SCHEMA)
-    validate(config, str(SCHEMA_PATH))
+    validate_config(config, SCHEMA)
     canonicalise(config, SCHEMA)
     return config
 
 
 @pytest.mark.parametrize("demo", [None, "workflow/demos/shapes.yaml"])
 def test_the_shipped_configs_reordered_and_respelled_read_the_same(demo, tmp_path):
-    """The default config, and the segmentation demo merged over it: every mapping's keys
+    """The default config, and the segmentation demo layered over it: every mapping's keys
     reversed and every number respelled (0.003 as 3e-3, 2.0 as 2, 15 epochs as 15.0) give the
     same config, repr for repr."""
     files = [REPO / "config.yaml"] + ([REPO / demo] if demo else [])

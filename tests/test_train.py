@@ -367,10 +367,15 @@ def test_loader_workers_draw_different_augmentations():
     assert torch.equal(a, b), "the check has teeth: without reseeding the workers agree"
 
 
-def test_settings_drop_the_schemas_null_segmentation_keys():
-    """The schema fills arch, crop and tile (segmentation only) with null for every model."""
-    settings = TrainSettings.from_config({"backbone": "resnet10t", "arch": None, "crop": None,
-                                          "tile": None, "epochs": 3})
+def test_settings_refuse_segmentation_and_unknown_keys_by_name():
+    """A key of a segmentation model (arch, crop, tile) is refused, not dropped; the rest
+    take the schema's defaults."""
+    settings = TrainSettings.from_config({"backbone": "resnet10t", "epochs": 3})
     assert settings.backbone == "resnet10t" and settings.epochs == 3
-    with pytest.raises(TypeError, match="arch"):
-        TrainSettings.from_config({"backbone": "resnet10t", "arch": "unet"})
+    assert settings == TrainSettings(backbone="resnet10t", epochs=3)
+    with pytest.raises(PodiumInputError, match=r"models\.m\.crop: applies to segmentation "
+                                               r"models only.*models\.m\.arch"):
+        TrainSettings.from_config({"backbone": "resnet10t", "crop": None, "arch": "unet"},
+                                  name="m")
+    with pytest.raises(PodiumInputError, match=r"models\.m\.poolin: not a setting.*pooling"):
+        TrainSettings.from_config({"backbone": "resnet10t", "poolin": "avg"}, name="m")

@@ -83,7 +83,7 @@ def test_a_plotting_change_reruns_only_the_plots(shapes_run):
 
 
 def test_the_demo_reordered_and_respelled_reruns_nothing(shapes_run):
-    """Params compare by content in the demo too (shapes.yaml merged over config.yaml): both
+    """Params compare by content in the demo too (shapes.yaml layered over config.yaml): both
     files with every mapping's keys reversed and their numbers respelled plan nothing, and
     every recorded param has sorted keys."""
     files = [shapes_run.root / "config.yaml", shapes_run.root / "workflow/demos/shapes.yaml"]
@@ -102,8 +102,10 @@ def test_the_demo_reordered_and_respelled_reruns_nothing(shapes_run):
 
 @pytest.mark.parametrize(("override", "message"), [
     ({"preprocess": {"resize": "pad"}}, "preprocess.resize: segmentation needs stretch"),
-    ({"models": {"unet": {"arch": None}, "fpn": {"arch": None}}},
-     "no model fits a segmentation competition"),
+    ({"models": {"unet": {"arch": None}}},
+     "models.unet.arch: missing; a segmentation model names its decoder"),
+    ({"models": {"fpn": {"pooling": "gem"}}},
+     "models.fpn.pooling: does not apply to segmentation models"),
     ({"competition": {"rle_format": "siim_acr"}},
      "competition.rle_format: 'siim_acr' is not one of kaggle, siim. Did you mean siim?"),
     ({"competition": {"rle_format": "siim", "mask_order": "C"}},
@@ -122,9 +124,8 @@ def test_settings_segmentation_cannot_use_are_refused_before_anything_runs(workf
 
 SMALL = {"results": "results-small", "competition": {"embedded_max_images": 80},
          "folds": {"n_folds": 2},
-         # small batches for enough steps; fpn without an arch sits these runs out
-         "models": {"unet": {"epochs": 12, "patience": 12, "batch_size": 4},
-                    "fpn": {"arch": None}}}
+         # small batches for enough steps; null drops the demo's fpn from these runs
+         "models": {"unet": {"epochs": 12, "patience": 12, "batch_size": 4}, "fpn": None}}
 
 
 def _small_run(tmp_path, *demos: str, extra: dict | None = None):

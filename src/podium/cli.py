@@ -54,7 +54,8 @@ def _thin_classes(manifest, task_path: Path, n_folds: int) -> str | None:
 def _check(args: argparse.Namespace) -> int:
     """Validate the config (schema and every registry name) and the competition folder as
     ingest would, without running anything else."""
-    from podium.configcheck import SCHEMA_PATH, check_names, load_configs, validate_config
+    from podium.configcheck import SCHEMA_PATH, check_names, validate_config
+    from podium.configfiles import load_configs
     from podium.data.ingest import CompetitionLayout, ingest_competition
 
     paths = args.config if args.config is not None else (
@@ -109,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     """Run the workflow that ships with this podium, passing the rest to snakemake; config
     files are read first, so a YAML tag or a YAML error is named by file and line
     (Snakemake alone would say only "not valid JSON or YAML")."""
-    from podium.configcheck import load_config_file
+    from podium.configfiles import load_config_file
 
     for path in _config_files(args.snakemake_args):
         load_config_file(path)
@@ -133,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a competition folder")
     check.add_argument("dir", nargs="?", help="competition folder (default: config's dir)")
     check.add_argument("--config", nargs="+", default=None, metavar="FILE",
-                       help="config files merged over the workflow's config.yaml in order, as "
-                            "snakemake --configfile does (default: ./config.yaml if present)")
+                       help="config files layered over the workflow's config.yaml in order, as "
+                            "snakemake --configfile layers them: the models, blends, stackers "
+                            "and post-processors they list replace config.yaml's (default: "
+                            "./config.yaml if present)")
     check.add_argument("--threads", type=int, default=2)
     check.set_defaults(func=_check)
 

@@ -3,11 +3,13 @@ fails at once) and by ``podium check``, never when a training job starts.
 
 Three layers, each naming the config file, line and key at fault and what to do:
 
-* :func:`load_config_file` reads a config as plain YAML (a tag such as ``!!python/object``
-  is refused with its file and line);
+* :func:`podium.configfiles.load_config_file` reads a config as plain YAML (a tag such as
+  ``!!python/object`` is refused with its file and line);
 * :func:`validate_config` checks the schema and fills its defaults, as
   ``snakemake.utils.validate`` does, but reports every problem as a key path, the value, what
-  was expected and the nearest valid key or value instead of jsonschema's schema dump;
+  was expected and the nearest valid key or value instead of jsonschema's schema dump; it
+  also refuses a model key that does not apply to the competition's kind of model
+  (:mod:`podium.schema`) and prunes the other kind's defaults;
 * :func:`check_names` looks every registry name the config holds (timm backbones, losses,
   samplers, poolings, TTA views, albumentations transforms, blends, post-processors,
   segmentation losses and TTA, the CSV encoding) up with the registries' own functions.
@@ -24,7 +26,6 @@ import codecs
 import copy
 import hashlib
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -32,104 +33,24 @@ from typing import Any
 
 import yaml
 
+from podium.configfiles import COLLECTIONS, snakemake_config_files
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import check_metric_for_task
+from podium.schema import SCHEMA_PATH, load_schema, model_key_problems, prune_model_keys
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
 MAX_REPORTED = 20
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_TAG = re.compile(r"tag '([^']*)'")
 SEGMENTATION_POSTS = ("masks", "instances")
-
-
-# ------------------------------------------------------------------------------- loading
-
-
-def _short_tag(tag: str) -> str:
-    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:") else tag
-
-
-def load_config_file(path: str | Path) -> dict:
-    """A config file as a dict; YAML tags (``!!python/object:...``, ``!custom``) and bad
-    YAML are refused naming the file, line and column."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PodiumInputError(f"{path}: config file not found.") from None
-    except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise PodiumInputError(f"{path} line {line}: not UTF-8 text (byte offset {err.start}); "
-                               "save the config as UTF-8.") from None
-    try:
-        data = yaml.load(text, Loader=_LOADER)
-    except yaml.constructor.ConstructorError as err:
-        mark = err.problem_mark
-        where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-        found = _TAG.search(str(err.problem))
-        tag = _short_tag(found.group(1)) if found else "?"
-        raise PodiumInputError(
-            f"{where}: YAML tag {tag} is not allowed in a podium config; configs are plain "
-            "YAML (mappings, lists, strings, numbers, true/false, null): remove the tag and "
-            "write the value itself."
-        ) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err)
-        raise PodiumInputError(
-            f"{where}: not valid YAML ({problem}); indent with spaces, not tabs, and quote "
-            "values that hold ': ' or start with a special character."
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise PodiumInputError(f"{path}: a config is a mapping of keys at the top level, not "
-                               f"a {type(data).__name__}.")
-    return data
-
-
-def merge_configs(base: dict, update: dict) -> dict:
-    """``update`` merged into ``base`` in place, mappings key by key, as Snakemake merges
-    ``--configfile`` over the workflow's ``configfile:``."""
-    for key, value in update.items():
-        if isinstance(value, dict):
-            below = base.get(key)
-            base[key] = merge_configs(below if isinstance(below, dict) else {}, value)
-        else:
-            base[key] = value
-    return base
-
-
-def load_configs(paths: Sequence[str | Path], default: str | Path | None = DEFAULT_CONFIG
-                 ) -> tuple[dict, list[Path]]:
-    """The config that ``snakemake --configfile paths...`` runs: the workflow's default
-    config with each file merged over it in order; and the files, lowest precedence first."""
-    files = [Path(p) for p in paths]
-    if default is not None and Path(default).is_file():
-        default = Path(default)
-        files = [default, *(f for f in files if f.resolve() != default.resolve())]
-    config: dict = {}
-    for path in files:
-        merge_configs(config, load_config_file(path))
-    return config, files
-
-
-def snakemake_config_files(workflow: Any) -> list[Path]:
-    """The config files Snakemake read, lowest precedence first (the Snakefile's
-    ``configfile:``, then ``--configfile``), to say which file and line holds a bad key."""
-    given = [str(f) for f in workflow.overwrite_configfiles or ()]
-    own = [str(f) for f in workflow.configfiles if str(f) not in given]
-    return [Path(f) for f in (*own, *given)]
 
 
 # ------------------------------------------------------------------------------ location
 
 
 class _Locator:
-    """File and line of a key path in the config files (the last file that holds it wins,
-    as in the merge)."""
+    """File and line of a key path in the config files, lowest precedence first, the first
+    being the workflow's config.yaml (the last file that holds a key wins, as in the merge; a
+    collection that a later file lists is not looked for in config.yaml, which it replaces:
+    :mod:`podium.configfiles`)."""
 
     def __init__(self, files: Iterable[str | Path] = ()) -> None:
         self.files = [Path(f) for f in files]
@@ -146,15 +67,24 @@ class _Locator:
 
     def line(self, keys: Sequence[str | int]) -> str:
         """``"my.yaml line 12: "`` for the key path, or ``""`` where no file holds it."""
-        for path in reversed(self.files):
-            node, line = self._root(path), None
-            for key in keys:
-                node, line = _child(node, key)
-                if node is None:
-                    break
-            if node is not None and line is not None:
+        files = self.files
+        collection = next((c for c in COLLECTIONS if tuple(keys[:len(c)]) == c), None)
+        if collection and any(self._find(f, collection) is not None for f in files[1:]):
+            files = files[1:]
+        for path in reversed(files):
+            line = self._find(path, keys)
+            if line is not None:
                 return f"{path} line {line}: "
         return ""
+
+    def _find(self, path: Path, keys: Sequence[str | int]) -> int | None:
+        """The line of the key path in one file, or None."""
+        node, line = self._root(path), None
+        for key in keys:
+            node, line = _child(node, key)
+            if node is None:
+                return None
+        return line
 
 
 def _child(node: Any, key: str | int) -> tuple[Any, int | None]:
@@ -183,10 +113,6 @@ def _problems(items: list[str], what: str) -> PodiumInputError:
 
 
 # -------------------------------------------------------------------------------- schema
-
-
-def load_schema(schema: str | Path = SCHEMA_PATH) -> dict:
-    return yaml.load(Path(schema).read_text(encoding="utf-8"), Loader=_LOADER)
 
 
 def _default_filling_validator(schema: dict) -> Any:
@@ -318,29 +244,42 @@ def validate_config(config: dict, schema: str | Path | dict = SCHEMA_PATH,
                     files: Iterable[str | Path] = ()) -> dict:
     """Check ``config`` against the schema and fill in its defaults (in place, as
     ``snakemake.utils.validate`` does); every problem at once, each by file, line and key
-    path, with the value, what was expected and the nearest valid key or value."""
+    path, with the value, what was expected and the nearest valid key or value. A model key
+    of the other kind of model (podium.schema) is refused too, and once the config is valid
+    each model keeps only its own kind's keys."""
     schema = schema if isinstance(schema, dict) else load_schema(schema)
-    errors = list(_default_filling_validator(schema).iter_errors(config))
-    if not errors:
-        return config
     locate = _Locator(files)
-    problems: list[str] = []
+    misplaced = _misplaced_model_keys(config, schema)
+    problems = [(locate.line(keys) or locate.line(keys[:-1])) + message  # a missing arch
+                for keys, message in misplaced]
+    errors = _default_filling_validator(schema).iter_errors(config)
     for error in sorted(errors, key=lambda e: [str(k) for k in e.absolute_path]):
+        if any(list(error.absolute_path)[:len(keys)] == keys for keys, _ in misplaced):
+            continue  # that key is refused already, whatever its value
         for line in _describe(error, schema, locate):
             if line not in problems:
                 problems.append(line)
-    raise _problems(problems, "config does not fit workflow/schemas/config.schema.yaml")
+    if problems:
+        raise _problems(problems, "config does not fit workflow/schemas/config.schema.yaml")
+    return prune_model_keys(config)
+
+
+def _misplaced_model_keys(config: dict, schema: dict) -> list[tuple[list, str]]:
+    """``(key path, message)`` for each model key of the other kind of model than the
+    competition trains, and each segmentation model without an arch; checked before the
+    defaults are filled, so that only keys the user wrote count."""
+    tasks = schema["properties"]["competition"]["properties"]["task"]
+    competition = config.get("competition")
+    task = (competition if isinstance(competition, dict) else {}).get("task", tasks["default"])
+    models = config.get("models")
+    if task not in tasks["enum"] or not isinstance(models, dict):
+        return []  # the schema reports those
+    return [(["models", name, key], message)
+            for name, entry in models.items() if isinstance(entry, dict)
+            for key, message in model_key_problems(entry, name, task)]
 
 
 # ------------------------------------------------------------------------- name checks
-
-
-def _active_models(config: dict) -> list[tuple[str, dict]]:
-    """The models the workflow trains: those with an arch in segmentation, the rest
-    otherwise (a merged demo config holds both kinds)."""
-    segmentation = config["competition"]["task"] == "segmentation"
-    return [(name, entry) for name, entry in sorted(config["models"].items())
-            if (entry.get("arch") is not None) == segmentation]
 
 
 def name_plan(config: dict) -> list[tuple[str, list, Any]]:
@@ -349,21 +288,20 @@ def name_plan(config: dict) -> list[tuple[str, list, Any]]:
     task = competition["task"]
     segmentation = task == "segmentation"
     plan: list[tuple[str, list, Any]] = []
-    for name, entry in _active_models(config):
+    for name, entry in sorted(config["models"].items()):
         key = ["models", name]
         plan.append(("encoder" if segmentation else "backbone", [*key, "backbone"],
                      entry["backbone"]))
         if entry.get("augment"):
             plan.append(("augment", [*key, "augment"], entry["augment"]))
         if segmentation:
-            plan.append(("segment_loss", [*key, "loss"], entry.get("loss")))
-            plan.append(("segment_tta", [*key, "tta"], entry.get("tta", ["identity"])))
+            plan.append(("segment_loss", [*key, "loss"], entry["loss"]))
+            plan.append(("segment_tta", [*key, "tta"], entry["tta"]))
             continue
-        plan.append(("pooling", [*key, "pooling"], entry.get("pooling", "avg")))
-        plan.append(("loss", [*key, "loss"], [entry.get("loss"), task]))
-        plan.append(("sampler", [*key, "sampler"], entry.get("sampler")))
-        plan.append(("tta", [*key, "tta"], [entry.get("tta", ["identity"]),
-                                            entry.get("tta_scales", [1.0])]))
+        plan.append(("pooling", [*key, "pooling"], entry["pooling"]))
+        plan.append(("loss", [*key, "loss"], [entry["loss"], task]))
+        plan.append(("sampler", [*key, "sampler"], entry["sampler"]))
+        plan.append(("tta", [*key, "tta"], [entry["tta"], entry["tta_scales"]]))
     if not segmentation:
         for name, blend in sorted(config["ensemble"]["blends"].items()):
             plan.append(("blend", ["ensemble", "blends", name],
@@ -428,7 +366,7 @@ def _run_check(kind: str, key: str, value: Any) -> None:
 def _plain_checks(config: dict) -> list[tuple[list, str]]:
     """Checks that need no registry import: ``(key path, problem)``."""
     found: list[tuple[list, str]] = []
-    encoding = config["competition"].get("encoding", "utf-8")
+    encoding = config["competition"]["encoding"]
     try:
         codecs.lookup(encoding)
     except LookupError:
@@ -443,7 +381,7 @@ def _plain_checks(config: dict) -> list[tuple[list, str]]:
         found.append((["competition", "metric"], str(err)))
     weighted = config.get("adversarial", {}).get("weight_training")
     size = config["preprocess"]["size"]
-    for name, entry in _active_models(config):
+    for name, entry in sorted(config["models"].items()):
         sampler = entry.get("sampler")
         sampler = sampler.get("name") if isinstance(sampler, dict) else sampler
         if weighted and sampler not in (None, "random"):

@@ -49,23 +49,10 @@ if SEGMENTATION:
     from podium.segment.rle import get_format
 
     get_format(COMPETITION["rle_format"], COMPETITION["mask_order"])
-# A model with an `arch` is a segmentation model: it trains only in segmentation competitions
-# and the others only in the rest; blends and post-processors apply by method likewise, so
-# one config can hold both kinds (workflow/demos/shapes.yaml is merged over config.yaml).
-ROUND1 = sorted(
-    m
-    for m, e in config["models"].items()
-    if (e.get("arch") is not None) == SEGMENTATION
-)
-if not ROUND1:
-    raise ValueError(
-        f"config key models: no model fits a {COMPETITION['task']} competition; "
-        + (
-            "segmentation models name an arch (unet, fpn, ...) and a backbone."
-            if SEGMENTATION
-            else "models with an arch are segmentation models."
-        )
-    )
+# Every model is of the competition's kind (the config check refuses a key of the other kind
+# and a segmentation model without an arch). Blends and post-processors apply by method: a
+# segmentation competition blends by mean, post-processes masks and has no stackers.
+ROUND1 = sorted(config["models"])
 PSEUDO = config["pseudo_label"]
 PSEUDO_SUFFIX = "_pl"
 # Round-2 models: the round-1 models retrained with confident pseudo-labelled test images.
@@ -187,8 +174,7 @@ def competition_inputs(side):
     if side == "test":
         return [str(root / COMPETITION[k]) for k in ("train_csv", "sample_submission")]
     external = [
-        str(Path(e["dir"]) / e.get("train_csv", "train.csv"))
-        for e in COMPETITION.get("external") or []
+        str(Path(e["dir"]) / e["train_csv"]) for e in COMPETITION.get("external") or []
     ]
     return [str(root / COMPETITION["train_csv"]), *external]
 
@@ -253,42 +239,6 @@ def all_entries():
         + [(b, "ensemble") for b in BLENDS]
         + [(s, "ensemble") for s in STACKERS]
         + [(f"{entry}+{post}", "postprocess") for entry, post in POST_PAIRS]
-    )
-
-
-SEGMENT_KEYS = (
-    "arch",
-    "pretrained",
-    "epochs",
-    "batch_size",
-    "patience",
-    "optimizer",
-    "lr",
-    "weight_decay",
-    "backbone_lr_mult",
-    "schedule",
-    "warmup_epochs",
-    "loss",
-    "augment",
-    "crop",
-    "tile",
-    "tta",
-    "precision",
-    "channels_last",
-    "seed",
-)
-
-
-def segment_settings(name):
-    """A segmentation model's settings: its keys that segmentation uses, the backbone as the
-    encoder (classification-only keys such as pooling are not passed on); keys sorted, as
-    in every param (podium.settings)."""
-    entry = config["models"][name]
-    return canonical(
-        {
-            **{k: entry[k] for k in SEGMENT_KEYS if k in entry},
-            "encoder": entry["backbone"],
-        }
     )
 
 

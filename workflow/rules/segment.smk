@@ -103,7 +103,7 @@ rule train_segmenter:
     resources:
         gpu=1,
     params:
-        settings=lambda wildcards: segment_settings(wildcards.model),
+        settings=lambda wildcards: model_settings(wildcards.model),
         resume_dir=lambda wildcards: res(
             f"resume/{wildcards.model}/fold{wildcards.fold}"
         ),
@@ -130,7 +130,7 @@ rule predict_segmenter_test:
     resources:
         gpu=1,
     params:
-        settings=lambda wildcards: segment_settings(wildcards.model),
+        settings=lambda wildcards: model_settings(wildcards.model),
         code=code("predict_segmenter.py"),
     script:
         "../scripts/predict_segmenter.py"

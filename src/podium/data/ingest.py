@@ -25,7 +25,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from podium.errors import PodiumInputError
-from podium.metrics import DEFAULT_MULTILABEL_RULE, check_metric_for_task, check_multilabel_rule
+from podium.metrics import check_metric_for_task, check_multilabel_rule
+from podium.schema import schema_field
 from podium.segment.classes import (
     BINARY_CLASSES,
     ClassRows,
@@ -36,7 +37,6 @@ from podium.segment.classes import (
     join_rles,
 )
 from podium.segment.rle import (
-    DEFAULT_FORMAT,
     ORDERS,
     decodes_as,
     get_format,
@@ -70,36 +70,40 @@ class ExternalSource:
 
     name: str
     dir: Path
-    train_csv: str = "train.csv"
-    train_images: str = "train/{id}.png"
-    image_column: str | None = None
-    id_column: str | None = None
-    target: str | None = None
-    validate: bool = False
-    encoding: str | None = None  # its CSV's text encoding; None: competition.encoding
+    train_csv: str = schema_field("competition", "external", "train_csv")
+    train_images: str = schema_field("competition", "external", "train_images")
+    image_column: str | None = schema_field("competition", "external", "image_column")
+    id_column: str | None = schema_field("competition", "external", "id_column")
+    target: str | None = schema_field("competition", "external", "target")
+    validate: bool = schema_field("competition", "external", "validate")
+    encoding: str | None = schema_field("competition", "external", "encoding")  # None: ours
 
 
 @dataclass(frozen=True)
 class CompetitionLayout:
-    """Where a competition keeps its files, as the config's ``competition`` section says."""
+    """Where a competition keeps its files, as the config's ``competition`` section says;
+    the defaults are the schema's."""
 
     root: Path
-    train_csv: str = "train.csv"
-    sample_submission: str = "sample_submission.csv"
-    train_images: str = "train/{id}.png"
-    image_column: str | None = None
-    group_column: str | None = None
+    train_csv: str = schema_field("competition", "train_csv")
+    sample_submission: str = schema_field("competition", "sample_submission")
+    train_images: str = schema_field("competition", "train_images")
+    image_column: str | None = schema_field("competition", "image_column")
+    group_column: str | None = schema_field("competition", "group_column")
     label_columns: tuple[str, ...] | None = None
-    bad_train_images: str = "error"
+    bad_train_images: str = schema_field("competition", "bad_train_images")
     external: tuple[ExternalSource, ...] = ()
-    mask_order: str = "F"
-    rle_format: str = DEFAULT_FORMAT  # segmentation: RLE format name (podium.segment.rle)
-    train_masks: str | None = None  # segmentation: mask image per train id, e.g. "masks/{id}.png"
-    class_column: str | None = None  # segmentation: CSV rows per (image, class), class column
-    class_separator: str | None = None  # ... or the class after the image id: "<id>_<class>"
-    instances: bool = False  # segmentation: a train.csv row per object (DSB 2018)
-    multilabel_rule: str = DEFAULT_MULTILABEL_RULE  # how multilabel sets are decided
-    encoding: str = "utf-8"  # text encoding of train.csv and sample_submission.csv
+    mask_order: str = schema_field("competition", "mask_order")
+    # segmentation: the RLE format (podium.segment.rle), mask images per train id
+    # ("masks/{id}.png"), rows per (image, class) named by a column or after the image id
+    # ("<id>_<class>"), a train.csv row per object (DSB 2018)
+    rle_format: str = schema_field("competition", "rle_format")
+    train_masks: str | None = schema_field("competition", "train_masks")
+    class_column: str | None = schema_field("competition", "class_column")
+    class_separator: str | None = schema_field("competition", "class_separator")
+    instances: bool = schema_field("competition", "instances")
+    multilabel_rule: str = schema_field("competition", "multilabel_rule")
+    encoding: str = schema_field("competition", "encoding")  # of train.csv, sample_submission
 
     @property
     def class_rows(self) -> ClassRows:
@@ -121,11 +125,11 @@ class CompetitionLayout:
             external=tuple(ExternalSource(**{**e, "dir": Path(e["dir"])})
                            for e in section.get("external") or ()),
         )
-    test_images: str = "test/{id}.png"
-    id_column: str = "id"
-    target: str = "label"
-    task: str = "multiclass"
-    metric: str = "accuracy"
+    test_images: str = schema_field("competition", "test_images")
+    id_column: str = schema_field("competition", "id_column")
+    target: str = schema_field("competition", "target")
+    task: str = schema_field("competition", "task")
+    metric: str = schema_field("competition", "metric")
     classes: tuple[str, ...] | None = None
 
 

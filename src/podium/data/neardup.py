@@ -25,6 +25,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from podium.schema import schema_field
+
 log = logging.getLogger(__name__)
 
 HASH_SIDE = 32
@@ -39,11 +41,11 @@ _SIGNATURE_CHUNK = 256
 
 @dataclass(frozen=True)
 class NearDuplicateSettings:
-    """The config's ``dedup`` thresholds."""
+    """The config's ``dedup`` thresholds (the schema's defaults)."""
 
-    max_hash_distance: int = 16
-    min_correlation: float = 0.9
-    flip_invariant: bool = False
+    max_hash_distance: int = schema_field("dedup", "max_hash_distance")
+    min_correlation: float = schema_field("dedup", "min_correlation")
+    flip_invariant: bool = schema_field("dedup", "flip_invariant")
 
 
 def _reduction(height: int, width: int) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 
 from podium.preprocess.decode import DTYPES, decode_image
 from podium.preprocess.dehaze import dehaze
+from podium.schema import schema_field
 
 CHANNELS = (1, 3, 4)
 RESIZE_MODES = ("stretch", "pad", "center_crop")
@@ -37,19 +38,22 @@ def _windows(value: object) -> tuple[tuple[float, float], ...] | None:
 
 @dataclass(frozen=True)
 class PreprocessSettings:
-    """The config's ``preprocess`` section; invalid values fail here, before any image."""
+    """The config's ``preprocess`` section (the schema's defaults); invalid values fail here,
+    before any image."""
 
-    size: int = 32
-    channels: int = 1  # 1, 3 or 4 (4 only from 4-channel sources: RGBA, RGBY stacks)
-    clahe: bool = True
-    clahe_clip_limit: float = 2.0
-    clahe_tile_grid: int = 4
-    clahe_mode: str = "lab"  # lab: on lightness; per_channel: every channel on its own
-    resize: str = "stretch"  # stretch, pad (letterbox with zeros) or center_crop
-    exif_orientation: bool = True  # turn JPEGs upright as their EXIF orientation says
-    dicom_windows: tuple[tuple[float, float], ...] | None = None  # (center, width) in HU
-    dehaze: bool = False  # dark channel prior haze removal, before CLAHE
-    dtype: str = "uint8"  # uint8 or uint16 packed arrays
+    size: int = schema_field("preprocess", "size")
+    channels: int = schema_field("preprocess", "channels")  # 4 only from RGBA, RGBY sources
+    clahe: bool = schema_field("preprocess", "clahe")
+    clahe_clip_limit: float = schema_field("preprocess", "clahe_clip_limit")
+    clahe_tile_grid: int = schema_field("preprocess", "clahe_tile_grid")
+    clahe_mode: str = schema_field("preprocess", "clahe_mode")  # lab or per_channel
+    resize: str = schema_field("preprocess", "resize")  # stretch, pad or center_crop
+    exif_orientation: bool = schema_field("preprocess", "exif_orientation")
+    # (center, width) windows in HU
+    dicom_windows: tuple[tuple[float, float], ...] | None = schema_field(
+        "preprocess", "dicom_windows")
+    dehaze: bool = schema_field("preprocess", "dehaze")  # dark channel prior, before CLAHE
+    dtype: str = schema_field("preprocess", "dtype")  # uint8 or uint16 packed arrays
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dicom_windows", _windows(self.dicom_windows))

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import get_metric
+from podium.schema import SEGMENTATION, model_key_problems, schema_field, unknown_model_keys
 from podium.segment.classes import MAX_CLASSES, unpack_bits
 from podium.segment.losses import build_segmentation_loss
 from podium.segment.metrics import MASK_THRESHOLD, pair_dice
@@ -62,39 +63,45 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SegmentSettings:
-    """One ``models:`` entry of a segmentation competition (see the schema for each key)."""
+    """One segmentation entry of the config's ``models`` section, its ``backbone`` as the
+    ``encoder``; every default is the schema's (see it for each key), the one source the
+    config check fills from."""
 
-    arch: str = "unet"
-    encoder: str = "resnet10t"
-    pretrained: bool = False
-    epochs: int = 15
-    batch_size: int = 16
-    patience: int = 5
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    backbone_lr_mult: float = 1.0
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    loss: str | dict | list | None = None
-    augment: dict | None = None  # albumentations serialised dict, applied to image and mask
-    crop: int | None = None  # train on random crop x crop patches (None: whole images)
-    tile: int | None = None  # predict with overlapping tile x tile tiles (None: whole images)
-    tta: list = field(default_factory=lambda: ["identity"])  # D4 view names, or "d4"/"flips"
-    precision: str = "auto"
-    channels_last: bool = True
-    seed: int = 0
+    arch: str
+    encoder: str
+    pretrained: bool = schema_field("models", "pretrained")
+    epochs: int = schema_field("models", "epochs")
+    batch_size: int = schema_field("models", "batch_size")
+    patience: int = schema_field("models", "patience")
+    optimizer: str = schema_field("models", "optimizer")
+    lr: float = schema_field("models", "lr")
+    weight_decay: float = schema_field("models", "weight_decay")
+    backbone_lr_mult: float = schema_field("models", "backbone_lr_mult")
+    schedule: str = schema_field("models", "schedule")
+    warmup_epochs: float = schema_field("models", "warmup_epochs")
+    loss: str | dict | list | None = schema_field("models", "loss")
+    augment: dict | None = schema_field("models", "augment")  # applied to image and mask
+    crop: int | None = schema_field("models", "crop")  # random crop x crop training patches
+    tile: int | None = schema_field("models", "tile")  # overlapping tile x tile prediction
+    tta: list = schema_field("models", "tta")  # D4 view names, or "d4"/"flips"
+    precision: str = schema_field("models", "precision")
+    channels_last: bool = schema_field("models", "channels_last")
+    seed: int = schema_field("models", "seed")
 
     @classmethod
     def from_config(cls, entry: dict[str, Any], name: str = "<name>") -> SegmentSettings:
-        """Settings from a config entry; a misspelt key fails here rather than being ignored."""
-        known = [f.name for f in fields(cls)]
-        for key in entry:
-            if key not in known:
-                raise PodiumInputError(
-                    f"config key models.{name}.{key}: not a setting of a segmentation model."
-                    f"{did_you_mean(str(key), known, cutoff=0.6)} Known: {', '.join(known)}.")
-        settings = cls(**entry)
+        """Settings from a config entry as the schema spells it (``backbone``, ``arch``); a
+        classification model's key, an unknown key or a missing arch is refused by name
+        rather than ignored."""
+        problems = unknown_model_keys(entry, name, SEGMENTATION) + [
+            message for _, message in model_key_problems(entry, name, SEGMENTATION)]
+        if "backbone" not in entry:
+            problems.append(f"config key models.{name}.backbone: missing; name a timm model "
+                            "as the encoder.")
+        if problems:
+            raise PodiumInputError(" ".join(problems))
+        values = dict(entry)
+        settings = cls(encoder=values.pop("backbone"), **values)
         settings.check(name)
         return settings
 

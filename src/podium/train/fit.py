@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,12 @@ from tqdm import tqdm
 
 from podium.errors import PodiumInputError
 from podium.metrics import Metric, auc_defined, get_metric, require_finite
+from podium.schema import (
+    CLASSIFICATION,
+    model_key_problems,
+    schema_field,
+    unknown_model_keys,
+)
 from podium.tables import write_csv, write_json, write_parquet
 from podium.task import TARGET_COLUMN, TaskSpec
 from podium.train.augment import build_augmentation
@@ -49,52 +55,53 @@ from podium.train.tta import TtaView, build_tta, check_merge
 log = logging.getLogger(__name__)
 
 
-SEGMENTATION_ONLY_KEYS = ("arch", "crop", "tile")
-
-
 @dataclass(frozen=True)
 class TrainSettings:
-    """One entry of the config's ``models`` section (see the schema for each key)."""
+    """One classification entry of the config's ``models`` section; every default is the
+    schema's (see it for each key), the one source the config check fills from."""
 
     backbone: str
-    pretrained: bool = False
-    pooling: str = "avg"
-    hidden: list[int] = field(default_factory=list)
-    drop_rate: float = 0.0
-    epochs: int = 15
-    batch_size: int = 64
-    patience: int = 5
-    optimizer: str = "adamw"
-    lr: float = 3e-3
-    weight_decay: float = 0.05
-    momentum: float = 0.9
-    backbone_lr_mult: float = 1.0
-    freeze_backbone_epochs: int = 0
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    plateau_patience: int = 2
-    plateau_factor: float = 0.5
-    cycle_epochs: float = 2.0
-    accumulate_steps: int = 1
-    clip_grad_norm: float | None = None
-    ema_decay: float | None = None
-    loss: str | dict | list | None = None
-    sampler: str | dict | None = None
-    augment: dict | None = None
-    augment_after_epochs: int = 0
-    tta: list = field(default_factory=lambda: ["identity"])
-    tta_scales: list[float] = field(default_factory=lambda: [1.0])
-    tta_merge: str = "mean"
-    precision: str = "auto"
-    channels_last: bool = True
-    seed: int = 0
+    pretrained: bool = schema_field("models", "pretrained")
+    pooling: str = schema_field("models", "pooling")
+    hidden: list[int] = schema_field("models", "hidden")
+    drop_rate: float = schema_field("models", "drop_rate")
+    epochs: int = schema_field("models", "epochs")
+    batch_size: int = schema_field("models", "batch_size")
+    patience: int = schema_field("models", "patience")
+    optimizer: str = schema_field("models", "optimizer")
+    lr: float = schema_field("models", "lr")
+    weight_decay: float = schema_field("models", "weight_decay")
+    momentum: float = schema_field("models", "momentum")
+    backbone_lr_mult: float = schema_field("models", "backbone_lr_mult")
+    freeze_backbone_epochs: int = schema_field("models", "freeze_backbone_epochs")
+    schedule: str = schema_field("models", "schedule")
+    warmup_epochs: float = schema_field("models", "warmup_epochs")
+    plateau_patience: int = schema_field("models", "plateau_patience")
+    plateau_factor: float = schema_field("models", "plateau_factor")
+    cycle_epochs: float = schema_field("models", "cycle_epochs")
+    accumulate_steps: int = schema_field("models", "accumulate_steps")
+    clip_grad_norm: float | None = schema_field("models", "clip_grad_norm")
+    ema_decay: float | None = schema_field("models", "ema_decay")
+    loss: str | dict | list | None = schema_field("models", "loss")
+    sampler: str | dict | None = schema_field("models", "sampler")
+    augment: dict | None = schema_field("models", "augment")
+    augment_after_epochs: int = schema_field("models", "augment_after_epochs")
+    tta: list = schema_field("models", "tta")
+    tta_scales: list[float] = schema_field("models", "tta_scales")
+    tta_merge: str = schema_field("models", "tta_merge")
+    precision: str = schema_field("models", "precision")
+    channels_last: bool = schema_field("models", "channels_last")
+    seed: int = schema_field("models", "seed")
 
     @classmethod
-    def from_config(cls, entry: dict[str, Any]) -> TrainSettings:
-        """The settings of a classification model; the schema's segmentation-only keys (null
-        for these models) are dropped."""
-        return cls(**{k: v for k, v in entry.items()
-                      if not (k in SEGMENTATION_ONLY_KEYS and v is None)})
+    def from_config(cls, entry: dict[str, Any], name: str = "<name>") -> TrainSettings:
+        """The settings of a classification model entry; a segmentation model's key or an
+        unknown key is refused by name rather than ignored."""
+        problems = unknown_model_keys(entry, name, CLASSIFICATION) + [
+            message for _, message in model_key_problems(entry, name)]
+        if problems:
+            raise PodiumInputError(" ".join(problems))
+        return cls(**entry)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,126 @@
+"""The config schema, podium's one source of defaults and of which model keys apply where.
+
+``workflow/schemas/config.schema.yaml`` holds every default. The Snakefile fills them into the
+config when it validates it, and the settings dataclasses take theirs from here
+(:func:`schema_field`) rather than restating them, so a default is written once and cannot
+drift (tests/test_config.py holds config.yaml's restated values to it as well).
+
+A model entry is a classification model (every task but segmentation; podium.train) or a
+segmentation model (podium.segment), as ``competition.task`` says. The schema marks the keys
+that apply to one kind only with ``x-model: classification`` or ``x-model: segmentation``
+(JSON Schema ignores such annotations); a key of the other kind is refused by name
+(:func:`model_key_problems`) rather than silently dropped, and the defaults of the other kind
+are pruned from each entry once they are filled (:func:`prune_model_keys`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from podium.errors import did_you_mean
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
+CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The schema as a fresh dict (callers may not share what a validator annotates)."""
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LOADER)
+
+
+@functools.cache
+def _schema() -> dict:
+    return load_schema()
+
+
+def _node(path: tuple[str, ...]) -> dict:
+    """The schema of a key path; a collection (``models``) or a list (``external``) stands
+    for any of its entries."""
+    node = _schema()
+    for key in path:
+        node = node["items"] if node.get("type") == "array" else node
+        if key not in (node.get("properties") or {}):
+            node = node["additionalProperties"]  # any entry of a collection
+        node = node["properties"][key]
+    return node
+
+
+def schema_default(*path: str) -> Any:
+    """The schema's default at ``path`` (``"preprocess", "size"``; ``"models", "lr"`` for
+    every model's ``lr``), a copy so that no caller shares a list."""
+    return copy.deepcopy(_node(path)["default"])
+
+
+def schema_field(*path: str) -> Any:
+    """A dataclass field whose default is the schema's at ``path``."""
+    value = schema_default(*path)
+    if isinstance(value, list | dict):
+        return dataclasses.field(default_factory=functools.partial(schema_default, *path))
+    return dataclasses.field(default=value)
+
+
+def model_kind(task: str) -> str:
+    """The kind of model a competition of ``task`` trains."""
+    return SEGMENTATION if task == SEGMENTATION else CLASSIFICATION
+
+
+def _model_properties() -> dict[str, dict]:
+    return _node(("models",))["additionalProperties"]["properties"]
+
+
+def model_keys(kind: str) -> tuple[str, ...]:
+    """The model keys that apply to ``kind`` (classification or segmentation)."""
+    return tuple(k for k, p in _model_properties().items() if p.get("x-model", kind) == kind)
+
+
+def model_key_problems(entry: Mapping, name: str, task: str | None = None
+                       ) -> list[tuple[str, str]]:
+    """``(key, message)`` for each key of a model entry that belongs to the other kind of
+    model, and for the ``arch`` a segmentation model lacks. ``task`` is the competition's
+    (None: a classification model of any task but segmentation)."""
+    kind = model_kind(task or "")
+    problems = []
+    for key in entry:
+        owner = _model_properties().get(key, {}).get("x-model", kind)
+        if owner == kind:
+            continue
+        if kind == SEGMENTATION:
+            problems.append((key, f"config key models.{name}.{key}: does not apply to "
+                                  "segmentation models (competition.task is segmentation); "
+                                  f"they take {', '.join(model_keys(SEGMENTATION))}."))
+        else:
+            where = f" (competition.task is {task})" if task else ""
+            problems.append((key, f"config key models.{name}.{key}: applies to segmentation "
+                                  f"models only{where}; remove it."))
+    if kind == SEGMENTATION and entry.get("arch") is None:
+        archs = ", ".join(_model_properties()["arch"]["enum"])
+        problems.append(("arch", f"config key models.{name}.arch: missing; a segmentation "
+                                 f"model names its decoder: {archs}."))
+    return problems
+
+
+def unknown_model_keys(entry: Mapping, name: str, kind: str) -> list[str]:
+    """Messages for keys of a model entry that no model of ``kind`` has, with the nearest
+    key: what the schema says in the workflow, for settings built directly."""
+    known = model_keys(kind)
+    return [f"config key models.{name}.{key}: not a setting of a {kind} model."
+            f"{did_you_mean(str(key), known, cutoff=0.6)} Known: {', '.join(known)}."
+            for key in entry if key not in _model_properties()]
+
+
+def prune_model_keys(config: dict) -> dict:
+    """Drop from every model entry the keys of the other kind of model (after validation
+    these are only the defaults the schema filled), in place; returns ``config``."""
+    keys = set(model_keys(model_kind(config["competition"]["task"])))
+    for entry in config["models"].values():
+        for key in [k for k in entry if k not in keys]:
+            del entry[key]
+    return config
