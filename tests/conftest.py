@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import runpy
 import shutil
 import subprocess
 import sys
@@ -12,53 +14,72 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_CONFIG = {
-    "competition": {"embedded": "digits", "embedded_max_images": 120},
-    "preprocess": {"size": 16, "threads": 1},
-    "folds": {"n_folds": 2, "seed": 1},
-    "models": {
-        "resnet10t": {"backbone": "resnet10t", "epochs": 1, "batch_size": 32,
-                      "tta": ["identity", "hflip"]},
-        "regnetx_002": {"backbone": "regnetx_002", "epochs": 1, "batch_size": 32},
-    },
-    "ensemble": {
-        "blends": {"mean": {"method": "mean"}},
-        "stackers": {
-            "lightgbm": {"library": "lightgbm",
-                         "params": {"n_estimators": 10, "min_child_samples": 2}},
-            "xgboost": {"library": "xgboost", "params": {"n_estimators": 10}},
-            "catboost": {"library": "catboost", "params": {"iterations": 10}},
-        },
-    },
-}
+TEST_CONFIGS = REPO / ".test"
+"""Runnable configs, one folder each: ``.test/<name>/config.yaml`` writes ``results-<name>/``;
+a ``prepare.py`` beside it writes the competition folder that config names."""
+
+
+def dot_test_config(name: str) -> str:
+    """The path, relative to a workflow copy's root, of ``.test/<name>/config.yaml``."""
+    path = f".test/{name}/config.yaml"
+    assert (REPO / path).is_file(), path
+    return path
+
+
+def _configs_only(folder: str, names: list[str]) -> list[str]:
+    """copytree's ignore for .test: each config's .yaml and .py files, not the folders its
+    prepare.py may have written in the checkout."""
+    if Path(folder) == TEST_CONFIGS:
+        return []
+    return [name for name in names if not name.endswith((".yaml", ".py"))]
 
 
 class Workflow:
-    """A copy of podium's workflow in a temp folder, with its own config and results."""
+    """A copy of podium's workflow in a temp folder, with its own config and results.
 
-    def __init__(self, root: Path) -> None:
+    With ``configfile`` (a copy-relative path such as ``.test/binary/config.yaml``) each
+    snakemake call gets ``--configfile configfile`` unless it names config files itself, as a
+    user runs a .test config; ``config`` is then that file's content and ``write_config``
+    writes it back. Without it, ``config`` is the copy's config.yaml."""
+
+    def __init__(self, root: Path, configfile: str | None = None) -> None:
         self.root = root
         for name in ("Snakefile", "config.yaml"):
             shutil.copy2(REPO / name, root / name)
         for name in ("workflow", "src", "envs"):
             shutil.copytree(REPO / name, root / name,
                             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(TEST_CONFIGS, root / ".test", ignore=_configs_only)
         (root / "profiles").symlink_to("workflow/profiles")
-        self.config = yaml.safe_load((root / "config.yaml").read_text())
+        self.configfile = configfile
+        self.config = yaml.safe_load(self.config_path.read_text())
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / (self.configfile or "config.yaml")
 
     @property
     def results(self) -> Path:
-        return self.root / self.config["results"]
+        default = yaml.safe_load((self.root / "config.yaml").read_text())["results"]
+        return self.root / self.config.get("results", default)
 
     def write_config(self) -> None:
-        (self.root / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def prepare(self):
+        """Run the configfile's ``prepare.py`` (which writes its competition folder) in the
+        copy, as a user runs it first; returns what its ``write`` returns."""
+        script = self.config_path.parent / "prepare.py"
+        return runpy.run_path(str(script))["write"](script.parent)
 
     def snakemake(self, *args: str, check: bool = True, timeout: int = 900
                   ) -> subprocess.CompletedProcess:
         """Run the real snakemake command in the copy; stdout and stderr together."""
+        configfile = ([] if self.configfile is None or "--configfile" in args
+                      else ["--configfile", self.configfile])
         proc = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=self.root,
-            text=True, capture_output=True, timeout=timeout,
+            [sys.executable, "-m", "snakemake", "--cores", "2", *configfile, *args],
+            cwd=self.root, text=True, capture_output=True, timeout=timeout,
         )
         proc.output = proc.stdout + proc.stderr
         if check and proc.returncode != 0:
@@ -78,6 +99,22 @@ class Workflow:
             if in_table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
                 counts[parts[0]] = int(parts[1])
         return counts
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order and group the tests for pytest-xdist (``-n 2 --dist loadgroup`` in pyproject).
+
+    A fixture named ``*_run`` is a complete workflow run that several tests read (module or
+    session scope): every test using one joins that run's ``xdist_group``, so one worker
+    makes the run once and runs those tests one after another (a test that changes the run
+    puts it back before the next one). Slow tests go first, so that the long ones start
+    early and the quick unit tests fill the gaps at the end; xdist then takes the groups
+    with the most tests first."""
+    for item in items:
+        runs = sorted(name for name in item.fixturenames if name.endswith("_run"))
+        if runs:
+            item.add_marker(pytest.mark.xdist_group(runs[0]))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def reversed_keys(value):
@@ -163,20 +200,19 @@ def _merge(base: dict, update: dict) -> dict:
 
 @pytest.fixture
 def workflow(tmp_path: Path) -> Workflow:
-    """A fresh workflow copy configured with the tiny config (few images, 2 folds, 1 epoch)."""
-    flow = Workflow(tmp_path)
-    flow.config = _merge(flow.config, TINY_CONFIG)
-    flow.write_config()
-    return flow
+    """A fresh workflow copy running .test/multiclass (120 digits, 2 folds, 1 epoch), for a
+    test that changes its config or its results."""
+    return Workflow(tmp_path, dot_test_config("multiclass"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Workflow:
-    """One complete tiny run shared by the tests that only read its artifacts."""
-    flow = Workflow(tmp_path_factory.mktemp("tiny"))
-    flow.config = _merge(flow.config, TINY_CONFIG)
-    flow.write_config()
+    """One complete run of .test/multiclass, shared by every test that reads it
+    (tests/test_workflow.py) or changes it and puts it back (tests/test_workflow_reruns.py:
+    each case ends by checking that nothing would run)."""
+    flow = Workflow(tmp_path_factory.mktemp("multiclass"), dot_test_config("multiclass"))
     flow.snakemake()
+    flow.original = copy.deepcopy(flow.config)
     return flow
 
 

@@ -20,6 +20,39 @@ def _validate(config: dict) -> None:
     jsonschema.validate(config, SCHEMA)
 
 
+TEST_CONFIGS = sorted((REPO / ".test").glob("*/config.yaml"))
+DEMOS = ("shapes", "shapes-classes", "shapes-instances")
+"""The README's segmentation demos: the tests run .test/shapes as it is and the other two's
+variants at test size (.test/segmentation-*)."""
+
+
+def test_each_test_config_runs_with_one_command_into_its_own_results():
+    """.test/<name>/config.yaml writes results-<name>/ (no two runs collide), names a folder of
+    its own if it needs one (written by the prepare.py beside it) and says in its header how
+    to run it; the tests run every one but the demos, which the README runs."""
+    workflow_tests = [p.read_text() for p in (REPO / "tests").glob("*.py")
+                      if p.name.startswith(("test_workflow", "conftest"))]
+    readme = (REPO / "README.md").read_text()
+    assert len(TEST_CONFIGS) > 10
+    for path in TEST_CONFIGS:
+        name, text = path.parent.name, path.read_text()
+        config = yaml.safe_load(text)
+        assert config["results"] == f"results-{name}", path
+        command = f"snakemake --cores all --configfile .test/{name}/config.yaml"
+        prepare = path.parent / "prepare.py"
+        if prepare.exists():
+            command = f"python .test/{name}/prepare.py && {command}"
+            assert f".test/{name}/" in config["competition"]["dir"], path
+            assert command in prepare.read_text(), prepare
+        else:
+            assert config["competition"].get("dir") is None, path
+        assert f"#   {command}\n" in text, path
+        if name in DEMOS:
+            assert f"--configfile .test/{name}/config.yaml" in readme, name
+        else:
+            assert any(f'"{name}"' in test for test in workflow_tests), f"no test runs {name}"
+
+
 def test_default_config_is_valid():
     _validate(yaml.safe_load((REPO / "config.yaml").read_text()))
 
@@ -164,7 +197,7 @@ def test_conda_envs_match_pyproject():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["workflow/profiles/default", "workflow/profiles/slurm"])
-@pytest.mark.parametrize("demo", [None, "workflow/demos/shapes.yaml"])
+@pytest.mark.parametrize("demo", [None, ".test/shapes/config.yaml"])
 def test_snakemake_lint_is_clean(profile, demo):
     """Both profiles, for the classification DAG and the segmentation demo's."""
     extra = ["--configfile", demo] if demo else []

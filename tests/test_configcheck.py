@@ -20,7 +20,8 @@ from podium.errors import PodiumInputError
 from podium.schema import prune_model_keys
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
-SHAPES = REPO / "workflow/demos/shapes.yaml"
+SHAPES = REPO / ".test/shapes/config.yaml"
+TEST_CONFIGS = sorted(REPO.glob(".test/*/config.yaml"))
 
 
 def config_with(update: dict, base: dict | None = None) -> dict:
@@ -164,8 +165,9 @@ def test_every_problem_is_reported_at_once_with_file_and_line(tmp_path):
 def test_the_default_and_demo_configs_pass():
     check_config(copy.deepcopy(DEFAULT))
     check_config(shapes_config())
-    for demo in ("shapes_classes.yaml", "shapes_instances.yaml"):
-        config, files = load_configs([SHAPES, REPO / "workflow/demos" / demo])
+    assert len(TEST_CONFIGS) > 10
+    for path in TEST_CONFIGS:  # the demos and every other .test config
+        config, files = load_configs([path])
         check_config(config, files)
 
 
@@ -320,12 +322,12 @@ def test_missing_required_key_is_named():
     assert "config key models.resnet10t.backbone: missing" in refused(config)
 
 
-@pytest.mark.parametrize("extra", [[], ["shapes.yaml"], ["shapes.yaml", "shapes_classes.yaml"],
-                                   ["shapes.yaml", "shapes_instances.yaml"]])
+@pytest.mark.parametrize("extra", [[], *([p] for p in TEST_CONFIGS)],
+                         ids=["default", *(p.parent.name for p in TEST_CONFIGS)])
 def test_defaults_are_filled_as_snakemake_validate_fills_them(extra):
     from snakemake.utils import validate
 
-    config, _ = load_configs([REPO / "workflow/demos" / f for f in extra])
+    config, _ = load_configs(extra)
     theirs = copy.deepcopy(config)
     validate(theirs, str(configcheck.SCHEMA_PATH))
     assert validate_config(config) == prune_model_keys(theirs)  # each model's own keys

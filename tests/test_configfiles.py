@@ -64,7 +64,7 @@ def test_load_configs_and_podium_check_see_what_snakemake_runs(tmp_path, capsys)
     assert list(config["ensemble"]["stackers"]) == ["lgb"]
     # the segmentation demo holds its own models only: config.yaml's classification models,
     # whose keys a segmentation competition refuses, are replaced
-    config, files = load_configs([REPO / "workflow/demos/shapes.yaml"])
+    config, files = load_configs([REPO / ".test/shapes/config.yaml"])
     assert sorted(config["models"]) == ["fpn", "unet"]
     check_config(config, files)
     assert cli.main(["digits", str(tmp_path / "comp"), "--max-images", "30"]) == 0

@@ -122,7 +122,7 @@ def _as_the_snakefile_reads(texts: list[str], tmp_path) -> dict:
     return config
 
 
-@pytest.mark.parametrize("demo", [None, "workflow/demos/shapes.yaml"])
+@pytest.mark.parametrize("demo", [None, ".test/shapes/config.yaml"])
 def test_the_shipped_configs_reordered_and_respelled_read_the_same(demo, tmp_path):
     """The default config, and the segmentation demo layered over it: every mapping's keys
     reversed and every number respelled (0.003 as 3e-3, 2.0 as 2, 15 epochs as 15.0) give the

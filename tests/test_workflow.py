@@ -1,7 +1,10 @@
-"""Real snakemake runs of the whole DAG on the tiny config (120 digits, 2 folds, 1 epoch)."""
+"""Real snakemake runs of the whole DAG on .test/multiclass (120 digits, 2 folds, 1 epoch):
+most tests read one shared complete run (conftest.finished_tiny_run) and leave it as they
+found it."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -18,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 ENTRIES = {"resnet10t": "models", "regnetx_002": "models", "mean": "ensemble",
            "geomean": "ensemble", "hill_climb": "ensemble", "lightgbm": "ensemble",
-           "xgboost": "ensemble", "catboost": "ensemble"}
+           "xgboost": "ensemble", "catboost": "ensemble", "mean+eq": "postprocess"}
 
 
 def test_manifest_contract(finished_tiny_run):
@@ -87,7 +90,7 @@ def test_leaderboard_and_submission(finished_tiny_run):
     board = pd.read_csv(results / "leaderboard.csv")
     assert list(board.columns) == ["name", "kind", "metric", "cv_mean", "cv_std"]
     assert set(board["name"]) == set(ENTRIES)
-    assert set(board["kind"]) == {"model", "blend", "stacker"}
+    assert set(board["kind"]) == {"model", "blend", "stacker", "postprocess"}
     assert board["cv_mean"].is_monotonic_decreasing
     sample = pd.read_csv(results / "competition/sample_submission.csv", dtype=str)
     submission = pd.read_csv(results / "submission.csv", dtype=str)
@@ -156,44 +159,51 @@ def test_rerun_plans_nothing(finished_tiny_run):
     assert finished_tiny_run.planned_jobs() == {}
 
 
-def test_reruns_touch_exactly_what_changed(workflow):
-    workflow.snakemake()
+def test_reruns_touch_exactly_what_changed(finished_tiny_run):
+    """Each change plans exactly what depends on it; the shared run is put back afterwards."""
+    workflow = finished_tiny_run
     assert workflow.planned_jobs() == {}
-
-    original_lr = workflow.config["models"]["regnetx_002"]["lr"]
-    workflow.config["models"]["regnetx_002"]["lr"] = original_lr / 3
-    workflow.write_config()
-    assert workflow.planned_jobs() == {
-        "train_model": 2, "predict_test": 2, "gather_model": 1, "blend_models": 3,
-        "stack_models": 3, "build_leaderboard": 1, "write_submission": 1, "score_submission": 1,
-        "plot_results": 1, "all": 1,
-    }
-    workflow.config["models"]["regnetx_002"]["lr"] = original_lr
-    workflow.write_config()
-    assert workflow.planned_jobs() == {}
-
-    workflow.config["ensemble"]["stackers"]["xgboost"]["params"]["n_estimators"] = 11
-    workflow.write_config()
-    assert workflow.planned_jobs() == {  # that stacker and what reads the leaderboard
-        "stack_models": 1, "build_leaderboard": 1, "write_submission": 1,
-        "score_submission": 1, "plot_results": 1, "all": 1,
-    }
-    workflow.config["ensemble"]["stackers"]["xgboost"]["params"]["n_estimators"] = 10
-    workflow.write_config()
-
-    workflow.config["preprocess"]["clahe_clip_limit"] = 3.0
-    workflow.write_config()
-    planned = workflow.planned_jobs()
-    assert planned["preprocess_images"] == 2 and planned["train_model"] == 4
-    assert "ingest_train" not in planned and "make_folds" not in planned
-    workflow.config["preprocess"]["clahe_clip_limit"] = 2.0
-    workflow.write_config()
-
     fit = workflow.root / "src/podium/train/fit.py"
-    fit.write_text(fit.read_text() + "\n_A_CODE_CHANGE = 1\n")
-    planned = workflow.planned_jobs()
-    assert planned["train_model"] == 4
-    assert "preprocess_images" not in planned and "ingest_train" not in planned
+    code = fit.read_text()
+    try:
+        original_lr = workflow.config["models"]["regnetx_002"]["lr"]
+        workflow.config["models"]["regnetx_002"]["lr"] = original_lr / 3
+        workflow.write_config()
+        assert workflow.planned_jobs() == {
+            "train_model": 2, "predict_test": 2, "gather_model": 1, "blend_models": 3,
+            "stack_models": 3, "postprocess_predictions": 1, "build_leaderboard": 1,
+            "write_submission": 1, "score_submission": 1, "plot_results": 1, "all": 1,
+        }
+        workflow.config["models"]["regnetx_002"]["lr"] = original_lr
+        workflow.write_config()
+        assert workflow.planned_jobs() == {}
+
+        workflow.config["ensemble"]["stackers"]["xgboost"]["params"]["n_estimators"] = 11
+        workflow.write_config()
+        assert workflow.planned_jobs() == {  # that stacker and what reads the leaderboard
+            "stack_models": 1, "build_leaderboard": 1, "write_submission": 1,
+            "score_submission": 1, "plot_results": 1, "all": 1,
+        }
+        workflow.config["ensemble"]["stackers"]["xgboost"]["params"]["n_estimators"] = 10
+        workflow.write_config()
+
+        workflow.config["preprocess"]["clahe_clip_limit"] = 3.0
+        workflow.write_config()
+        planned = workflow.planned_jobs()
+        assert planned["preprocess_images"] == 2 and planned["train_model"] == 4
+        assert "ingest_train" not in planned and "make_folds" not in planned
+        workflow.config["preprocess"]["clahe_clip_limit"] = 2.0
+        workflow.write_config()
+
+        fit.write_text(code + "\n_A_CODE_CHANGE = 1\n")
+        planned = workflow.planned_jobs()
+        assert planned["train_model"] == 4
+        assert "preprocess_images" not in planned and "ingest_train" not in planned
+    finally:
+        fit.write_text(code)
+        workflow.config = copy.deepcopy(workflow.original)
+        workflow.write_config()
+    assert workflow.planned_jobs() == {}
 
 
 def test_bad_input_stops_before_training(workflow):

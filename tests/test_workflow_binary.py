@@ -1,7 +1,7 @@
-"""A real snakemake run of a binary competition folder (the digits relabelled even/odd, AUC):
-two probability columns, F1 thresholds on the positive class, and since AUC scores
-probabilities, the positive class's probability in the submission's target column, scored
-on the held-out solution by AUC."""
+"""A real snakemake run of .test/binary, a competition folder of the digits relabelled
+even/odd, scored by AUC: two probability columns, F1 thresholds on the positive class, and
+since AUC scores probabilities, the positive class's probability in the submission's target
+column, scored on the held-out solution by AUC."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from podium.data.digits import write_digits_competition
 from podium.task import TaskSpec
 
 pytestmark = pytest.mark.slow
@@ -20,23 +19,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def binary_run(tmp_path_factory):
-    from conftest import TINY_CONFIG, Workflow, _merge
+    """A complete run of .test/binary, its competition folder written by its prepare.py."""
+    from conftest import Workflow, dot_test_config
 
-    root = tmp_path_factory.mktemp("binary")
-    competition = root / "competition"
-    write_digits_competition(competition, max_images=120)
-    for table in ("train.csv", "sample_submission.csv", "solution.csv"):
-        frame = pd.read_csv(competition / table, dtype=str)
-        frame["label"] = np.where(frame["label"].astype(int) % 2 == 0, "even", "odd")
-        frame.to_csv(competition / table, index=False)
-    (root / "flow").mkdir()
-    flow = Workflow(root / "flow")
-    flow.config = _merge(flow.config, TINY_CONFIG)
-    flow.config["competition"].update(embedded=None, dir=str(competition), task="binary",
-                                      metric="auc")
-    flow.config["models"] = {"resnet10t": TINY_CONFIG["models"]["resnet10t"]}
-    flow.config["postprocess"] = {"f1": {"method": "thresholds_f1", "entries": ["mean"]}}
-    flow.write_config()
+    flow = Workflow(tmp_path_factory.mktemp("binary"), dot_test_config("binary"))
+    competition = flow.prepare()
     flow.snakemake()
     return flow, competition
 

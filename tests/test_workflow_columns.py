@@ -1,6 +1,6 @@
-"""A real snakemake run of a competition whose target column is named ``source`` and whose
-group column is named ``fold``, like podium's own columns: ingest, dedup, folds, training,
-ensembling and a submission whose ``source`` column holds the predicted labels."""
+"""A real snakemake run of .test/columns, a competition whose target column is named ``source``
+and whose group column is named ``fold``, like podium's own columns: ingest, dedup, folds,
+training, ensembling and a submission whose ``source`` column holds the predicted labels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from podium.data.digits import write_digits_competition
 from podium.data.ingest import GROUP_COLUMN, MANIFEST_COLUMNS
 from podium.task import TARGET_COLUMN, TaskSpec
 
@@ -17,26 +16,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory):
-    from conftest import TINY_CONFIG, Workflow, _merge
+    """A complete run of .test/columns, its competition folder written by its prepare.py."""
+    from conftest import Workflow, dot_test_config
 
-    root = tmp_path_factory.mktemp("columns")
-    competition = root / "competition"
-    write_digits_competition(competition, max_images=60)
-    for table in ("train.csv", "sample_submission.csv", "solution.csv"):
-        frame = pd.read_csv(competition / table, dtype=str).rename(columns={"label": "source"})
-        if table == "train.csv":
-            frame["fold"] = [f"writer{k % 6}" for k in range(len(frame))]
-        frame.to_csv(competition / table, index=False)
-    (root / "flow").mkdir()
-    flow = Workflow(root / "flow")
-    flow.config = _merge(flow.config, TINY_CONFIG)
-    flow.config["competition"].update(embedded=None, dir=str(competition), target="source",
-                                      group_column="fold")
-    flow.config["dedup"]["leak_labels"] = True
-    flow.config["models"] = {"resnet10t": TINY_CONFIG["models"]["resnet10t"]}
-    flow.config["ensemble"]["stackers"] = {
-        "lightgbm": TINY_CONFIG["ensemble"]["stackers"]["lightgbm"]}
-    flow.write_config()
+    flow = Workflow(tmp_path_factory.mktemp("columns"), dot_test_config("columns"))
+    competition = flow.prepare()
     flow.snakemake()
     return flow, competition
 

@@ -1,70 +1,26 @@
-"""A real snakemake run on a user competition folder of planted JPEG duplicates: near
-duplicates found, clusters kept in one fold, the train/test leak and a label conflict
+"""A real snakemake run of .test/dedup, a user competition folder of planted JPEG duplicates:
+near duplicates found, clusters kept in one fold, the train/test leak and a label conflict
 reported."""
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
-
-from podium.synthetic import write_planted_set
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory):
-    from conftest import TINY_CONFIG, Workflow, _merge
+    """A complete run of .test/dedup, its folders written by its prepare.py."""
+    from conftest import Workflow, dot_test_config
 
-    root = tmp_path_factory.mktemp("planted_flow")
-    planted = write_planted_set(root / "raw", n_base=60, n_duplicates=20, size=64, seed=11)
-    files = planted.files.assign(label=lambda f: f["source"].str[3:].astype(int) % 3)
-    duplicated_sources = set(files.loc[files["id"].str.startswith("dup"), "source"])
-    test_ids = set(files.loc[~files["source"].isin(duplicated_sources), "id"][:8])
-    leaked = files[files["id"].str.startswith("dup")].iloc[0]
-    test_ids.add(leaked["id"])
-    conflicted = files[files["id"].str.startswith("dup") & ~files["id"].isin(test_ids)].iloc[0]
-    files.loc[files["id"] == conflicted["id"], "label"] = (conflicted["label"] + 1) % 3
-
-    competition = root / "competition"
-    for split in ("train", "test"):
-        (competition / split).mkdir(parents=True)
-    for row in files.itertuples():
-        split = "test" if row.id in test_ids else "train"
-        shutil.copy(row.path, competition / split / f"{row.id}.jpg")
-    train = files[~files["id"].isin(test_ids)]
-    train[["id", "label"]].to_csv(competition / "train.csv", index=False)
-    pd.DataFrame({"id": sorted(test_ids), "label": 0}).to_csv(
-        competition / "sample_submission.csv", index=False)
-
-    # An external source: 6 new images plus a copy of a competition train image.
-    external = root / "external"
-    (external / "train").mkdir(parents=True)
-    extra = write_planted_set(root / "extra", n_base=6, n_duplicates=0, size=64, seed=99).files
-    for row in extra.itertuples():
-        shutil.copy(row.path, external / "train" / f"{row.id}.jpg")
-    copied = train["id"].iloc[0]
-    shutil.copy(competition / "train" / f"{copied}.jpg", external / "train" / "copy.jpg")
-    pd.DataFrame({"id": [*extra["id"], "copy"],
-                  "label": [*(k % 3 for k in range(6)), train["label"].iloc[0]]}).to_csv(
-        external / "train.csv", index=False)
-
-    (root / "flow").mkdir()
-    flow = Workflow(root / "flow")
-    flow.config = _merge(flow.config, TINY_CONFIG)
-    flow.config["competition"] = {
-        **flow.config["competition"], "embedded": None, "dir": str(competition),
-        "train_images": "train/{id}.jpg", "test_images": "test/{id}.jpg",
-        "external": [{"name": "old", "dir": str(external), "train_images": "train/{id}.jpg"}],
-    }
-    flow.config["dedup"].update(near=True, drop=["conflicts"], leak_labels=True)
-    flow.config["preprocess"].update(size=32, channels=3)
-    flow.write_config()
+    flow = Workflow(tmp_path_factory.mktemp("planted_flow"), dot_test_config("dedup"))
+    planted = flow.prepare()
     flow.snakemake()
-    return flow, files, leaked, conflicted
+    return flow, planted["files"], planted["leaked"], planted["conflicted"]
 
 
 def test_near_duplicates_cluster_and_stay_in_one_fold(planted_run):

@@ -1,6 +1,6 @@
-"""A whole run stopped in the middle (SIGTERM to snakemake, or SIGKILL to snakemake and its
-jobs): the next plain `snakemake` call finishes it without manual clean-up, keeps the folds
-that had finished and resumes the one that had not."""
+"""A whole run of .test/resume stopped in the middle (SIGTERM to snakemake, or SIGKILL to
+snakemake and its jobs): the next plain `snakemake` call finishes it without manual clean-up,
+keeps the folds that had finished and resumes the one that had not."""
 
 from __future__ import annotations
 
@@ -15,18 +15,14 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 25
-
 
 def _interrupt_mid_training(workflow, how: str) -> dict[int, int]:
     """Run on one core until one fold is done and the other has saved an epoch, then stop
     the run; returns the modification times of the folds' metrics that exist by then
     (on SIGTERM Snakemake lets a running job finish, so both folds may be done)."""
-    workflow.config["competition"]["embedded_max_images"] = 200
-    workflow.config["models"] = {"resnet10t": {
-        "backbone": "resnet10t", "epochs": EPOCHS, "patience": EPOCHS, "batch_size": 32}}
-    workflow.write_config()
-    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1"],
+    assert list(workflow.config["models"]) == ["resnet10t"]
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1",
+                            "--configfile", workflow.configfile],
                            cwd=workflow.root, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     models = workflow.results / "models/resnet10t"
@@ -49,7 +45,10 @@ def _interrupt_mid_training(workflow, how: str) -> dict[int, int]:
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_the_next_call_finishes_an_interrupted_run(workflow, how):
+def test_the_next_call_finishes_an_interrupted_run(tmp_path, how):
+    from conftest import Workflow, dot_test_config
+
+    workflow = Workflow(tmp_path, dot_test_config("resume"))
     finished = _interrupt_mid_training(workflow, how)
     if how == "sigkill":
         assert len(finished) == 1  # killed mid-way through the other fold

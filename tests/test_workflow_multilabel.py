@@ -1,4 +1,4 @@
-"""A real snakemake run of the multilabel demo (digits tagged even/odd, large, loop, prime):
+"""A real snakemake run of .test/multilabel (digits tagged even/odd, large, loop, prime):
 multilabel folds, per-class sigmoid probabilities, per-class stackers, a space-separated
 submission."""
 
@@ -20,21 +20,10 @@ CLASSES = ["even", "large", "loop", "odd", "prime"]
 
 @pytest.fixture(scope="module")
 def multilabel_run(tmp_path_factory):
-    from conftest import TINY_CONFIG, Workflow, _merge
+    """A complete run of .test/multilabel."""
+    from conftest import Workflow, dot_test_config
 
-    flow = Workflow(tmp_path_factory.mktemp("multilabel"))
-    flow.config = _merge(flow.config, TINY_CONFIG)
-    flow.config["competition"].update(embedded="digits_multilabel", task="multilabel",
-                                      metric="f1_macro")
-    flow.config["models"] = {"resnet10t": TINY_CONFIG["models"]["resnet10t"]}
-    flow.config["ensemble"]["stackers"] = {
-        "lightgbm": {**TINY_CONFIG["ensemble"]["stackers"]["lightgbm"], "meta_features": True},
-        "logistic": {"library": "logistic", "params": {}},
-    }
-    flow.config["postprocess"] = {"f1": {"method": "thresholds_f1",
-                                         "params": {"at_least_one": True},
-                                         "entries": ["mean", "lightgbm"]}}
-    flow.write_config()
+    flow = Workflow(tmp_path_factory.mktemp("multilabel"), dot_test_config("multilabel"))
     flow.snakemake()
     return flow
 

@@ -14,15 +14,17 @@ from podium.errors import PodiumInputError
 from podium.task import TaskSpec
 
 # Tiny one-epoch models are barely better than uniform (0.1 for ten digits), so the workflow
-# test takes every test image; the threshold itself is tested on known values below.
+# test (.test/pseudo) takes every test image; the threshold itself is tested on known values
+# below.
 THRESHOLD = 0.01
 
 
 @pytest.mark.slow
-def test_round_two_trains_on_confident_test_predictions(workflow):
-    workflow.config["models"] = {"resnet10t": workflow.config["models"]["resnet10t"]}
-    workflow.config["pseudo_label"] = {"enabled": True, "threshold": THRESHOLD}
-    workflow.write_config()
+def test_round_two_trains_on_confident_test_predictions(tmp_path):
+    from conftest import Workflow, dot_test_config
+
+    workflow = Workflow(tmp_path, dot_test_config("pseudo"))
+    assert workflow.config["pseudo_label"] == {"enabled": True, "threshold": THRESHOLD}
     workflow.snakemake()
     results = workflow.results
     spec = TaskSpec.load(results / "data/task.json")

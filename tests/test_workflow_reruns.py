@@ -1,5 +1,6 @@
-"""The partial-rerun matrix: after one complete tiny run, each change makes `snakemake -n` plan
-exactly the jobs that depend on it, no more and no less."""
+"""The partial-rerun matrix: after one complete run of .test/multiclass (the run
+tests/test_workflow.py reads too), each change makes `snakemake -n` plan exactly the jobs that
+depend on it, no more and no less."""
 
 from __future__ import annotations
 
@@ -25,26 +26,13 @@ TRAINED_TAIL = {"train_model": 4, "predict_test": 4, "gather_model": 2, **ENSEMB
                 **REPORT_TAIL}
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Iterator:
-    from conftest import TINY_CONFIG, Workflow, _merge
-
-    flow = Workflow(tmp_path_factory.mktemp("reruns"))
-    flow.config = _merge(flow.config, TINY_CONFIG)
-    flow.config["postprocess"] = {"eq": {"method": "equalize", "entries": ["mean"]}}
-    flow.write_config()
-    flow.snakemake()
-    flow.original = copy.deepcopy(flow.config)
-    yield flow
-
-
 @pytest.fixture
-def flow(finished):
-    """The finished run, its config and code restored after each case."""
-    yield finished
-    finished.config = copy.deepcopy(finished.original)
-    finished.write_config()
-    assert finished.planned_jobs() == {}, "a case left a change behind"
+def flow(finished_tiny_run):
+    """The shared finished run (conftest), its config and code restored after each case."""
+    yield finished_tiny_run
+    finished_tiny_run.config = copy.deepcopy(finished_tiny_run.original)
+    finished_tiny_run.write_config()
+    assert finished_tiny_run.planned_jobs() == {}, "a case left a change behind"
 
 
 @contextlib.contextmanager
@@ -64,14 +52,20 @@ def test_nothing_to_do_after_a_complete_run(flow):
 
 
 def test_the_same_content_reordered_and_respelled_reruns_nothing(flow):
-    """Params compare by content: every mapping's keys reversed, fractions in exponent notation
-    (3e-3, a string to PyYAML), integral floats as ints and ints as floats where the schema
-    types them."""
+    """Params compare by content: in config.yaml and in the .test config layered over it,
+    every mapping's keys reversed, fractions in exponent notation (3e-3, a string to PyYAML),
+    integral floats as ints and ints as floats where the schema types them."""
     text = respelled_yaml(reversed_keys(flow.config))
     assert yaml.safe_load(text)["models"]["resnet10t"]["lr"] == "3e-3"
     assert text.index("ensemble:") < text.index("competition:")
-    (flow.root / "config.yaml").write_text(text)
-    assert flow.planned_jobs() == {}
+    shipped = flow.root / "config.yaml"
+    original = shipped.read_text()
+    try:
+        shipped.write_text(respelled_yaml(reversed_keys(yaml.safe_load(original))))
+        flow.config_path.write_text(text)
+        assert flow.planned_jobs() == {}
+    finally:
+        shipped.write_text(original)
 
 
 def test_every_recorded_param_is_in_canonical_form(flow):
@@ -167,7 +161,7 @@ def test_touching_files_without_changing_them_reruns_nothing(flow):
     touched = [flow.root / "src/podium/train/fit.py", flow.root / "workflow/scripts/train.py",
                flow.results / "folds.csv", flow.results / "data/manifest.parquet",
                flow.results / "data/train_manifest.parquet",
-               flow.root / "config.yaml"]
+               flow.root / "config.yaml", flow.config_path]
     for path in touched:
         os.utime(path)
     assert flow.planned_jobs() == {}
@@ -183,10 +177,10 @@ HELD_BACK = 6
 
 @pytest.fixture(scope="module")
 def external_run(tmp_path_factory) -> Iterator:
-    """A complete tiny run on a competition folder of the user's, with a few test images
-    (and their sample-submission rows) held back for a later stage."""
+    """A complete run of .test/multiclass on a competition folder of the user's, with a few
+    test images (and their sample-submission rows) held back for a later stage."""
     import pandas as pd
-    from conftest import TINY_CONFIG, Workflow, _merge
+    from conftest import Workflow, dot_test_config
 
     from podium.data.digits import write_digits_competition
 
@@ -201,10 +195,8 @@ def external_run(tmp_path_factory) -> Iterator:
     sample.iloc[:-HELD_BACK].to_csv(competition / "sample_submission.csv", index=False)
 
     (root / "flow").mkdir()
-    flow = Workflow(root / "flow")
-    flow.config = _merge(flow.config, TINY_CONFIG)
+    flow = Workflow(root / "flow", dot_test_config("multiclass"))
     flow.config["competition"].update(embedded=None, dir=str(competition))
-    flow.config["postprocess"] = {"eq": {"method": "equalize", "entries": ["mean"]}}
     flow.write_config()
     flow.snakemake()
     yield flow, competition, held, sample

@@ -1,5 +1,5 @@
-"""A real snakemake run whose training jobs are killed with SIGKILL mid-way: the next
-`snakemake` call resumes each fold from its last saved epoch instead of starting over."""
+"""A real snakemake run of .test/resume whose training jobs are killed with SIGKILL mid-way: the
+next `snakemake` call resumes each fold from its last saved epoch instead of starting over."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 30
 
 
 def _training_job_pids(root: Path) -> list[int]:
@@ -35,13 +34,16 @@ def _training_job_pids(root: Path) -> list[int]:
     return pids
 
 
-def test_sigkilled_training_resumes_from_its_last_epoch(workflow):
-    workflow.config["competition"]["embedded_max_images"] = 200
-    workflow.config["models"] = {"resnet10t": {
-        "backbone": "resnet10t", "epochs": EPOCHS, "patience": EPOCHS, "batch_size": 32}}
-    workflow.write_config()
+def test_sigkilled_training_resumes_from_its_last_epoch(tmp_path):
+    from conftest import Workflow, dot_test_config
+
+    workflow = Workflow(tmp_path, dot_test_config("resume"))
+    model = workflow.config["models"]["resnet10t"]
+    epochs = model["epochs"]
+    assert list(workflow.config["models"]) == ["resnet10t"] and model["patience"] == epochs
     state = workflow.results / "resume/resnet10t/fold0/state.pt"
-    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2"],
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2",
+                            "--configfile", workflow.configfile],
                            cwd=workflow.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
     deadline = time.monotonic() + 300
@@ -56,14 +58,14 @@ def test_sigkilled_training_resumes_from_its_last_epoch(workflow):
     fold_dir = workflow.results / "models/resnet10t/fold0"
     assert not (fold_dir / "oof.parquet").exists()
     saved = torch.load(state, weights_only=False)["epochs_done"]
-    assert 1 <= saved < EPOCHS
+    assert 1 <= saved < epochs
 
     workflow.snakemake()  # the next plain call finishes the job
 
     log = (workflow.results / "logs/train_model/resnet10t_fold0.log").read_text()
-    assert f"resuming resnet10t fold 0 from epoch {saved} of {EPOCHS}" in log
+    assert f"resuming resnet10t fold 0 from epoch {saved} of {epochs}" in log
     history = pd.read_csv(fold_dir / "history.csv")
-    assert list(history["epoch"]) == list(range(1, EPOCHS + 1))
+    assert list(history["epoch"]) == list(range(1, epochs + 1))
     metrics = json.loads((fold_dir / "metrics.json").read_text())
     assert metrics["resumed_from_epoch"] == saved
     assert not state.exists()

@@ -1,5 +1,6 @@
-"""The segmentation demo end to end on a tiny config: RLE masks in, U-Net family models per
-fold, a mean blend and fitted mask post-processing on the leaderboard, an RLE submission."""
+"""The segmentation demo end to end (.test/shapes, and its variants at test size in
+.test/segmentation-*): RLE masks in, U-Net family models per fold, a mean blend and fitted
+mask post-processing on the leaderboard, an RLE submission."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
-    """The demo exactly as the README runs it (about 1.5 minutes on 2 cores)."""
-    from conftest import Workflow
+    """The demo exactly as the README runs it, .test/shapes (about 2 minutes on 2 cores).
+    Smaller runs of it lose OOF Dice by post-processing in some folds, which the first test
+    rules out here."""
+    from conftest import Workflow, dot_test_config
 
-    flow = Workflow(tmp_path_factory.mktemp("shapes"))
-    flow.config["results"] = "results-shapes"  # what the demo file sets, for flow.results
-    flow.snakemake("--configfile", "workflow/demos/shapes.yaml", timeout=1200)
+    flow = Workflow(tmp_path_factory.mktemp("shapes"), dot_test_config("shapes"))
+    flow.snakemake(timeout=1200)
     return flow
 
 
@@ -67,7 +69,7 @@ def test_fold_outputs_and_a_rerun_does_nothing(shapes_run):
     for plot in ("leaderboard", "cv_folds", "learning_curves", "masks"):
         png = (results / f"plots/{plot}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000, plot
-    assert shapes_run.planned_jobs("--configfile", "workflow/demos/shapes.yaml") == {}
+    assert shapes_run.planned_jobs() == {}
 
 
 def test_a_plotting_change_reruns_only_the_plots(shapes_run):
@@ -76,22 +78,22 @@ def test_a_plotting_change_reruns_only_the_plots(shapes_run):
     original = plots.read_text()
     plots.write_text(original + "\n_A_CODE_CHANGE = 1\n")
     try:
-        planned = shapes_run.planned_jobs("--configfile", "workflow/demos/shapes.yaml")
+        planned = shapes_run.planned_jobs()
     finally:
         plots.write_text(original)
     assert planned == {"plot_segmentation": 1, "all": 1}
 
 
 def test_the_demo_reordered_and_respelled_reruns_nothing(shapes_run):
-    """Params compare by content in the demo too (shapes.yaml layered over config.yaml): both
-    files with every mapping's keys reversed and their numbers respelled plan nothing, and
-    every recorded param has sorted keys."""
-    files = [shapes_run.root / "config.yaml", shapes_run.root / "workflow/demos/shapes.yaml"]
+    """Params compare by content in the demo too (.test/shapes layered over config.yaml):
+    both files with every mapping's keys reversed and their numbers respelled plan nothing,
+    and every recorded param has sorted keys."""
+    files = [shapes_run.root / "config.yaml", shapes_run.config_path]
     originals = [path.read_text() for path in files]
     try:
         for path, text in zip(files, originals, strict=True):
             path.write_text(respelled_yaml(reversed_keys(yaml.safe_load(text))))
-        planned = shapes_run.planned_jobs("--configfile", "workflow/demos/shapes.yaml")
+        planned = shapes_run.planned_jobs()
     finally:
         for path, text in zip(files, originals, strict=True):
             path.write_text(text)
@@ -114,35 +116,27 @@ def test_the_demo_reordered_and_respelled_reruns_nothing(shapes_run):
 ])
 def test_settings_segmentation_cannot_use_are_refused_before_anything_runs(workflow, override,
                                                                            message):
-    from conftest import _merge
+    from conftest import _merge, dot_test_config
 
-    demo = yaml.safe_load((workflow.root / "workflow/demos/shapes.yaml").read_text())
+    demo = yaml.safe_load((workflow.root / dot_test_config("shapes")).read_text())
     (workflow.root / "bad.yaml").write_text(yaml.safe_dump(_merge(demo, override)))
     proc = workflow.snakemake("-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0 and message in proc.output
 
 
-SMALL = {"results": "results-small", "competition": {"embedded_max_images": 80},
-         "folds": {"n_folds": 2},
-         # small batches for enough steps; null drops the demo's fpn from these runs
-         "models": {"unet": {"epochs": 12, "patience": 12, "batch_size": 4}, "fpn": None}}
+def _small_run(tmp_path, name: str):
+    """A complete run of .test/<name>: a demo variant on 80 images, 2 folds and one model."""
+    from conftest import Workflow, dot_test_config
 
-
-def _small_run(tmp_path, *demos: str, extra: dict | None = None):
-    """Demo variants merged over the one-class demo, on 80 images, 2 folds and one model."""
-    from conftest import Workflow, _merge
-
-    flow = Workflow(tmp_path)
-    (flow.root / "small.yaml").write_text(yaml.safe_dump(_merge(SMALL, extra or {})))
-    configs = ("--configfile", "workflow/demos/shapes.yaml", *demos, "small.yaml")
-    flow.snakemake(*configs, timeout=1200)
-    return flow, configs, flow.root / "results-small"
+    flow = Workflow(tmp_path, dot_test_config(name))
+    flow.snakemake(timeout=1200)
+    return flow, flow.results
 
 
 def test_two_mask_classes_end_to_end(tmp_path):
     """The two-class demo on a small run: per-class rows in, a Dice per class in each entry's
     cv.json, per-class post-processing, and the sample's per-class rows filled."""
-    _, _, results = _small_run(tmp_path, "workflow/demos/shapes_classes.yaml")
+    _, results = _small_run(tmp_path, "segmentation-classes")
     board = pd.read_csv(results / "leaderboard.csv")
     assert {"unet", "mean", "unet+masks"} <= set(board["name"]) and "fpn" not in set(board["name"])
     unet = json.loads((results / "models/unet/cv.json").read_text())
@@ -164,7 +158,7 @@ def test_instances_end_to_end(tmp_path):
     """The instance demo on a small run: rows per object in, instance labels packed, every
     entry scored by the instance mAP, the watershed fitted per entry, a row per predicted
     object out, scored against the held-out objects."""
-    flow, configs, results = _small_run(tmp_path, "workflow/demos/shapes_instances.yaml")
+    flow, results = _small_run(tmp_path, "segmentation-instances")
     board = pd.read_csv(results / "leaderboard.csv")
     assert set(board["metric"]) == {"instance_map"}
     assert {"unet", "mean", "unet+masks", "unet+instances"} <= set(board["name"])
@@ -181,14 +175,13 @@ def test_instances_end_to_end(tmp_path):
     assert len(submission) > len(sample)  # several objects in some images
     score = json.loads((results / "score.json").read_text())
     assert score["metric"] == "instance_map" and score["score"] > 0.4
-    assert flow.planned_jobs(*configs) == {}
+    assert flow.planned_jobs() == {}
 
 
 def test_siim_format_at_a_mask_size_end_to_end(tmp_path):
     """The demo written in SIIM-ACR's relative RLE format, ingested, packed and submitted in
     it, the submission at a fixed 32 x 48 (submission.mask_size) and scored there."""
-    flow, configs, results = _small_run(tmp_path, extra={
-        "competition": {"rle_format": "siim"}, "submission": {"mask_size": [32, 48]}})
+    flow, results = _small_run(tmp_path, "segmentation-siim")
     assert json.loads((results / "data/task.json").read_text())["rle_format"] == "siim"
     submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
     masks = [rle_decode(rle, (32, 48), "F", "siim") for rle in submission["rle"]]
@@ -203,4 +196,4 @@ def test_siim_format_at_a_mask_size_end_to_end(tmp_path):
     score = json.loads((results / "score.json").read_text())
     assert score["metric"] == "dice" and score["score"] > 0.5
     assert "siim RLE at 32x48" in (results / "logs/write_mask_submission/all.log").read_text()
-    assert flow.planned_jobs(*configs) == {}
+    assert flow.planned_jobs() == {}

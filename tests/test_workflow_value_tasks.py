@@ -1,5 +1,6 @@
-"""Real snakemake runs of the value tasks on the digits: regression (rmse) and ordinal
-grades (qwk), each predicted as one `pred` column and submitted as a number or a grade."""
+"""Real snakemake runs of the value tasks on the digits, .test/regression (rmse) and
+.test/ordinal (qwk grades), each predicted as one `pred` column and submitted as a number or a
+grade."""
 
 from __future__ import annotations
 
@@ -14,33 +15,23 @@ from podium.task import TaskSpec
 pytestmark = pytest.mark.slow
 
 
-def _run(tmp_path_factory, task: str, metric: str, postprocess: dict | None = None):
-    from conftest import TINY_CONFIG, Workflow, _merge
+def _run(tmp_path_factory, task: str):
+    """A complete run of .test/<task>."""
+    from conftest import Workflow, dot_test_config
 
-    flow = Workflow(tmp_path_factory.mktemp(task))
-    flow.config = _merge(flow.config, TINY_CONFIG)
-    flow.config["competition"].update(task=task, metric=metric)
-    flow.config["models"] = {"resnet10t": TINY_CONFIG["models"]["resnet10t"]}
-    flow.config["ensemble"]["stackers"] = {
-        "lightgbm": TINY_CONFIG["ensemble"]["stackers"]["lightgbm"],
-        "linear": {"library": "linear", "params": {}},
-    }
-    flow.config["postprocess"] = postprocess or {}
-    flow.config["adversarial"] = {"weight_training": task == "regression"}
-    flow.write_config()
+    flow = Workflow(tmp_path_factory.mktemp(task), dot_test_config(task))
     flow.snakemake()
     return flow
 
 
 @pytest.fixture(scope="module")
 def regression_run(tmp_path_factory):
-    return _run(tmp_path_factory, "regression", "rmse")
+    return _run(tmp_path_factory, "regression")
 
 
 @pytest.fixture(scope="module")
 def ordinal_run(tmp_path_factory):
-    return _run(tmp_path_factory, "ordinal", "qwk",
-                {"cuts": {"method": "ordinal_cutpoints", "entries": ["mean"]}})
+    return _run(tmp_path_factory, "ordinal")
 
 
 def _check_predictions(results, metric: str) -> None:
