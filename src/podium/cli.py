@@ -57,6 +57,7 @@ def _check(args: argparse.Namespace) -> int:
     from podium.configcheck import SCHEMA_PATH, check_names, validate_config
     from podium.configfiles import load_configs
     from podium.data.ingest import CompetitionLayout, ingest_competition
+    from podium.tasks import plugins  # noqa: F401  (registers every task's targets)
 
     paths = args.config if args.config is not None else (
         ["config.yaml"] if Path("config.yaml").is_file() else [])

@@ -344,11 +344,11 @@ def _run_check(kind: str, key: str, value: Any) -> None:
 
         build_augmentation(value, 0, key)
     elif kind == "segment_loss":
-        from podium.segment.losses import build_segmentation_loss
+        from podium.tasks.segment.losses import build_segmentation_loss
 
         build_segmentation_loss(value, 1, key)  # every mask class is one binary channel
     elif kind == "segment_tta":
-        from podium.segment.fit import tta_views
+        from podium.tasks.segment.fit import tta_views
 
         tta_views(value, key)
     elif kind == "blend":

@@ -46,7 +46,7 @@ SEGMENTATION = COMPETITION["task"] == "segmentation"
 INSTANCES = SEGMENTATION and bool(COMPETITION.get("instances"))
 # The schema knows the RLE format names; this checks the pixel order against the format.
 if SEGMENTATION:
-    from podium.segment.rle import get_format
+    from podium.tasks.segment.rle import get_format
 
     get_format(COMPETITION["rle_format"], COMPETITION["mask_order"])
 # Every model is of the competition's kind (the config check refuses a key of the other kind
@@ -243,7 +243,7 @@ def all_entries():
 
 
 def entry_outputs(prefix):
-    """The files of one segmentation leaderboard entry (podium.segment.entries)."""
+    """The files of one segmentation leaderboard entry (podium.tasks.segment.entries)."""
     names = {
         "oof_probs": "oof_probs.npy",
         "test_probs": "test_probs.npy",

@@ -4,9 +4,9 @@ import pandas as pd
 
 from podium.data.folds import assign_folds
 from podium.glue import job_logging
-from podium.segment.masks import stratification_labels
 from podium.tables import write_csv
 from podium.task import TARGET_COLUMN, TaskSpec
+from podium.tasks.segment.masks import stratification_labels
 
 with job_logging(snakemake):
     spec = TaskSpec.load(snakemake.input.task)

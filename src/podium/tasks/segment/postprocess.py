@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
-from podium.segment.metrics import MASK_THRESHOLD
+from podium.metrics.masks import MASK_THRESHOLD
 
 DEFAULT_THRESHOLD = MASK_THRESHOLD  # the cut every unfitted mask entry is scored at
 MIN_GAIN = 0.002
@@ -126,7 +126,7 @@ def _dice_from_counts(overlap: np.ndarray, predicted: np.ndarray,
 
 def _image_dice(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-image Dice of ``(N, H, W)`` masks, 1.0 where both are empty. (Stands in for
-    :func:`podium.segment.metrics.dice` until the two are merged.)"""
+    :func:`podium.metrics.masks.dice` until the two are merged.)"""
     pred = pred.reshape(len(pred), -1) != 0
     truth = truth.reshape(len(truth), -1) != 0
     overlap = np.logical_and(pred, truth).sum(axis=1)

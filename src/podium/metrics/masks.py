@@ -1,4 +1,6 @@
-"""Segmentation metrics, scored per image and then averaged, as Kaggle's leaderboards do.
+"""Mask metrics, scored per image and then averaged, as Kaggle's leaderboards do: the metric
+core's definitions of Dice, IoU and DSB 2018's instance mAP, which the registry
+(:mod:`podium.metrics`) scores with and the segmentation task builds on.
 
 Dice and IoU follow the SIIM / Severstal convention: an image where prediction and truth are
 both empty scores ``empty_score`` (1.0), so predicting "no mask" correctly is rewarded.
