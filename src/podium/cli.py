@@ -41,14 +41,14 @@ def _collected_warnings() -> Iterator[list[str]]:
 def _thin_classes(manifest, task_path: Path, n_folds: int) -> str | None:
     """The folds' warning about classes with fewer images than folds, for the check."""
     from podium.data.folds import thin_classes_warning
+    from podium.data.targets import targets_for
     from podium.task import TARGET_COLUMN, TaskSpec
 
     spec = TaskSpec.load(task_path)
-    if spec.is_segmentation or spec.task == "regression":
-        return None
     only = manifest["train_only"].astype(bool) if "train_only" in manifest else False
     train = manifest[(manifest["split"] == "train") & ~only]
-    return thin_classes_warning(spec.encode(train[TARGET_COLUMN]), spec.classes, n_folds)
+    labels, classes = targets_for(spec.task).stratification(train[TARGET_COLUMN], spec)
+    return None if classes is None else thin_classes_warning(labels, classes, n_folds)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError, Problems, did_you_mean
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from podium.data.layout import CompetitionLayout
+    from podium.task import TaskSpec
 
 
 class TaskTargets:
@@ -67,6 +69,15 @@ class TaskTargets:
                      problems: Problems) -> None:
         """Check (or complete, in place) the targets of inspected train images, whose
         ``height`` and ``width`` are known now; ``ids`` keeps train.csv's row index."""
+
+
+    def stratification(self, labels: pd.Series, spec: TaskSpec
+                       ) -> tuple[np.ndarray, tuple[str, ...] | None]:
+        """What folds stratify on, from the manifest's train targets (in manifest order):
+        class indices, a 0/1 label matrix (iterative stratification) or values (quantile
+        bins); and the classes whose counts the folds check against the number of folds
+        (None where the labels are not classes)."""
+        raise NotImplementedError
 
 
 _REGISTERED: dict[str, TaskTargets] = {}

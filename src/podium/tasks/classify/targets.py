@@ -20,7 +20,7 @@ from podium.data.layout import CompetitionLayout
 from podium.data.targets import TaskTargets
 from podium.errors import PodiumInputError, Problems
 from podium.metrics import check_multilabel_rule
-from podium.task import LABEL_SEPARATOR, VALUE_TASKS, split_labels
+from podium.task import LABEL_SEPARATOR, VALUE_TASKS, TaskSpec, split_labels
 
 
 class LabelTargets(TaskTargets):
@@ -56,6 +56,12 @@ class LabelTargets(TaskTargets):
         else:
             _report_bad_labels(labels, path, column, classes, "the competition's classes",
                                problems, layout.task == "multilabel")
+
+    def stratification(self, labels: pd.Series, spec: TaskSpec
+                       ) -> tuple[np.ndarray, tuple[str, ...] | None]:
+        """The encoded labels (regression values are binned by the folds); the classes, or
+        the grades of an ordinal task, are counted against the folds."""
+        return spec.encode(labels), None if spec.task == "regression" else spec.classes
 
 
 def _report_bad_labels(

@@ -60,7 +60,6 @@ from podium.train.tta import GROUPS, NAMED_VIEWS
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class SegmentSettings:
     """One segmentation entry of the config's ``models`` section, its ``backbone`` as the

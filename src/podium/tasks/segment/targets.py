@@ -19,7 +19,7 @@ from podium.data.ingest import require_columns
 from podium.data.layout import CompetitionLayout
 from podium.data.targets import TaskTargets
 from podium.errors import PodiumInputError, Problems
-from podium.task import TARGET_COLUMN
+from podium.task import TARGET_COLUMN, TaskSpec
 from podium.tasks.segment.classes import (
     BINARY_CLASSES,
     ClassRows,
@@ -29,6 +29,7 @@ from podium.tasks.segment.classes import (
     collapse_instance_rows,
     join_rles,
 )
+from podium.tasks.segment.masks import stratification_labels
 from podium.tasks.segment.rle import (
     ORDERS,
     decodes_as,
@@ -77,6 +78,12 @@ class MaskTargets(TaskTargets):
             "config key competition.external: external sources are not supported in "
             "segmentation competitions yet; add their images and masks to the competition's "
             "own train.csv and train/ instead.")
+
+    def stratification(self, labels: pd.Series, spec: TaskSpec
+                       ) -> tuple[np.ndarray, tuple[str, ...] | None]:
+        """Empty masks and mask-area tertiles (several classes: which classes an image
+        holds), as the SIIM and Airbus solutions stratify."""
+        return stratification_labels(labels, spec.n_classes), None
 
     def finish_train(self, frame: pd.DataFrame, ids: pd.Series, source: str,
                      layout: CompetitionLayout, classes: tuple[str, ...],
