@@ -141,7 +141,10 @@ def code(script):
     each as parsed code (podium.codehash): as a param, a code change reruns exactly the jobs
     whose scripts reach it, while a comment, docstring or formatting edit, or a mere touch,
     reruns nothing (the profiles leave Snakemake's mtime-based code trigger off)."""
-    return script_hash(Path(workflow.basedir) / "workflow/scripts" / script)
+    return script_hash(
+        Path(workflow.basedir) / "workflow/scripts" / script,
+        cache=Path(".snakemake/podium/codehash"),
+    )
 
 
 def competition_dir():
