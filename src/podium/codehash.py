@@ -201,7 +201,7 @@ def script_hash(script: Path, root: Path = PACKAGE_ROOT, cache: Path | None = No
     return _hash(_parse_file(Path(script), "__main__", root, cache), root, cache)
 
 
-def module_hash(name: str, root: Path = PACKAGE_ROOT) -> str:
+def module_hash(name: str, root: Path = PACKAGE_ROOT, cache: Path | None = None) -> str:
     """The same hash for podium module ``name`` (``podium.configcheck``) and what it reaches:
     a cache key that changes exactly when that code does."""
-    return _hash(_parse(name, root), root)
+    return _hash(_parse(name, root, cache), root, cache)
