@@ -3,7 +3,7 @@
 Why: podium trains segmentation models in bf16 autocast with channels_last on a GPU by default
 (``precision: auto``, ``channels_last: true``), as it does classifiers (see train_gpu.py). This
 measures what that buys for smp decoders at segmentation sizes and checks the CUDA paths of
-``podium.segment`` end to end, in three parts:
+``podium.tasks.segment`` end to end, in three parts:
 
 1. Training steps (forward, ``bce_dice`` loss, backward, AdamW) of podium's segmenters
    (``build_segmenter``: an smp decoder on a timm encoder) on uint8 batches and 0/1 masks
@@ -48,16 +48,16 @@ import torch
 from torch import nn
 from train_gpu import machine, sync  # benchmarks/ is the script's own folder on sys.path
 
-from podium.segment.fit import (
+from podium.metrics.masks import mean_dice
+from podium.tasks.segment.fit import (
     SegmentFoldOutputs,
     SegmentSettings,
     load_segment_model,
     train_segment_fold,
 )
-from podium.segment.losses import build_segmentation_loss
-from podium.segment.metrics import mean_dice
-from podium.segment.models import build_segmenter
-from podium.segment.tiles import predict_tiled
+from podium.tasks.segment.losses import build_segmentation_loss
+from podium.tasks.segment.models import build_segmenter
+from podium.tasks.segment.tiles import predict_tiled
 from podium.train.runtime import Runtime
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -255,7 +255,7 @@ def tiled_inference(weights: Path | None, arch: str, encoder: str, n_images: int
                                       empty_fraction=0.0)
     images = runtime.batch(torch.from_numpy(images_np))
 
-    def plain(batch: torch.Tensor) -> torch.Tensor:  # as podium.segment.fit predicts
+    def plain(batch: torch.Tensor) -> torch.Tensor:  # as podium.tasks.segment.fit predicts
         with torch.no_grad(), runtime.autocast():
             return model(batch).float()
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from podium.tasks import plugins  # noqa: F401  (registers every task's targets, as entry points do)
+
 REPO = Path(__file__).resolve().parents[1]
 
 TEST_CONFIGS = REPO / ".test"

@@ -189,9 +189,36 @@ def test_a_script_edit_changes_its_own_hash_only(tmp_path: Path) -> None:
 def test_hashes_are_short_and_stable() -> None:
     first = script_hash(SCRIPTS[0])
     assert re.fullmatch(r"[0-9a-f]{16}", first)
-    codehash._analyse.cache_clear()
+    codehash._facts.cache_clear()
     assert script_hash(SCRIPTS[0]) == first
     assert module_hash("podium.configcheck") != module_hash("podium.metrics")
+
+
+def test_the_disk_cache_gives_the_same_hashes_and_is_keyed_by_content(tmp_path: Path) -> None:
+    """Parsed facts kept on disk (what every snakemake call reuses) change nothing: the same
+    hashes, read back from the files; a bad file is recomputed; an edit is a new key."""
+    cache = tmp_path / "cache"
+    plain = {s.name: script_hash(s) for s in SCRIPTS}
+    codehash._facts.cache_clear()
+    assert {s.name: script_hash(s, cache=cache) for s in SCRIPTS} == plain
+    files = sorted(cache.glob("*.json"))
+    assert len(files) >= len(MODULES)
+    codehash._facts.cache_clear()
+    assert {s.name: script_hash(s, cache=cache) for s in SCRIPTS} == plain  # from disk
+
+    for path in files:  # the cache is what is read: a changed digest shows in the hash
+        path.write_text(path.read_text().replace('"code": "', '"code": "0'))
+    codehash._facts.cache_clear()
+    assert script_hash(SCRIPTS[0], cache=cache) != plain[SCRIPTS[0].name]
+    for path in files:  # unreadable entries are computed again
+        path.write_text("{not json")
+    codehash._facts.cache_clear()
+    assert {s.name: script_hash(s, cache=cache) for s in SCRIPTS} == plain
+
+    copy = tmp_path / SCRIPTS[0].name
+    copy.write_text(SCRIPTS[0].read_text() + "\nprint('code')\n")
+    assert script_hash(copy, cache=cache) == script_hash(copy) != plain[SCRIPTS[0].name]
+    codehash._facts.cache_clear()
 
 
 def test_unknown_module_is_named() -> None:

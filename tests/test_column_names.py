@@ -23,11 +23,11 @@ from podium.data.ingest import (
     merge_manifests,
 )
 from podium.errors import PodiumInputError
-from podium.segment.rle import rle_decode
-from podium.segment.shapes import write_shapes_competition
-from podium.segment.submission import encode_test_masks, segmentation_submission
 from podium.submit.submission import format_submission
 from podium.task import TARGET_COLUMN, TaskSpec
+from podium.tasks.segment.rle import rle_decode
+from podium.tasks.segment.shapes import write_shapes_competition
+from podium.tasks.segment.submission import encode_test_masks, segmentation_submission
 
 PODIUM_COLUMNS = (*MANIFEST_COLUMNS, GROUP_COLUMN)
 

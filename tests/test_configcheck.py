@@ -201,10 +201,12 @@ def test_a_missing_library_skips_its_names_with_a_note(monkeypatch):
 def test_schema_enums_match_the_registries():
     """The schema's enums are the names the registries accept, so config check and jobs
     agree."""
+    from podium.data.targets import registered_tasks
     from podium.ensemble.blend import BLENDS
     from podium.ensemble.postprocess import POSTPROCESSORS
     from podium.ensemble.stack import STACKERS
-    from podium.segment.models import ARCHS
+    from podium.task import TASKS
+    from podium.tasks.segment.models import ARCHS
     from podium.train.heads import POOLINGS
     from podium.train.optim import OPTIMIZERS, SCHEDULES
     from podium.train.tta import MERGES
@@ -223,6 +225,8 @@ def test_schema_enums_match_the_registries():
     assert set(library["enum"]) == set(STACKERS)
     post = schema["properties"]["postprocess"]["additionalProperties"]["properties"]["method"]
     assert set(post["enum"]) == set(POSTPROCESSORS) | set(configcheck.SEGMENTATION_POSTS)
+    competition = schema["properties"]["competition"]["properties"]
+    assert set(competition["task"]["enum"]) == set(TASKS) == set(registered_tasks())
 
 
 # ------------------------------------------------------------------------- the schema

@@ -380,7 +380,7 @@ def test_unknown_metric_is_refused_before_reading(comp: Path, tmp_path: Path) ->
 
 
 def test_class_order_ignores_set_order_and_non_finite_numbers() -> None:
-    from podium.data.ingest import _class_sort_key
+    from podium.tasks.classify.targets import _class_sort_key
 
     labels = ["nan", "10", "2.0", "b", "2", "1", "inf", "a"]
     expected = ["1", "2", "2.0", "10", "a", "b", "inf", "nan"]

@@ -170,7 +170,7 @@ def test_schema_enums_are_the_code_registries() -> None:
 def test_non_finite_mask_maps_stop_the_segmentation_entry(tmp_path) -> None:
     from types import SimpleNamespace
 
-    from podium.segment.entries import SegmentTruth, write_entry
+    from podium.tasks.segment.entries import SegmentTruth, write_entry
 
     masks = np.zeros((4, 8, 8), dtype=np.uint8)
     truth = SegmentTruth(np.array(list("abcd")), np.arange(4), np.array([0, 0, 1, 1]), masks)

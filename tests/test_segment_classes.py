@@ -16,7 +16,8 @@ from podium.data.ingest import CompetitionLayout, ingest_competition, ingest_tes
 from podium.errors import PodiumInputError
 from podium.preprocess.pack import pack_split
 from podium.preprocess.transforms import PreprocessSettings
-from podium.segment.classes import (
+from podium.task import TaskSpec
+from podium.tasks.segment.classes import (
     ClassRows,
     class_rles,
     collapse_class_rows,
@@ -25,17 +26,16 @@ from podium.segment.classes import (
     presence_strata,
     unpack_bits,
 )
-from podium.segment.entries import SegmentTruth, cv_summary, postprocess_entry
-from podium.segment.losses import PerClassLoss, build_segmentation_loss
-from podium.segment.masks import pack_masks, stratification_labels
-from podium.segment.rle import rle_decode, rle_encode
-from podium.segment.shapes import write_shapes_competition
-from podium.segment.submission import (
+from podium.tasks.segment.entries import SegmentTruth, cv_summary, postprocess_entry
+from podium.tasks.segment.losses import PerClassLoss, build_segmentation_loss
+from podium.tasks.segment.masks import pack_masks, stratification_labels
+from podium.tasks.segment.rle import rle_decode, rle_encode
+from podium.tasks.segment.shapes import write_shapes_competition
+from podium.tasks.segment.submission import (
     encode_test_masks,
     score_segmentation,
     segmentation_submission,
 )
-from podium.task import TaskSpec
 
 CLASSES = ["ellipse", "box"]
 LAYOUT = {"task": "segmentation", "target": "rle", "metric": "dice"}

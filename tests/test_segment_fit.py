@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from podium.errors import PodiumInputError
-from podium.segment import fit as segment_fit
-from podium.segment.fit import (
+from podium.metrics.masks import mean_dice
+from podium.tasks.segment import fit as segment_fit
+from podium.tasks.segment.fit import (
     SegmentFoldOutputs,
     SegmentSettings,
     load_segment_model,
@@ -23,8 +24,7 @@ from podium.segment.fit import (
     predict_segment_test,
     train_segment_fold,
 )
-from podium.segment.metrics import mean_dice
-from podium.segment.models import build_segmenter
+from podium.tasks.segment.models import build_segmenter
 from podium.train.runtime import Runtime
 
 N, SIZE = 24, 32

@@ -13,10 +13,10 @@ from podium.data.ingest import CompetitionLayout, ingest_train
 from podium.errors import PodiumInputError
 from podium.preprocess.pack import pack_split
 from podium.preprocess.transforms import PreprocessSettings
-from podium.segment.masks import pack_masks, rle_area, stratification_labels
-from podium.segment.rle import rle_decode
-from podium.segment.shapes import write_shapes_competition
 from podium.task import TaskSpec
+from podium.tasks.segment.masks import pack_masks, rle_area, stratification_labels
+from podium.tasks.segment.rle import rle_decode
+from podium.tasks.segment.shapes import write_shapes_competition
 
 LAYOUT = {"task": "segmentation", "target": "rle", "metric": "dice"}
 
@@ -123,3 +123,32 @@ def test_missing_or_misfit_mask_images_are_named(shapes, tmp_path):
     assert f"{table['id'][0]}_mask.png: mask of train image" in message
     assert "competition.train_masks" in message
     assert f"mask is 20x40 but train image {table['id'][1]!r} is 40x40" in message
+
+
+def test_external_sources_are_refused_in_a_segmentation_competition(shapes, tmp_path):
+    """External sources carry labels, not masks in the competition's format: a segmentation
+    config that lists one is refused by key instead of checking masks as class labels."""
+    from podium.data.layout import ExternalSource
+
+    external = (ExternalSource(name="old", dir=shapes),)
+    with pytest.raises(PodiumInputError, match="competition.external: external sources are "
+                                               "not supported in segmentation"):
+        ingest_train(CompetitionLayout(root=shapes, external=external, **LAYOUT),
+                     tmp_path / "train.parquet", tmp_path / "task.json")
+    assert not (tmp_path / "train.parquet").exists()
+
+
+def test_instances_are_refused_outside_segmentation(shapes, tmp_path):
+    with pytest.raises(PodiumInputError, match="competition.instances applies to "
+                                               "segmentation competitions"):
+        ingest_train(CompetitionLayout(root=shapes, task="binary", target="rle",
+                                       metric="auc", instances=True),
+                     tmp_path / "train.parquet", tmp_path / "task.json")
+
+
+def test_an_unknown_task_lists_the_registered_ones(shapes, tmp_path):
+    with pytest.raises(PodiumInputError, match="competition.task: 'segmentatio' is not "
+                                               "supported.*Did you mean segmentation"):
+        ingest_train(CompetitionLayout(root=shapes, task="segmentatio", target="rle",
+                                       metric="dice"),
+                     tmp_path / "train.parquet", tmp_path / "task.json")

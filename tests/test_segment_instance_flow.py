@@ -14,14 +14,14 @@ from podium.data.ingest import CompetitionLayout, ingest_competition, ingest_tra
 from podium.errors import PodiumInputError
 from podium.preprocess.pack import pack_split
 from podium.preprocess.transforms import PreprocessSettings
-from podium.segment.classes import collapse_instance_rows, pack_bits
-from podium.segment.entries import SegmentTruth, cv_summary, instance_entry
-from podium.segment.instances import instance_labels, labels_of, pack_instance_labels
-from podium.segment.masks import rle_area
-from podium.segment.rle import rle_decode, rle_encode
-from podium.segment.shapes import write_shapes_competition
-from podium.segment.submission import instance_submission, score_instances
 from podium.task import TaskSpec
+from podium.tasks.segment.classes import collapse_instance_rows, pack_bits
+from podium.tasks.segment.entries import SegmentTruth, cv_summary, instance_entry
+from podium.tasks.segment.instances import instance_labels, labels_of, pack_instance_labels
+from podium.tasks.segment.masks import rle_area
+from podium.tasks.segment.rle import rle_decode, rle_encode
+from podium.tasks.segment.shapes import write_shapes_competition
+from podium.tasks.segment.submission import instance_submission, score_instances
 
 LAYOUT = {"task": "segmentation", "target": "rle", "metric": "instance_map", "instances": True}
 

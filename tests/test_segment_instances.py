@@ -9,7 +9,8 @@ import pytest
 from scipy import ndimage as ndi
 
 from podium.errors import PodiumInputError
-from podium.segment.instances import (
+from podium.metrics.masks import instance_average_precision, mean_instance_average_precision
+from podium.tasks.segment.instances import (
     DEFAULT_WATERSHED,
     _Table,
     apply_watershed,
@@ -19,8 +20,7 @@ from podium.segment.instances import (
     instance_rows,
     resize_labels,
 )
-from podium.segment.metrics import instance_average_precision, mean_instance_average_precision
-from podium.segment.rle import rle_decode, rle_encode
+from podium.tasks.segment.rle import rle_decode, rle_encode
 
 SIZE = 64
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from podium.errors import PodiumInputError
-from podium.segment.losses import SEGMENTATION_LOSSES, build_segmentation_loss
-from podium.segment.models import (
+from podium.tasks.segment.losses import SEGMENTATION_LOSSES, build_segmentation_loss
+from podium.tasks.segment.models import (
     ARCHS,
     ArchSpec,
     build_segmenter,

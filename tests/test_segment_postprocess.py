@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from podium.errors import PodiumInputError
-from podium.segment.postprocess import (
+from podium.tasks.segment.postprocess import (
     STAT_COLUMNS,
     EmptyMaskClassifier,
     apply_postprocess,

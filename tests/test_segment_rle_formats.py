@@ -19,11 +19,12 @@ from podium.data.ingest import CompetitionLayout, ingest_competition, ingest_tra
 from podium.errors import PodiumInputError
 from podium.preprocess.pack import pack_split
 from podium.preprocess.transforms import PreprocessSettings
-from podium.segment.instances import instance_labels, instance_rows
-from podium.segment.masks import MASK_COVER, pack_masks, to_size
-from podium.segment.rle import RLE_FORMATS, get_format, rle_decode, rle_encode
-from podium.segment.shapes import write_shapes_competition
-from podium.segment.submission import (
+from podium.task import TARGET_COLUMN, TaskSpec
+from podium.tasks.segment.instances import instance_labels, instance_rows
+from podium.tasks.segment.masks import MASK_COVER, pack_masks, to_size
+from podium.tasks.segment.rle import RLE_FORMATS, get_format, rle_decode, rle_encode
+from podium.tasks.segment.shapes import write_shapes_competition
+from podium.tasks.segment.submission import (
     check_mask_submission,
     encode_test_masks,
     instance_submission,
@@ -31,7 +32,6 @@ from podium.segment.submission import (
     score_segmentation,
     segmentation_submission,
 )
-from podium.task import TARGET_COLUMN, TaskSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from podium.errors import PodiumInputError
-from podium.segment.metrics import (
+from podium.metrics.masks import (
     dice,
     instance_average_precision,
     iou,
@@ -17,7 +17,7 @@ from podium.segment.metrics import (
     mean_instance_average_precision,
     mean_iou,
 )
-from podium.segment.rle import rle_decode, rle_encode
+from podium.tasks.segment.rle import rle_decode, rle_encode
 
 # --- RLE -------------------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from podium.errors import PodiumInputError
-from podium.segment.rle import rle_decode
-from podium.segment.shapes import write_shapes_competition
+from podium.tasks.segment.rle import rle_decode
+from podium.tasks.segment.shapes import write_shapes_competition
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from podium.errors import PodiumInputError
-from podium.segment.tiles import (
+from podium.tasks.segment.tiles import (
     D4_VIEWS,
     INVERSE_VIEW,
     WINDOWS,

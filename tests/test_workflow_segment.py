@@ -13,8 +13,8 @@ import pytest
 import yaml
 from conftest import recorded_params, respelled_yaml, reversed_keys
 
-from podium.segment.rle import rle_decode
 from podium.settings import canonical
+from podium.tasks.segment.rle import rle_decode
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_fold_outputs_and_a_rerun_does_nothing(shapes_run):
 
 def test_a_plotting_change_reruns_only_the_plots(shapes_run):
     """Code hashes cover the podium modules each rule's script imports."""
-    plots = shapes_run.root / "src/podium/segment/plots.py"
+    plots = shapes_run.root / "src/podium/tasks/segment/plots.py"
     original = plots.read_text()
     plots.write_text(original + "\n_A_CODE_CHANGE = 1\n")
     try:

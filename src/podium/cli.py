@@ -41,14 +41,14 @@ def _collected_warnings() -> Iterator[list[str]]:
 def _thin_classes(manifest, task_path: Path, n_folds: int) -> str | None:
     """The folds' warning about classes with fewer images than folds, for the check."""
     from podium.data.folds import thin_classes_warning
+    from podium.data.targets import targets_for
     from podium.task import TARGET_COLUMN, TaskSpec
 
     spec = TaskSpec.load(task_path)
-    if spec.is_segmentation or spec.task == "regression":
-        return None
     only = manifest["train_only"].astype(bool) if "train_only" in manifest else False
     train = manifest[(manifest["split"] == "train") & ~only]
-    return thin_classes_warning(spec.encode(train[TARGET_COLUMN]), spec.classes, n_folds)
+    labels, classes = targets_for(spec.task).stratification(train[TARGET_COLUMN], spec)
+    return None if classes is None else thin_classes_warning(labels, classes, n_folds)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -57,6 +57,7 @@ def _check(args: argparse.Namespace) -> int:
     from podium.configcheck import SCHEMA_PATH, check_names, validate_config
     from podium.configfiles import load_configs
     from podium.data.ingest import CompetitionLayout, ingest_competition
+    from podium.tasks import plugins  # noqa: F401  (registers every task's targets)
 
     paths = args.config if args.config is not None else (
         ["config.yaml"] if Path("config.yaml").is_file() else [])

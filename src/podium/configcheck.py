@@ -344,11 +344,11 @@ def _run_check(kind: str, key: str, value: Any) -> None:
 
         build_augmentation(value, 0, key)
     elif kind == "segment_loss":
-        from podium.segment.losses import build_segmentation_loss
+        from podium.tasks.segment.losses import build_segmentation_loss
 
         build_segmentation_loss(value, 1, key)  # every mask class is one binary channel
     elif kind == "segment_tta":
-        from podium.segment.fit import tta_views
+        from podium.tasks.segment.fit import tta_views
 
         tta_views(value, key)
     elif kind == "blend":
@@ -402,7 +402,7 @@ _COMMON_ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "latin-1", "iso-8859-1", "c
 _LIBRARIES = ("torch", "timm", "albumentations", "segmentation-models-pytorch", "scikit-learn")
 
 
-def _cache_key(plan: list) -> str:
+def _cache_key(plan: list, code_cache: Path | None = None) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     from podium.codehash import module_hash
@@ -413,7 +413,7 @@ def _cache_key(plan: list) -> str:
             digest.update(f"{library}={version(library)}".encode())
         except PackageNotFoundError:
             digest.update(f"{library}=none".encode())
-    digest.update(module_hash(__name__).encode())
+    digest.update(module_hash(__name__, cache=code_cache).encode())
     return digest.hexdigest()[:20]
 
 
@@ -428,7 +428,8 @@ def check_names(config: dict, files: Iterable[str | Path] = (),
     locate = _Locator(files)
     problems = [locate.line(keys) + message for keys, message in _plain_checks(config)]
     plan = name_plan(config)
-    marker = Path(cache_dir) / _cache_key(plan) if cache_dir is not None else None
+    marker = (Path(cache_dir) / _cache_key(plan, Path(cache_dir).parent / "codehash")
+              if cache_dir is not None else None)
     if marker is not None and marker.is_file() and not problems:
         return
     missing: set[str] = set()

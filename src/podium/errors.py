@@ -13,3 +13,25 @@ def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.3) -> str:
     the hint every unknown-name error in the config carries."""
     close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=cutoff)
     return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+MAX_REPORTED = 20
+"""Problems listed in one error; the rest are counted."""
+
+
+class Problems:
+    """Collects validation problems so that they are reported together, in one round."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.items.append(message)
+
+    def raise_if_any(self, what: str) -> None:
+        if not self.items:
+            return
+        shown = "\n  - ".join(self.items[:MAX_REPORTED])
+        more = len(self.items) - MAX_REPORTED
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        raise PodiumInputError(f"{what}: {len(self.items)} problem(s)\n  - {shown}{tail}")

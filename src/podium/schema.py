@@ -6,7 +6,7 @@ config when it validates it, and the settings dataclasses take theirs from here
 drift (tests/test_config.py holds config.yaml's restated values to it as well).
 
 A model entry is a classification model (every task but segmentation; podium.train) or a
-segmentation model (podium.segment), as ``competition.task`` says. The schema marks the keys
+segmentation model (podium.tasks.segment), as ``competition.task`` says. The schema marks the keys
 that apply to one kind only with ``x-model: classification`` or ``x-model: segmentation``
 (JSON Schema ignores such annotations); a key of the other kind is refused by name
 (:func:`model_key_problems`) rather than silently dropped, and the defaults of the other kind

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,12 +15,9 @@ import pandas as pd
 from podium.metrics import DEFAULT_MULTILABEL_RULE, LabelSpace, decide_multilabel
 from podium.tables import read_json, write_json
 
-if TYPE_CHECKING:
-    from podium.segment.classes import ClassRows
-
 CLASSIFICATION_TASKS = ("binary", "multiclass", "multilabel")
 VALUE_TASKS = ("regression", "ordinal")  # one predicted number per image, column ``pred``
-SEGMENTATION = "segmentation"  # masks per image and class, run-length encoded (podium.segment)
+SEGMENTATION = "segmentation"  # masks per image and class, RLE (podium.tasks.segment)
 TASKS = CLASSIFICATION_TASKS + VALUE_TASKS + (SEGMENTATION,)
 LABEL_SEPARATOR = " "  # multilabel targets: "3 7 12", Kaggle's usual form
 TARGET_COLUMN = "target"
@@ -45,22 +41,15 @@ class TaskSpec:
     metric: str
     id_column: str
     mask_order: str = "F"  # segmentation: RLE pixel order, F (column-major) or C (row-major)
-    rle_format: str = "kaggle"  # segmentation: RLE format name, podium.segment.rle.RLE_FORMATS
+    rle_format: str = "kaggle"  # segmentation: RLE format name (segment.rle.RLE_FORMATS)
     class_column: str | None = None  # segmentation: CSV rows per (image, class), see
-    class_separator: str | None = None  # podium.segment.classes.ClassRows
+    class_separator: str | None = None  # podium.tasks.segment.classes.ClassRows
     instances: bool = False  # segmentation: train.csv rows are objects, scored by instance mAP
     multilabel_rule: str = DEFAULT_MULTILABEL_RULE  # how label sets are decided (metrics)
 
     @property
     def is_segmentation(self) -> bool:
         return self.task == SEGMENTATION
-
-    @property
-    def class_rows(self) -> ClassRows:
-        """How the competition's CSVs name each row's mask class (segmentation)."""
-        from podium.segment.classes import ClassRows
-
-        return ClassRows(self.id_column, self.class_column, self.class_separator)
 
     @property
     def predicts_value(self) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from podium.metrics import get_metric
-from podium.segment.metrics import mean_instance_average_precision
+from podium.metrics.masks import mean_instance_average_precision
 
 N_DRAWS = 1000
 TOL = 1e-9

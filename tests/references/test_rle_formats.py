@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from podium.segment.rle import RLE_FORMATS, rle_decode, rle_encode
+from podium.tasks.segment.rle import RLE_FORMATS, rle_decode, rle_encode
 
 # --- the references -----------------------------------------------------------------------
 

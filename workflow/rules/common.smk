@@ -46,7 +46,7 @@ SEGMENTATION = COMPETITION["task"] == "segmentation"
 INSTANCES = SEGMENTATION and bool(COMPETITION.get("instances"))
 # The schema knows the RLE format names; this checks the pixel order against the format.
 if SEGMENTATION:
-    from podium.segment.rle import get_format
+    from podium.tasks.segment.rle import get_format
 
     get_format(COMPETITION["rle_format"], COMPETITION["mask_order"])
 # Every model is of the competition's kind (the config check refuses a key of the other kind
@@ -141,7 +141,10 @@ def code(script):
     each as parsed code (podium.codehash): as a param, a code change reruns exactly the jobs
     whose scripts reach it, while a comment, docstring or formatting edit, or a mere touch,
     reruns nothing (the profiles leave Snakemake's mtime-based code trigger off)."""
-    return script_hash(Path(workflow.basedir) / "workflow/scripts" / script)
+    return script_hash(
+        Path(workflow.basedir) / "workflow/scripts" / script,
+        cache=Path(".snakemake/podium/codehash"),
+    )
 
 
 def competition_dir():
@@ -243,7 +246,7 @@ def all_entries():
 
 
 def entry_outputs(prefix):
-    """The files of one segmentation leaderboard entry (podium.segment.entries)."""
+    """The files of one segmentation leaderboard entry (podium.tasks.segment.entries)."""
     names = {
         "oof_probs": "oof_probs.npy",
         "test_probs": "test_probs.npy",

@@ -1,7 +1,7 @@
 # Segmentation competitions: packed masks, U-Net family models per fold, tiled test
 # prediction, mean blends and mask post-processing, then an RLE submission. Included instead
 # of the classification stages when competition.task is segmentation. Code hashes name the
-# podium.segment modules each rule runs, so a plotting change never retrains a model. In an
+# podium.tasks.segment modules each rule runs, so a plotting change never retrains a model. In an
 # instance competition (competition.instances) the packed instance labels score every entry.
 
 INSTANCE_LABELS = (

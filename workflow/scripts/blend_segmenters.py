@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from podium.glue import job_logging
-from podium.segment.entries import SegmentTruth, mean_blend, write_entry
+from podium.tasks.segment.entries import SegmentTruth, mean_blend, write_entry
 
 with job_logging(snakemake):
     i, name = snakemake.input, snakemake.wildcards.blend

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from podium.glue import job_logging
-from podium.segment.entries import SegmentTruth, gather_folds, write_entry
+from podium.tasks.segment.entries import SegmentTruth, gather_folds, write_entry
 
 with job_logging(snakemake):
     i = snakemake.input

@@ -2,6 +2,7 @@
 
 from podium.data.ingest import CompetitionLayout, ingest_train
 from podium.glue import job_logging
+from podium.tasks import plugins  # noqa: F401  (registers every task's targets)
 
 with job_logging(snakemake):
     ingest_train(

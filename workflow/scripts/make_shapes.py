@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from podium.glue import job_logging
-from podium.segment.shapes import write_shapes_competition
+from podium.tasks.segment.shapes import write_shapes_competition
 
 with job_logging(snakemake):
     write_shapes_competition(Path(snakemake.output.train_csv).parent, **snakemake.params.shapes)

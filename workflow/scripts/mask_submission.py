@@ -5,15 +5,15 @@ import numpy as np
 import pandas as pd
 
 from podium.glue import job_logging
-from podium.segment.submission import (
+from podium.submit.submission import read_sample
+from podium.tables import write_csv
+from podium.task import TaskSpec
+from podium.tasks.segment.submission import (
     check_mask_submission,
     encode_test_masks,
     instance_submission,
     segmentation_submission,
 )
-from podium.submit.submission import read_sample
-from podium.tables import write_csv
-from podium.task import TaskSpec
 
 with job_logging(snakemake) as log:
     i = snakemake.input

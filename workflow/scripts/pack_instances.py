@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 
 from podium.glue import job_logging
-from podium.segment.instances import pack_instance_labels
 from podium.task import TARGET_COLUMN, TaskSpec
+from podium.tasks.segment.instances import pack_instance_labels
 
 with job_logging(snakemake) as log:
     spec = TaskSpec.load(snakemake.input.task)

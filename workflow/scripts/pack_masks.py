@@ -3,8 +3,8 @@
 import pandas as pd
 
 from podium.glue import job_logging
-from podium.segment.masks import pack_masks
 from podium.task import TARGET_COLUMN, TaskSpec
+from podium.tasks.segment.masks import pack_masks
 
 with job_logging(snakemake):
     spec = TaskSpec.load(snakemake.input.task)

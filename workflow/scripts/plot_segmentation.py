@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 
 from podium.glue import job_logging
-from podium.segment.entries import SegmentTruth
-from podium.segment.plots import plot_mask_examples
 from podium.submit.plots import plot_fold_scores, plot_leaderboard, plot_learning_curves
 from podium.tables import read_json
 from podium.task import TaskSpec
+from podium.tasks.segment.entries import SegmentTruth
+from podium.tasks.segment.plots import plot_mask_examples
 
 with job_logging(snakemake):
     i, o = snakemake.input, snakemake.output

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 
 from podium.glue import job_logging
-from podium.segment.entries import SegmentTruth, instance_entry, postprocess_entry, write_entry
+from podium.tasks.segment.entries import (
+    SegmentTruth,
+    instance_entry,
+    postprocess_entry,
+    write_entry,
+)
 
 with job_logging(snakemake):
     i, w = snakemake.input, snakemake.wildcards

@@ -1,7 +1,7 @@
 """Predict the test images' masks with one trained fold (tiles and D4 views as configured)."""
 
 from podium.glue import job_logging
-from podium.segment.fit import SegmentSettings, predict_segment_test
+from podium.tasks.segment.fit import SegmentSettings, predict_segment_test
 from podium.train.devices import default_lock_dir, pin_gpu
 
 with job_logging(snakemake), pin_gpu(default_lock_dir()):

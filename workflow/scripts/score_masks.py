@@ -4,9 +4,9 @@ size the submission was written at."""
 import pandas as pd
 
 from podium.glue import job_logging
-from podium.segment.submission import score_instances, score_segmentation
 from podium.tables import write_json
 from podium.task import TaskSpec
+from podium.tasks.segment.submission import score_instances, score_segmentation
 
 with job_logging(snakemake) as log:
     i = snakemake.input

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from podium.glue import job_logging
-from podium.segment.fit import SegmentFoldOutputs, SegmentSettings, train_segment_fold
 from podium.task import TaskSpec
+from podium.tasks.segment.fit import SegmentFoldOutputs, SegmentSettings, train_segment_fold
 from podium.train.devices import default_lock_dir, pin_gpu
 
 with job_logging(snakemake), pin_gpu(default_lock_dir()):

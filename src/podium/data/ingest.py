@@ -10,127 +10,32 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import math
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pydicom
 from PIL import Image
 from tqdm import tqdm
 
-from podium.errors import PodiumInputError
-from podium.metrics import check_metric_for_task, check_multilabel_rule
-from podium.schema import schema_field
-from podium.segment.classes import (
-    BINARY_CLASSES,
-    ClassRows,
-    check_class_count,
-    class_rles,
-    collapse_class_rows,
-    collapse_instance_rows,
-    join_rles,
-)
-from podium.segment.rle import (
-    ORDERS,
-    decodes_as,
-    get_format,
-    rle_decode,
-    rle_encode,
-)
+from podium.data.layout import CompetitionLayout, ExternalSource
+from podium.data.targets import TaskTargets, targets_for
+from podium.errors import MAX_REPORTED, PodiumInputError, Problems
+from podium.metrics import check_metric_for_task
 from podium.tables import write_csv, write_parquet
-from podium.task import (
-    LABEL_SEPARATOR,
-    SEGMENTATION,
-    TARGET_COLUMN,
-    TASKS,
-    VALUE_TASKS,
-    TaskSpec,
-    split_labels,
-)
+from podium.task import TARGET_COLUMN, TaskSpec
 
 log = logging.getLogger(__name__)
 
-MAX_REPORTED = 20
 MANIFEST_COLUMNS = ("id", "split", "path", TARGET_COLUMN, "height", "width", "channels", "md5",
                     "pixel_md5", "source", "train_only")
 """podium's own manifest columns; the competition's column names appear in none of them."""
 GROUP_COLUMN = "group"  # the manifest's column of competition.group_column's groups
 _UNSAFE_ID = re.compile(r"[/\\]|^\.\.?$|\.\.")
-
-
-@dataclass(frozen=True)
-class ExternalSource:
-    """Another labelled folder in the competition's layout (e.g. an earlier competition)."""
-
-    name: str
-    dir: Path
-    train_csv: str = schema_field("competition", "external", "train_csv")
-    train_images: str = schema_field("competition", "external", "train_images")
-    image_column: str | None = schema_field("competition", "external", "image_column")
-    id_column: str | None = schema_field("competition", "external", "id_column")
-    target: str | None = schema_field("competition", "external", "target")
-    validate: bool = schema_field("competition", "external", "validate")
-    encoding: str | None = schema_field("competition", "external", "encoding")  # None: ours
-
-
-@dataclass(frozen=True)
-class CompetitionLayout:
-    """Where a competition keeps its files, as the config's ``competition`` section says;
-    the defaults are the schema's."""
-
-    root: Path
-    train_csv: str = schema_field("competition", "train_csv")
-    sample_submission: str = schema_field("competition", "sample_submission")
-    train_images: str = schema_field("competition", "train_images")
-    image_column: str | None = schema_field("competition", "image_column")
-    group_column: str | None = schema_field("competition", "group_column")
-    label_columns: tuple[str, ...] | None = None
-    bad_train_images: str = schema_field("competition", "bad_train_images")
-    external: tuple[ExternalSource, ...] = ()
-    mask_order: str = schema_field("competition", "mask_order")
-    # segmentation: the RLE format (podium.segment.rle), mask images per train id
-    # ("masks/{id}.png"), rows per (image, class) named by a column or after the image id
-    # ("<id>_<class>"), a train.csv row per object (DSB 2018)
-    rle_format: str = schema_field("competition", "rle_format")
-    train_masks: str | None = schema_field("competition", "train_masks")
-    class_column: str | None = schema_field("competition", "class_column")
-    class_separator: str | None = schema_field("competition", "class_separator")
-    instances: bool = schema_field("competition", "instances")
-    multilabel_rule: str = schema_field("competition", "multilabel_rule")
-    encoding: str = schema_field("competition", "encoding")  # of train.csv, sample_submission
-
-    @property
-    def class_rows(self) -> ClassRows:
-        """How the CSVs of a segmentation competition name each row's mask class."""
-        return ClassRows(self.id_column, self.class_column, self.class_separator)
-
-    @classmethod
-    def from_config(cls, section: dict, root: str | Path | None = None) -> CompetitionLayout:
-        """The layout the config's ``competition`` section describes; ``root`` overrides its
-        ``dir`` (the embedded dataset lives in the results folder)."""
-        fields = set(cls.__dataclass_fields__) - {"root", "classes", "external", "label_columns"}
-        label_columns = section.get("label_columns")
-        classes = section.get("classes")
-        return cls(
-            root=Path(root if root is not None else section.get("dir") or "."),
-            **{k: v for k, v in section.items() if k in fields},
-            classes=tuple(str(c) for c in classes) if classes is not None else None,
-            label_columns=tuple(label_columns) if label_columns else None,
-            external=tuple(ExternalSource(**{**e, "dir": Path(e["dir"])})
-                           for e in section.get("external") or ()),
-        )
-    test_images: str = schema_field("competition", "test_images")
-    id_column: str = schema_field("competition", "id_column")
-    target: str = schema_field("competition", "target")
-    task: str = schema_field("competition", "task")
-    metric: str = schema_field("competition", "metric")
-    classes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -143,24 +48,6 @@ class ImageInfo:
     channels: int
     md5: str
     pixel_md5: str
-
-
-class _Problems:
-    """Collects validation problems so they can be reported together."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, message: str) -> None:
-        self.items.append(message)
-
-    def raise_if_any(self, what: str) -> None:
-        if not self.items:
-            return
-        shown = "\n  - ".join(self.items[:MAX_REPORTED])
-        more = len(self.items) - MAX_REPORTED
-        tail = f"\n  ... and {more} more" if more > 0 else ""
-        raise PodiumInputError(f"{what}: {len(self.items)} problem(s)\n  - {shown}{tail}")
 
 
 def _read_table(path: Path, config_key: str, encoding: str = "utf-8",
@@ -199,7 +86,7 @@ def check_text_encoding(path: Path, encoding: str,
             "saved by spreadsheets) or save the file as UTF-8.") from None
 
 
-def _require_columns(frame: pd.DataFrame, path: Path, columns: Iterable[tuple[str, str]]) -> None:
+def require_columns(frame: pd.DataFrame, path: Path, columns: Iterable[tuple[str, str]]) -> None:
     for column, key in columns:
         if column not in frame.columns:
             raise PodiumInputError(
@@ -208,7 +95,7 @@ def _require_columns(frame: pd.DataFrame, path: Path, columns: Iterable[tuple[st
             )
 
 
-def _check_ids(ids: pd.Series, path: Path, problems: _Problems) -> None:
+def _check_ids(ids: pd.Series, path: Path, problems: Problems) -> None:
     """Ids become file names downstream: no empties, no duplicates, no path tricks."""
     for row, value in ids.items():
         line = int(row) + 2  # header is line 1
@@ -230,7 +117,7 @@ def resolve_image_path(layout: CompetitionLayout, template: str, image_id: str) 
     return layout.root / template.format(id=image_id)
 
 
-def _check_image_column(paths: pd.Series, csv_path: Path, problems: _Problems) -> None:
+def _check_image_column(paths: pd.Series, csv_path: Path, problems: Problems) -> None:
     """Per-row image paths must be relative and stay inside the competition folder."""
     for row, value in paths.items():
         line = int(row) + 2
@@ -346,54 +233,6 @@ def _inspect_or_report(path: Path) -> ImageInfo | str:
         return f"{path}: unreadable or truncated image ({type(err).__name__}: {err})"
 
 
-def _report_bad_labels(
-    labels: pd.Series, path: Path, column: str, classes: tuple[str, ...] | None,
-    classes_name: str, problems: _Problems, multilabel: bool = False,
-) -> None:
-    """Empty labels, and (when ``classes`` is given) labels outside them, by line; in a
-    multilabel task every space-separated label of a cell is checked."""
-    allowed = set(classes) if classes is not None else None
-    for row, value in labels.items():
-        line = int(row) + 2  # header is line 1
-        if value.strip() == "":
-            problems.add(f"{path} line {line}: label column {column!r} is empty")
-            continue
-        if allowed is None:
-            continue
-        unknown = [v for v in (split_labels(value) if multilabel else [value])
-                   if v not in allowed]
-        if unknown:
-            problems.add(f"{path} line {line}: label {unknown[0]!r} is not one of "
-                         f"{classes_name} {list(classes)[:20]}")
-
-
-def normalized_labels(labels: pd.Series, spec_task: str, classes: tuple[str, ...]
-                      ) -> pd.Series:
-    """Multilabel cells rewritten as their label set in class order ("7 3 3" -> "3 7"), and
-    numbers in one spelling ("3.0" -> "3" for grades), so equal labels compare equal (dedup's
-    label conflicts); other tasks are left as they are."""
-    if spec_task == "ordinal":
-        return labels.map(lambda v: str(int(float(v))))
-    if spec_task == "regression":
-        return labels.map(lambda v: repr(float(v)))
-    if spec_task == SEGMENTATION:  # one spelling of "no mask": Kaggle CSVs use "", "-1"
-        return labels.map(lambda v: _normalized_masks(v, len(classes)))
-    if spec_task != "multilabel":
-        return labels
-    order = {c: i for i, c in enumerate(classes)}
-    return labels.map(lambda v: LABEL_SEPARATOR.join(sorted(set(split_labels(v)),
-                                                            key=order.__getitem__)))
-
-
-def _normalized_masks(cell: object, n_classes: int) -> str:
-    """The class encodings of one manifest cell in one spelling; a cell with the wrong number
-    of classes is left for the mask check to report."""
-    try:
-        return join_rles(class_rles(cell, n_classes))
-    except ValueError:
-        return str(cell)
-
-
 def _image_paths(root: Path, table: pd.DataFrame, id_column: str, image_column: str | None,
                  template: str) -> list[Path]:
     """Each row's image: from its path column when there is one, else from the template."""
@@ -402,162 +241,9 @@ def _image_paths(root: Path, table: pd.DataFrame, id_column: str, image_column: 
     return [root / template.format(id=i) for i in table[id_column]]
 
 
-def _check_labels(
-    labels: pd.Series, path: Path, layout: CompetitionLayout, problems: _Problems
-) -> tuple[str, ...]:
-    """Labels must be present and belong to the task's classes; returns the class order
-    (the grades for ordinal tasks, none for regression; segmentation's mask classes come from
-    :func:`_segmentation_table`)."""
-    if layout.task in VALUE_TASKS:
-        return _check_values(labels, path, layout.target, layout.task, layout.classes,
-                             problems)
-    multilabel = layout.task == "multilabel"
-    if layout.classes is None:
-        present = (v for cell in labels for v in (split_labels(cell) if multilabel else [cell]))
-        classes = tuple(sorted({v for v in present if v.strip() != ""}, key=_class_sort_key))
-        _report_bad_labels(labels, path, layout.target, None, "", problems)
-    else:
-        classes = tuple(str(c) for c in layout.classes)
-        _report_bad_labels(labels, path, layout.target, classes,
-                           "the classes in config key competition.classes", problems,
-                           multilabel)
-    if layout.task == "binary" and len(classes) != 2:
-        problems.add(
-            f"{path}: task is binary but column {layout.target!r} has {len(classes)} classes "
-            f"{list(classes)[:10]}; set competition.task to multiclass or fix the labels"
-        )
-    _check_two_classes(labels, path, layout.target, multilabel, problems)
-    return classes
-
-
-def _check_two_classes(labels: pd.Series, path: Path, column: str, multilabel: bool,
-                       problems: _Problems) -> None:
-    """A classifier needs two classes in train: one class everywhere is nothing to learn
-    (usually competition.target names the wrong column)."""
-    cells = labels[labels.str.strip() != ""]
-    present = {v for cell in cells for v in (split_labels(cell) if multilabel else [cell])}
-    if len(present) == 1:
-        (only,) = present
-        problems.add(
-            f"{path}: every one of its {len(cells)} labelled rows has the class {only!r} in "
-            f"column {column!r}; a classifier needs at least two classes in train. Check "
-            "that competition.target names the label column, or add images of other classes")
-
-
-def _segmentation_table(train: pd.DataFrame, path: Path, layout: CompetitionLayout,
-                        problems: _Problems) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """The train table of a segmentation competition with one row per image, and its mask
-    classes: ``("mask",)`` for one binary mask, else ``competition.classes`` or the classes
-    the per-class rows name. Masks given as images are read once the images are inspected."""
-    if layout.mask_order not in ORDERS:
-        raise PodiumInputError(
-            f"config key competition.mask_order: {layout.mask_order!r} is not one of "
-            f"{', '.join(ORDERS)} (F: top to bottom first, C: left to right first).")
-    get_format(layout.rle_format, layout.mask_order)
-    rows = layout.class_rows
-    configured = tuple(str(c) for c in layout.classes) if layout.classes else None
-    if layout.instances:
-        return _instance_table(train, path, layout, rows.per_class or bool(configured)
-                               and len(configured) > 1), configured or BINARY_CLASSES
-    if configured is not None:
-        check_class_count(configured)
-    if layout.train_masks:  # train.csv has a row per image; class rows are the sample's
-        if "{class}" in layout.train_masks and configured is None:
-            raise PodiumInputError(
-                f"config key competition.train_masks: {layout.train_masks!r} has one file per "
-                "class ({class}); list the classes in competition.classes.")
-        return train.assign(**{layout.target: ""}), configured or BINARY_CLASSES
-    if rows.per_class:
-        _require_columns(train, path, [(layout.target, "competition.target")])
-        train, classes, found = collapse_class_rows(train, rows, layout.target, configured,
-                                                    path)
-        for problem in found:
-            problems.add(problem)
-        return train, classes
-    if configured is not None and len(configured) > 1:
-        raise PodiumInputError(
-            f"config key competition.classes lists {len(configured)} mask classes but "
-            f"{path.name} has one mask per row; for several classes set "
-            "competition.class_column (or class_separator) for rows per image and class, or "
-            "competition.train_masks for mask images.")
-    return train, configured or BINARY_CLASSES
-
-
-def _instance_table(train: pd.DataFrame, path: Path, layout: CompetitionLayout,
-                    several_classes: bool) -> pd.DataFrame:
-    """A train.csv with one row per object, collapsed to one row per image (its instances
-    joined by ``;``). Instances are one binary class given as encodings."""
-    if several_classes or layout.train_masks:
-        raise PodiumInputError(
-            "config key competition.instances needs one mask class given as run-length "
-            "encoded rows (one per object); unset competition.class_column, class_separator, "
-            "train_masks and keep competition.classes to one class.")
-    _require_columns(train, path, [(layout.id_column, "competition.id_column"),
-                                   (layout.target, "competition.target")])
-    return collapse_instance_rows(train, layout.id_column, layout.target)
-
-
-def _labels_from_columns(train: pd.DataFrame, path: Path, layout: CompetitionLayout
-                         ) -> tuple[pd.DataFrame, CompetitionLayout]:
-    """A multilabel train.csv with one 0/1 column per label, turned into the space-separated
-    target column the rest of podium reads; the label columns are the classes, in order."""
-    if layout.task != "multilabel":
-        raise PodiumInputError(
-            f"config key competition.label_columns needs task multilabel, not {layout.task!r}."
-        )
-    columns = list(layout.label_columns)
-    _require_columns(train, path, [(c, "competition.label_columns") for c in columns])
-    problems = _Problems()
-    for column in columns:
-        for row, value in train[column].items():
-            if value.strip() not in ("0", "1"):
-                problems.add(f"{path} line {int(row) + 2}: label column {column!r} holds "
-                             f"{value!r}, not 0 or 1")
-    problems.raise_if_any(f"{path}: label columns")
-    chosen = train[columns].apply(lambda col: col.str.strip() == "1")
-    target = [LABEL_SEPARATOR.join(c for c, on in zip(columns, row, strict=True) if on)
-              for row in chosen.itertuples(index=False)]
-    empty = [int(row) + 2 for row, cell in zip(train.index, target, strict=True) if not cell]
-    if empty:
-        raise PodiumInputError(
-            f"{path} lines {empty[:10]}: no label column is 1; every image needs a label."
-        )
-    return (train.assign(**{layout.target: target}),
-            replace(layout, classes=tuple(columns), label_columns=None))
-
-
-def _check_values(labels: pd.Series, path: Path, column: str, task: str,
-                  classes: tuple[str, ...] | None, problems: _Problems) -> tuple[str, ...]:
-    """Regression targets must be finite numbers, ordinal ones whole numbers (grades)."""
-    numbers = pd.to_numeric(labels.str.strip(), errors="coerce")
-    ordinal = task == "ordinal"
-    for row, value in labels.items():
-        number = numbers.loc[row]
-        if not np.isfinite(number) or (ordinal and number != round(number)):
-            kind = "a whole-number grade" if ordinal else "a finite number"
-            problems.add(f"{path} line {int(row) + 2}: target {value!r} in column "
-                         f"{column!r} is not {kind} (task {task})")
-    if not ordinal:
-        return ()
-    if classes is not None:
-        return tuple(str(int(float(c))) for c in classes)
-    grades = numbers[np.isfinite(numbers)]
-    return tuple(str(int(g)) for g in sorted(set(grades.round().astype(int))))
-
-
-def _class_sort_key(value: str) -> tuple[int, float, str]:
-    """Finite numeric labels sort as numbers (2 before 10), the rest as strings after them;
-    ties break on the string, so the order never depends on set iteration."""
-    try:
-        number = float(value)
-    except ValueError:
-        return (1, 0.0, value)
-    return (0, number, value) if math.isfinite(number) else (1, 0.0, value)
-
-
 def _inspect_images(
     split: str, ids: pd.Series, paths: list[Path], skip_bad: bool, threads: int,
-    problems: _Problems, skipped: list[dict],
+    problems: Problems, skipped: list[dict],
 ) -> pd.DataFrame | None:
     """Manifest rows of one split's images; unreadable ones become problems, or skipped
     rows when ``skip_bad`` (train only)."""
@@ -589,7 +275,7 @@ def _inspect_images(
 
 def _read_external(
     source: ExternalSource, layout: CompetitionLayout, taken: set[str],
-    classes: tuple[str, ...], problems: _Problems,
+    classes: tuple[str, ...], targets: TaskTargets, problems: Problems,
 ) -> tuple[str, pd.Series, pd.Series, list[Path], str, bool]:
     """Validate one external source; its ids become ``<name>__<id>`` in the manifest."""
     key = f"competition.external[{source.name}]"
@@ -601,16 +287,12 @@ def _read_external(
                         f"{key}.encoding" if source.encoding else "competition.encoding")
     id_column = source.id_column or layout.id_column
     target = source.target or layout.target
-    _require_columns(table, path, [(id_column, f"{key}.id_column"), (target, f"{key}.target")])
+    require_columns(table, path, [(id_column, f"{key}.id_column"), (target, f"{key}.target")])
     if source.image_column is not None:
-        _require_columns(table, path, [(source.image_column, f"{key}.image_column")])
+        require_columns(table, path, [(source.image_column, f"{key}.image_column")])
         _check_image_column(table[source.image_column], path, problems)
     _check_ids(table[id_column], path, problems)
-    if layout.task in VALUE_TASKS:
-        _check_values(table[target], path, target, layout.task, None, problems)
-    else:
-        _report_bad_labels(table[target], path, target, classes, "the competition's classes",
-                           problems, layout.task == "multilabel")
+    targets.check_external(table[target], path, target, layout, classes, problems)
     ids = source.name + "__" + table[id_column]
     for value in sorted(set(ids) & taken):
         problems.add(f"{path}: external id {value!r} clashes with a competition id")
@@ -618,20 +300,11 @@ def _read_external(
     return "train", ids, table[target], paths, source.name, not source.validate
 
 
-def _check_layout(layout: CompetitionLayout) -> None:
-    if layout.task not in TASKS:
-        raise PodiumInputError(
-            f"config key competition.task: {layout.task!r} is not supported; "
-            f"use one of {list(TASKS)}."
-        )
+def _check_layout(layout: CompetitionLayout) -> TaskTargets:
+    """Refuse a layout whose keys do not fit together; the task's targets."""
+    targets = targets_for(layout.task)
     check_metric_for_task(layout.metric, layout.task)
-    check_multilabel_rule(layout.multilabel_rule)
-    if (layout.metric == "instance_map") != bool(layout.instances):
-        raise PodiumInputError(
-            "config keys competition.metric and competition.instances disagree: instance_map "
-            "scores instances, so set metric: instance_map together with instances: true (a "
-            f"train.csv row per object), not metric {layout.metric!r} with instances "
-            f"{str(bool(layout.instances)).lower()}.")
+    targets.check_layout(layout)
     if layout.bad_train_images not in ("error", "skip"):
         raise PodiumInputError(
             f"config key competition.bad_train_images: {layout.bad_train_images!r} is not "
@@ -639,6 +312,7 @@ def _check_layout(layout: CompetitionLayout) -> None:
         )
     _check_distinct_columns(layout)
     _check_root(layout)
+    return targets
 
 
 def _check_distinct_columns(layout: CompetitionLayout) -> None:
@@ -672,49 +346,46 @@ class _TrainSide:
     table: pd.DataFrame
     classes: tuple[str, ...]
     parts: list[tuple]
+    targets: TaskTargets
 
 
-def _validate_train(layout: CompetitionLayout, problems: _Problems) -> _TrainSide:
+def _validate_train(layout: CompetitionLayout, targets: TaskTargets,
+                    problems: Problems) -> _TrainSide:
     train_path = layout.root / layout.train_csv
     train = _read_table(train_path, "competition.train_csv", layout.encoding)
-    if layout.label_columns:
-        train, layout = _labels_from_columns(train, train_path, layout)
-    segment_classes = None
-    if layout.task == SEGMENTATION:
-        train, segment_classes = _segmentation_table(train, train_path, layout, problems)
-    _require_columns(
+    train, layout, classes = targets.train_table(train, train_path, layout, problems)
+    require_columns(
         train, train_path, [(layout.id_column, "competition.id_column"),
                             (layout.target, "competition.target")]
     )
     for column, key in ((layout.image_column, "image_column"),
                         (layout.group_column, "group_column")):
         if column is not None:
-            _require_columns(train, train_path, [(column, f"competition.{key}")])
+            require_columns(train, train_path, [(column, f"competition.{key}")])
     train_ids = train[layout.id_column]
     _check_ids(train_ids, train_path, problems)
-    classes = segment_classes or _check_labels(train[layout.target], train_path, layout,
-                                               problems)
+    if classes is None:
+        classes = targets.check_labels(train[layout.target], train_path, layout, problems)
     if layout.image_column is not None:
         _check_image_column(train[layout.image_column], train_path, problems)
-    external = [_read_external(e, layout, set(train_ids), classes, problems)
+    external = [_read_external(e, layout, set(train_ids), classes, targets, problems)
                 for e in layout.external]
     paths = _image_paths(layout.root, train, layout.id_column, layout.image_column,
                          layout.train_images)
     _note_unlisted(layout, train_ids, paths, train_path)
     parts = [("train", train_ids, train[layout.target], paths, "competition", False),
              *external]
-    return _TrainSide(layout, train, classes, parts)
+    return _TrainSide(layout, train, classes, parts, targets)
 
 
-def _validate_test(layout: CompetitionLayout, problems: _Problems,
+def _validate_test(layout: CompetitionLayout, targets: TaskTargets, problems: Problems,
                    train_ids: Iterable[str]) -> list[tuple]:
     """The test part, after checking the sample submission's ids against the test folder and
     against the train ids (an image is either train or test)."""
     sample_path = layout.root / layout.sample_submission
     sample = _read_table(sample_path, "competition.sample_submission", layout.encoding)
-    _require_columns(sample, sample_path, [(layout.id_column, "competition.id_column")])
-    test_ids = (layout.class_rows.image_ids(sample, sample_path)
-                if layout.task == SEGMENTATION else sample[layout.id_column])
+    require_columns(sample, sample_path, [(layout.id_column, "competition.id_column")])
+    test_ids = targets.image_ids(sample, sample_path, layout)
     _check_ids(test_ids, sample_path, problems)
     for value in sorted(set(train_ids) & set(test_ids) - {""}):
         problems.add(
@@ -739,110 +410,17 @@ def _validate_test(layout: CompetitionLayout, problems: _Problems,
     return [("test", test_ids, None, paths, "competition", False)]
 
 
-def _train_ids_of(layout: CompetitionLayout) -> pd.Series:
+def _train_ids_of(layout: CompetitionLayout, targets: TaskTargets) -> pd.Series:
     """The train ids alone, for the test side's clash check (no labels, no images)."""
     path = layout.root / layout.train_csv
     table = _read_table(path, "competition.train_csv", layout.encoding)
-    _require_columns(table, path, [(layout.id_column, "competition.id_column")])
-    if layout.task == SEGMENTATION and not layout.train_masks:
-        return layout.class_rows.image_ids(table, path)
-    return table[layout.id_column]
+    require_columns(table, path, [(layout.id_column, "competition.id_column")])
+    return targets.image_ids(table, path, layout, listed=True)
 
 
-def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
-                 layout: CompetitionLayout, classes: tuple[str, ...],
-                 problems: _Problems) -> None:
-    """Every run-length encoding must decode inside its image (named by line, id and, with
-    several classes, the class)."""
-    for image_id, cell, height, width in zip(frame["id"], frame[TARGET_COLUMN],
-                                             frame["height"], frame["width"], strict=True):
-        where = f"{path} line {line_of.get(image_id, '?')}: id {image_id!r}"
-        try:
-            rles = class_rles(cell, len(classes))
-        except ValueError as err:
-            problems.add(f"{where}: {layout.target} holds {err}; an encoding of a binary mask "
-                         "is run lengths only")
-            continue
-        for name, rle in zip(classes, rles, strict=True):
-            shape = (int(height), int(width))
-            try:
-                rle_decode(rle, shape, layout.mask_order, layout.rle_format)
-            except ValueError as err:
-                label = f" class {name!r}" if len(classes) > 1 else ""
-                problems.add(f"{where}{label}: {layout.target} is not a {layout.rle_format} "
-                             f"encoding of a mask of the {height}x{width} image ({err}); "
-                             f"{_format_hint(rle, shape, layout)}")
-
-
-def _format_hint(rle: object, shape: tuple[int, int], layout: CompetitionLayout) -> str:
-    """What to check when a mask string fails: the formats it does decode under, if any
-    (still a problem: a string valid in two formats is read in the configured one)."""
-    current = (layout.rle_format, layout.mask_order)
-    other = decodes_as(rle, shape, exclude=current)
-    setting = (f"competition.rle_format {layout.rle_format!r} and mask_order "
-               f"{layout.mask_order!r}")
-    if not other:
-        return f"check {setting}"
-    names = " or ".join(f"rle_format {f!r} with mask_order {o!r}" for f, o in other)
-    return f"it does decode as {names}; check {setting}"
-
-
-def _read_mask_image(path: Path, image_id: str, height: int, width: int,
-                     problems: _Problems) -> np.ndarray | None:
-    """One mask file at its image's size (colour masks: the brightest channel), or None with
-    the problem reported by path."""
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
-    if mask is None:
-        problems.add(f"{path}: mask of train image {image_id!r} is missing or unreadable "
-                     "(config key competition.train_masks)")
-        return None
-    if mask.ndim == 3:
-        mask = mask.max(axis=2)
-    if mask.shape != (height, width):
-        problems.add(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} but train image "
-                     f"{image_id!r} is {height}x{width}")
-        return None
-    return mask
-
-
-def _class_masks(layout: CompetitionLayout, classes: tuple[str, ...], image_id: str,
-                 height: int, width: int, problems: _Problems) -> list[np.ndarray] | None:
-    """Each class's 0/1 mask of one train image: one file per class when the pattern holds
-    ``{class}`` (nonzero pixels: the class), else one file whose nonzero pixels are the object
-    (binary) or whose pixel value k is the k-th class (several classes, 0: background)."""
-    pattern = layout.train_masks
-    if "{class}" in pattern:
-        masks = [_read_mask_image(layout.root / pattern.format(id=image_id, **{"class": c}),
-                                  image_id, height, width, problems) for c in classes]
-        return None if any(m is None for m in masks) else [m != 0 for m in masks]
-    path = layout.root / pattern.format(id=image_id)
-    mask = _read_mask_image(path, image_id, height, width, problems)
-    if mask is None or len(classes) == 1:
-        return None if mask is None else [mask != 0]
-    if int(mask.max()) > len(classes):
-        problems.add(f"{path}: mask holds pixel value {int(mask.max())} but there are "
-                     f"{len(classes)} classes (values 1..{len(classes)}, 0 background; config "
-                     "key competition.classes)")
-        return None
-    return [mask == k + 1 for k in range(len(classes))]
-
-
-def _encode_mask_images(frame: pd.DataFrame, layout: CompetitionLayout,
-                        classes: tuple[str, ...], problems: _Problems) -> list[str]:
-    """Each train image's mask images (``competition.train_masks``) as its manifest cell:
-    missing, unreadable or differently sized masks are problems named by path."""
-    encoded = []
-    for image_id, height, width in zip(frame["id"], frame["height"], frame["width"],
-                                       strict=True):
-        masks = _class_masks(layout, classes, image_id, int(height), int(width), problems)
-        encoded.append("" if masks is None else
-                       join_rles([rle_encode(m, layout.mask_order, layout.rle_format)
-                                  for m in masks]))
-    return encoded
-
-
-def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple[str, ...],
-                   threads: int, problems: _Problems, skipped: list[dict]) -> list[pd.DataFrame]:
+def _inspect_parts(layout: CompetitionLayout, targets: TaskTargets, parts: list[tuple],
+                   classes: tuple[str, ...], threads: int, problems: Problems,
+                   skipped: list[dict]) -> list[pd.DataFrame]:
     frames = []
     for split, ids, labels, paths, source, train_only in parts:
         frame = _inspect_images(split, ids, paths, layout.bad_train_images == "skip", threads,
@@ -850,16 +428,11 @@ def _inspect_parts(layout: CompetitionLayout, parts: list[tuple], classes: tuple
         if frame is None:
             continue
         keep = ids.isin(frame["id"]).to_numpy()
-        frame[TARGET_COLUMN] = (normalized_labels(labels, layout.task, classes).to_numpy()[keep]
-                                if labels is not None else None)
-        if layout.task == SEGMENTATION and labels is not None:
-            if layout.train_masks and source == "competition":
-                # encoded from masks of the image's own size: nothing to check again
-                frame[TARGET_COLUMN] = _encode_mask_images(frame, layout, classes, problems)
-            else:
-                line_of = {image_id: int(row) + 2 for row, image_id in ids.items()}
-                _check_masks(frame, line_of, layout.root / layout.train_csv, layout, classes,
-                             problems)
+        frame[TARGET_COLUMN] = (
+            targets.normalized(labels, layout, classes).to_numpy()[keep]
+            if labels is not None else None)
+        if labels is not None:
+            targets.finish_train(frame, ids, source, layout, classes, problems)
         frames.append(frame.assign(source=source, train_only=train_only))
     problems.raise_if_any(f"images of competition folder {layout.root} failed validation")
     return frames
@@ -892,12 +465,13 @@ def _write_train_side(layout: CompetitionLayout, classes: tuple[str, ...],
 
 
 def _inspect_and_write(train_side: _TrainSide, parts: list[tuple], threads: int,
-                       problems: _Problems, manifest_path: str | Path, task_path: str | Path,
+                       problems: Problems, manifest_path: str | Path, task_path: str | Path,
                        skipped_path: str | Path | None) -> pd.DataFrame:
     """Read every image of ``parts``, then write the manifest, the task spec and the skipped
     train images (all or nothing: a problem stops before anything is written)."""
     layout, skipped = train_side.layout, []
-    frames = _inspect_parts(layout, parts, train_side.classes, threads, problems, skipped)
+    frames = _inspect_parts(layout, train_side.targets, parts, train_side.classes, threads,
+                            problems, skipped)
     manifest = _assemble(layout, frames, train_side.table)
     write_parquet(manifest, manifest_path)
     _write_train_side(layout, train_side.classes, task_path, skipped, skipped_path)
@@ -921,11 +495,11 @@ def ingest_competition(
     """Validate the whole competition folder, reporting train and test problems together,
     and write ``manifest.parquet`` and ``task.json`` (what ``podium check`` runs). The
     workflow runs the same checks as :func:`ingest_train` and :func:`ingest_test`."""
-    _check_layout(layout)
-    problems = _Problems()
-    train_side = _validate_train(layout, problems)
+    targets = _check_layout(layout)
+    problems = Problems()
+    train_side = _validate_train(layout, targets, problems)
     layout = train_side.layout
-    test_parts = _validate_test(layout, problems, train_side.table[layout.id_column])
+    test_parts = _validate_test(layout, targets, problems, train_side.table[layout.id_column])
     problems.raise_if_any(f"competition folder {layout.root} failed validation")
     parts = [train_side.parts[0], *test_parts, *train_side.parts[1:]]  # the manifest's order
     return _inspect_and_write(train_side, parts, threads, problems, manifest_path, task_path,
@@ -942,9 +516,9 @@ def ingest_train(
     """Validate the train side (train table, labels, train and external images) and write
     its manifest and ``task.json``. Nothing here reads a test file, so new test images never
     rerun it or anything that only depends on it (folds, training)."""
-    _check_layout(layout)
-    problems = _Problems()
-    train_side = _validate_train(layout, problems)
+    targets = _check_layout(layout)
+    problems = Problems()
+    train_side = _validate_train(layout, targets, problems)
     layout = train_side.layout
     problems.raise_if_any(f"competition folder {layout.root} failed validation")
     return _inspect_and_write(train_side, train_side.parts, threads, problems, manifest_path,
@@ -956,10 +530,11 @@ def ingest_test(layout: CompetitionLayout, manifest_path: str | Path,
     """Validate the test side (sample submission, test images) and write its manifest. Bad
     test images always stop here: the submission needs a prediction for each."""
     _check_root(layout)
-    problems = _Problems()
-    parts = _validate_test(layout, problems, _train_ids_of(layout))
+    targets = targets_for(layout.task)
+    problems = Problems()
+    parts = _validate_test(layout, targets, problems, _train_ids_of(layout, targets))
     problems.raise_if_any(f"competition folder {layout.root} failed validation")
-    frames = _inspect_parts(layout, parts, (), threads, problems, [])
+    frames = _inspect_parts(layout, targets, parts, (), threads, problems, [])
     manifest = _assemble(layout, frames, None)
     write_parquet(manifest, manifest_path)
     _log_counts(manifest)

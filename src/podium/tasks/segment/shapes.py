@@ -20,9 +20,9 @@ import pandas as pd
 from PIL import Image
 
 from podium.errors import PodiumInputError
-from podium.segment.classes import class_rles, join_rles
-from podium.segment.rle import DEFAULT_FORMAT, get_format, rle_encode
 from podium.tables import write_csv
+from podium.tasks.segment.classes import class_rles, join_rles
+from podium.tasks.segment.rle import DEFAULT_FORMAT, get_format, rle_encode
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def write_shapes_competition(
     """Write train.csv (id, rle), train/, test/, sample_submission.csv and solution.csv.
 
     The rle column is the union mask of each image in order "F" and ``rle_format``
-    (:mod:`podium.segment.rle`); empty masks are "".
+    (:mod:`podium.tasks.segment.rle`); empty masks are "".
     Exactly ``round(empty_fraction * n_images)`` images hold no object. With two ``classes``
     (ellipses, then boxes) every CSV has a row per image and class: id, class, rle. With
     ``instances`` train.csv and solution.csv have a row per object (its visible pixels; an

@@ -305,12 +305,12 @@ def _mask_metric(name: str) -> Callable[[np.ndarray, np.ndarray, LabelSpace], fl
     """Mean Dice or IoU over (image, class) pairs of ``N x H x W`` or ``N x K x H x W`` maps
     (probabilities at 0.5, or 0/1 masks) against 0/1 truth; a pair empty in both scores 1.
     Dice: SIIM-ACR Pneumothorax, Severstal, Understanding Clouds; IoU: Airbus-style. Reference:
-    the competitions' published per-image definitions (podium.segment.metrics, imported late:
-    segmentation only)."""
+    the competitions' published per-image definitions (podium.metrics.masks, imported late:
+    it imports scipy, and the config check imports this module)."""
     def score(y: np.ndarray, p: np.ndarray, space: LabelSpace) -> float:
-        from podium.segment import metrics
+        from podium.metrics import masks
 
-        return getattr(metrics, f"pair_{name}")(p, y)
+        return getattr(masks, f"pair_{name}")(p, y)
 
     return score
 
@@ -319,7 +319,7 @@ def _instance_map(y: np.ndarray, p: np.ndarray, space: LabelSpace) -> float:
     """DSB 2018's mean average precision over IoU thresholds 0.5-0.95 of ``N x H x W``
     instance label maps, per image then averaged (the registry hands predictions over as
     floats, so they are rounded back to labels). Reference: DSB 2018's published metric."""
-    from podium.segment.metrics import mean_instance_average_precision
+    from podium.metrics.masks import mean_instance_average_precision
 
     return mean_instance_average_precision(list(np.rint(p).astype(np.int64)), list(y))
 

@@ -10,7 +10,7 @@ Each mask class is one sigmoid channel (a binary mask is one; several classes ma
 in Understanding Clouds), and packed masks hold the classes as bits (:mod:`.classes`).
 Training may run on random crops of the packed images (``crop``) so large images fit a batch;
 prediction then covers whole images with overlapping tiles (``tile``) and D4 test-time views,
-averaged on the logits (:mod:`podium.segment.tiles`). Probabilities are stored as float16
+averaged on the logits (:mod:`podium.tasks.segment.tiles`). Probabilities are stored as float16
 ``N x K x S x S`` arrays: half the size, and 1e-3 precision is far finer than any threshold
 search needs.
 """
@@ -35,13 +35,13 @@ from tqdm import tqdm
 
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import get_metric
+from podium.metrics.masks import MASK_THRESHOLD, pair_dice
 from podium.schema import SEGMENTATION, model_key_problems, schema_field, unknown_model_keys
-from podium.segment.classes import MAX_CLASSES, unpack_bits
-from podium.segment.losses import build_segmentation_loss
-from podium.segment.metrics import MASK_THRESHOLD, pair_dice
-from podium.segment.models import Segmenter, build_segmenter
-from podium.segment.tiles import d4_predict, predict_tiled
 from podium.tables import write_csv, write_json, write_npy, write_parquet
+from podium.tasks.segment.classes import MAX_CLASSES, unpack_bits
+from podium.tasks.segment.losses import build_segmentation_loss
+from podium.tasks.segment.models import Segmenter, build_segmenter
+from podium.tasks.segment.tiles import d4_predict, predict_tiled
 from podium.train.augment import build_augmentation
 from podium.train.data import (
     BatchLoader,
@@ -58,7 +58,6 @@ from podium.train.runtime import Runtime
 from podium.train.tta import GROUPS, NAMED_VIEWS
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def _positive_int(value: object, key: str, alternative: str = "") -> int:
 def tta_views(entries: Sequence[str] | str, key: str = "models.<name>.tta") -> tuple[str, ...]:
     """D4 view names for ``entries`` (names, or the groups ``d4`` and ``flips``), each once.
     Masks must be turned back after each view, so only the D4 views, which
-    :func:`~podium.segment.tiles.d4_predict` can invert, are allowed here."""
+    :func:`~podium.tasks.segment.tiles.d4_predict` can invert, are allowed here."""
     entries = [entries] if isinstance(entries, str) else list(entries)
     known = [*NAMED_VIEWS, *GROUPS]
     views: list[str] = []

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
-from podium.segment.metrics import MASK_THRESHOLD
+from podium.metrics.masks import MASK_THRESHOLD, dice_from_counts, image_dice
 
 DEFAULT_THRESHOLD = MASK_THRESHOLD  # the cut every unfitted mask entry is scored at
 MIN_GAIN = 0.002
@@ -118,21 +118,6 @@ def apply_threshold_min_area(prob: np.ndarray, threshold: float, min_area: int) 
     return binary[0] if single else binary
 
 
-def _dice_from_counts(overlap: np.ndarray, predicted: np.ndarray,
-                      true: np.ndarray) -> np.ndarray:
-    total = predicted + true
-    return np.where(total == 0, 1.0, 2.0 * overlap / np.maximum(total, 1))
-
-
-def _image_dice(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per-image Dice of ``(N, H, W)`` masks, 1.0 where both are empty. (Stands in for
-    :func:`podium.segment.metrics.dice` until the two are merged.)"""
-    pred = pred.reshape(len(pred), -1) != 0
-    truth = truth.reshape(len(truth), -1) != 0
-    overlap = np.logical_and(pred, truth).sum(axis=1)
-    return _dice_from_counts(overlap, pred.sum(axis=1), truth.sum(axis=1))
-
-
 class _Components:
     """Every image's components at one threshold: image index, area and overlap with the
     truth, so that Dice at any minimum area is a pair of bincounts, with no relabelling."""
@@ -156,7 +141,7 @@ class _Components:
         image = self.image[keep]
         predicted = np.bincount(image, weights=self.area[keep], minlength=self.n_images)
         overlap = np.bincount(image, weights=self.overlap[keep], minlength=self.n_images)
-        return _dice_from_counts(overlap, predicted, true_area)
+        return dice_from_counts(overlap, predicted, true_area)
 
 
 # ---------------------------------------------------------------------------- grid search
@@ -510,8 +495,8 @@ def fit_postprocess_fold_by_fold(
         fold_label = k.item() if isinstance(k, np.generic) else k
         report.append({"fold": fold_label, **params,
                        "dice_fold_before": float(before[held].mean()),
-                       "dice_fold_after": float(_image_dice(out[held], oof.truth[held]).mean())})
-    after = _image_dice(out, oof.truth)
+                       "dice_fold_after": float(image_dice(out[held], oof.truth[held]).mean())})
+    after = image_dice(out, oof.truth)
     summary = {"folds": report, "dice_before": float(before.mean()),
                "dice_after": float(after.mean())}
     if fit_all:

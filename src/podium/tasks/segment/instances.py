@@ -5,8 +5,8 @@ submission rows (one RLE per instance) from label images.
 Why fit the watershed at all: on DSB nuclei the split of touching objects moved the score
 more than most model changes, and the best threshold, marker rule and minimum size depend on
 how the model is calibrated and how large the objects are. As in
-:mod:`podium.segment.postprocess`, the fit only sees OOF rows, keeps the defaults unless it
-beats them by :data:`~podium.segment.postprocess.MIN_GAIN`, and
+:mod:`podium.tasks.segment.postprocess`, the fit only sees OOF rows, keeps the defaults unless it
+beats them by :data:`~podium.tasks.segment.postprocess.MIN_GAIN`, and
 :func:`fit_watershed_fold_by_fold` scores it honestly: fold k is split with parameters fitted
 on the other folds only.
 
@@ -25,15 +25,15 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from podium.errors import PodiumInputError, did_you_mean
-from podium.segment.metrics import DSB_THRESHOLDS
-from podium.segment.postprocess import (
+from podium.metrics.masks import DSB_THRESHOLDS
+from podium.tasks.segment.postprocess import (
     MIN_GAIN,
     check_min_area,
     check_threshold,
     prob_stack,
     watershed_instances,
 )
-from podium.segment.rle import (
+from podium.tasks.segment.rle import (
     DEFAULT_FORMAT,
     INSTANCE_JOIN,
     format_runs,
@@ -275,7 +275,7 @@ def _area_scores(pred: np.ndarray, true_index: np.ndarray, n_true: int,
 
     Above IoU 0.5 a predicted instance overlaps at most one true instance that much (both
     are disjoint), so the TPs at each threshold are the predictions whose best IoU beats it:
-    the same count as :func:`~podium.segment.metrics.instance_average_precision`'s matching.
+    the same count as :func:`~podium.metrics.masks.instance_average_precision`'s matching.
     Dropping predictions under a minimum area leaves the others' IoUs unchanged."""
     n_pred = int(pred.max())
     if n_pred == 0:
@@ -418,7 +418,7 @@ def pack_instance_labels(manifest: Any, index: Any, target: str, order: str, siz
     """Write ``N x size x size`` int32 instance labels in the row order of the packed train
     ``index``, from each image's ``;``-joined instance encodings (nearest-neighbour resize,
     so labels stay labels; an object smaller than a packed pixel may vanish)."""
-    from podium.segment.masks import pack_rows  # here: entries and plots never pack
+    from podium.tasks.segment.masks import pack_rows  # here: entries and plots never pack
 
     def decode(_: str, entry: Any) -> np.ndarray:
         cell = entry[target]

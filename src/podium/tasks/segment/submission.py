@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
-from podium.segment.instances import instance_labels, instance_rows, labels_of, resize_labels
-from podium.segment.masks import to_size
-from podium.segment.metrics import as_masks, mean_dice, mean_instance_average_precision
-from podium.segment.rle import DEFAULT_FORMAT, rle_decode, rle_encode
+from podium.metrics.masks import as_masks, mean_dice, mean_instance_average_precision
 from podium.task import TaskSpec
+from podium.tasks.segment.classes import ClassRows
+from podium.tasks.segment.instances import instance_labels, instance_rows, labels_of, resize_labels
+from podium.tasks.segment.masks import to_size
+from podium.tasks.segment.rle import DEFAULT_FORMAT, rle_decode, rle_encode
 
 MAX_REPORTED = 20
 
@@ -51,7 +52,7 @@ def encode_test_masks(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFrame
                       order: str, rle_format: str = DEFAULT_FORMAT,
                       mask_size: object = None) -> dict[str, list[str]]:
     """``id -> [rle of each class]`` for packed ``N x K x S x S`` maps, at each image's size
-    or ``mask_size``: probabilities are resized (:func:`~podium.segment.masks.to_size`) and
+    or ``mask_size``: probabilities are resized (:func:`~podium.tasks.segment.masks.to_size`) and
     then thresholded (a smoother edge than resizing a mask); 0/1 masks are resized as masks."""
     size_of = scored_sizes(sizes, mask_size)
     out = {}
@@ -74,7 +75,7 @@ def check_mask_submission(submission: pd.DataFrame, spec: TaskSpec, sizes: pd.Da
     is written, so a wrong format or size never reaches the leaderboard. Problems name the
     line (the header is line 1), the column and the id."""
     size_of = scored_sizes(sizes, mask_size)
-    images, _ = spec.class_rows.split(submission, path)
+    images, _ = ClassRows.of(spec).split(submission, path)
     problems = []
     for row, (image_id, rle) in enumerate(zip(images, submission[spec.target], strict=True)):
         where = (f"{path} line {row + 2}, column {spec.target!r}, "
@@ -98,7 +99,7 @@ def check_mask_submission(submission: pd.DataFrame, spec: TaskSpec, sizes: pd.Da
 def _row_classes(table: pd.DataFrame, spec: TaskSpec, path: object
                  ) -> tuple[pd.Series, np.ndarray]:
     """Each row's image id and class index (0 for rows that are images)."""
-    images, names = spec.class_rows.split(table, path)
+    images, names = ClassRows.of(spec).split(table, path)
     if names is None:
         if spec.n_classes > 1:
             raise PodiumInputError(
@@ -135,13 +136,13 @@ def score_segmentation(submission_path: str | Path, solution_path: str | Path,
     submitted masks against the solution's (both empty: 1). With ``mask_size`` the
     submission is decoded at that size and the solution, given at each image's own size, is
     resized to it the way the submission's masks are
-    (:func:`~podium.segment.masks.to_size`)."""
+    (:func:`~podium.tasks.segment.masks.to_size`)."""
     read = {"dtype": str, "keep_default_na": False}
     keys = [spec.id_column] + ([spec.class_column] if spec.class_column else [])
     merged = pd.read_csv(solution_path, **read).merge(
         pd.read_csv(submission_path, **read), on=keys, suffixes=("_true", "_pred"),
         validate="one_to_one")
-    images, _ = spec.class_rows.split(merged, solution_path)
+    images, _ = ClassRows.of(spec).split(merged, solution_path)
     own, scored = scored_sizes(sizes), scored_sizes(sizes, mask_size)
     codec = (spec.mask_order, spec.rle_format)
     scores = []

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from podium.segment.metrics import dice  # noqa: E402
+from podium.metrics.masks import dice  # noqa: E402
 
 TRUTH, PREDICTED = (0.2, 0.9, 0.2), (0.95, 0.2, 0.2)
 _COLOUR_NAMES = ("blue", "orange", "green", "red", "purple", "brown", "pink", "grey")  # tab10

@@ -21,18 +21,18 @@ import numpy as np
 import pandas as pd
 
 from podium.metrics import require_finite
-from podium.segment.classes import unpack_bits
-from podium.segment.instances import (
+from podium.metrics.masks import mean_instance_average_precision, pair_dice
+from podium.tables import write_json, write_npy, write_parquet
+from podium.tasks.segment.classes import unpack_bits
+from podium.tasks.segment.instances import (
     apply_watershed,
     fit_watershed_fold_by_fold,
     labels_of,
 )
-from podium.segment.metrics import mean_instance_average_precision, pair_dice
-from podium.segment.postprocess import (
+from podium.tasks.segment.postprocess import (
     apply_postprocess,
     fit_postprocess_fold_by_fold,
 )
-from podium.tables import write_json, write_npy, write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
-from podium.segment.rle import INSTANCE_JOIN, is_empty
+from podium.tasks.segment.rle import INSTANCE_JOIN, is_empty
 
 CLASS_JOIN = "|"
 MAX_CLASSES = 8  # bits of the packed uint8
@@ -46,6 +47,12 @@ class ClassRows:
         if self.class_separator == "":
             raise PodiumInputError("config key competition.class_separator is empty; set the "
                                    "text between image id and class (often '_') or null.")
+
+    @classmethod
+    def of(cls, source: Any) -> ClassRows:
+        """The class rows of a competition layout or task spec (anything with ``id_column``,
+        ``class_column`` and ``class_separator``)."""
+        return cls(source.id_column, source.class_column, source.class_separator)
 
     @property
     def per_class(self) -> bool:

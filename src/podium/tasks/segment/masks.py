@@ -1,7 +1,7 @@
 """Train masks packed beside the train images, and the way back to each image's own size.
 
 Masks come from run-length encodings in the manifest, in the images' original pixels, one per
-mask class (:mod:`podium.segment.classes`). They are decoded once, packed as the bits of one
+mask class (:mod:`podium.tasks.segment.classes`). They are decoded once, packed as the bits of one
 uint8 per pixel and resized to the packed size with nearest-neighbour interpolation (bits stay
 bits), row for row with the packed train images, so training reads them like images.
 Predictions go the other way: probability maps at the packed size are resized to each test
@@ -21,8 +21,8 @@ import pandas as pd
 from numpy.lib.format import open_memmap
 
 from podium.errors import PodiumInputError
-from podium.segment.classes import class_rles, pack_bits, presence_strata
-from podium.segment.rle import DEFAULT_FORMAT, INSTANCE_JOIN, rle_decode
+from podium.tasks.segment.classes import class_rles, pack_bits, presence_strata
+from podium.tasks.segment.rle import DEFAULT_FORMAT, INSTANCE_JOIN, rle_decode
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ AREA_BINS = 3
 
 def rle_area(rle: object) -> int:
     """Foreground pixels of an RLE string without decoding it: the sum of its run lengths
-    (the second value of every pair in each format of :mod:`podium.segment.rle`)."""
+    (the second value of every pair in each format of :mod:`podium.tasks.segment.rle`)."""
     if not isinstance(rle, str) or not rle.strip() or rle.strip() == "-1":
         return 0
     return sum(int(np.asarray(part.split()[1::2], dtype=np.int64).sum())

@@ -1,0 +1,1 @@
+"""The classify plug-in: binary, multiclass, multilabel, regression and ordinal tasks."""
