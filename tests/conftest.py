@@ -103,6 +103,7 @@ class Workflow:
         return counts
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Order and group the tests for pytest-xdist (``-n 2 --dist loadgroup`` in pyproject).
 
