@@ -5,11 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torchvision.ops import sigmoid_focal_loss
 
 from podium.errors import PodiumInputError
+from podium.schema import SCHEMA_PATH
 from podium.task import TaskSpec
-from podium.train.losses import LOSSES, WeightedLossSum, build_loss, lovasz_grad
+from podium.tasks.segment import losses as _pixel_losses  # noqa: F401  (registers "pixel")
+from podium.train.losses import (
+    LOSSES,
+    LossFactory,
+    LossRegistry,
+    WeightedLossSum,
+    build_loss,
+    lovasz_grad,
+)
 
 
 def _spec(task: str, n_classes: int = 3) -> TaskSpec:
@@ -34,10 +44,11 @@ def _batch(spec: TaskSpec, n: int = 16, seed: int = 0) -> tuple[torch.Tensor, to
 
 def test_registry_lists_the_tested_losses():
     """A new loss must come with its own value tests here, not only the gradient sweep."""
-    assert set(LOSSES) == {"cross_entropy", "bce", "focal", "soft_f1", "lovasz_hinge", "mse",
-                           "smooth_l1"}
-    assert LOSSES["focal"].params == ("gamma", "alpha")
-    assert LOSSES["mse"].params == ()
+    image = LOSSES.losses("image")
+    assert set(image) == {"cross_entropy", "bce", "focal", "soft_f1", "lovasz_hinge", "mse",
+                          "smooth_l1"}
+    assert image["focal"].params == ("gamma", "alpha")
+    assert image["mse"].params == ()
 
 
 # --- values --------------------------------------------------------------------------------
@@ -280,11 +291,61 @@ def test_no_default_for_an_unknown_task():
         build_loss(None, _spec("ranking"))
 
 
+# --- one registry ----------------------------------------------------------------------------
+
+
+def test_one_registry_holds_every_kind_of_loss():
+    """Image and pixel losses live in one registry (the segment plug-in registers its kind),
+    and the schema's description of models.<name>.loss names every one of them."""
+    assert {"image", "pixel"} <= set(LOSSES.kinds)
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    model = schema["properties"]["models"]["additionalProperties"]["properties"]
+    described = model["loss"]["description"]
+    for kind in LOSSES.kinds:
+        for name in LOSSES.losses(kind):
+            assert f" {name}," in described or f" {name};" in described, (kind, name)
+
+
+def test_a_new_kind_registers_and_builds_like_the_others():
+    """A task plug-in's own kind gets the config forms, weighted sums and errors for free."""
+    registry = LossRegistry()
+
+    def _l1(width: int, scale: float = 1.0) -> torch.nn.Module:
+        return torch.nn.L1Loss() if scale == 1.0 else _Scaled(scale)
+
+    registry.register("box", (LossFactory("l1", _l1, ("boxes",), "nothing"),),
+                      defaults={"boxes": "l1"}, subject="this model predicts {task}")
+    a, b = torch.zeros(3, 4), torch.ones(3, 4)
+    assert registry.build(None, "box", "boxes", 4)(a, b).item() == pytest.approx(1.0)
+    summed = registry.build(["l1", {"name": "l1", "params": {"scale": 2.0}, "weight": 0.5}],
+                            "box", "boxes", 4)
+    assert isinstance(summed, WeightedLossSum) and list(summed.weights) == ["l1", "l1_1"]
+    assert summed(a, b).item() == pytest.approx(1.0 + 0.5 * 2.0)
+    with pytest.raises(PodiumInputError, match=r"supports tasks boxes; this model predicts "
+                                               r"masks; use nothing"):
+        registry.build("l1", "box", "masks", 4)
+    with pytest.raises(PodiumInputError, match=r"unknown loss 'l2'.*Known: l1"):
+        registry.check("l2", "box", "boxes")
+    with pytest.raises(ValueError, match="registered already"):
+        registry.register("box", (), defaults={}, subject="")
+    with pytest.raises(KeyError, match="no losses of kind 'mask'"):
+        registry.losses("mask")
+
+
+class _Scaled(torch.nn.Module):
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.scale * (a - b).abs().mean()
+
+
 # --- gradients -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("name", "task"), [
-    (name, task) for name, factory in LOSSES.items() for task in factory.tasks
+    (name, task) for name, factory in LOSSES.losses("image").items() for task in factory.tasks
 ])
 def test_gradients_are_finite(name, task):
     spec = _spec(task, 2 if task == "binary" else 4)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from podium.errors import PodiumInputError
-from podium.tasks.segment.losses import SEGMENTATION_LOSSES, build_segmentation_loss
+from podium.tasks.segment.losses import build_segmentation_loss
 from podium.tasks.segment.models import (
     ARCHS,
     ArchSpec,
@@ -21,7 +21,7 @@ from podium.tasks.segment.models import (
     required_multiple,
     unpad,
 )
-from podium.train.losses import WeightedLossSum, lovasz_grad
+from podium.train.losses import LOSSES, WeightedLossSum, lovasz_grad
 
 ENCODER = "resnet10t"  # the smallest timm ResNet: 5 stages, builds in a fraction of a second
 
@@ -167,8 +167,9 @@ def _confident(targets: torch.Tensor, n_classes: int, right: bool = True,
 
 
 CASES = {1: _binary_case, 3: _multiclass_case}
+SEGMENTATION_LOSSES = LOSSES.losses("pixel")
 KINDS = [(name, k) for name, factory in SEGMENTATION_LOSSES.items() for k in (1, 3)
-         if ("binary" if k == 1 else "multiclass") in factory.kinds]
+         if ("binary" if k == 1 else "multiclass") in factory.tasks]
 
 
 def test_registry_lists_the_tested_losses():

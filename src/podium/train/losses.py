@@ -1,10 +1,16 @@
-"""Training losses by name, so a model's config can pick one (or a weighted mix) per task.
+"""Training losses by name, in one registry, so a model's config can pick one (or a weighted
+mix) for whatever its task predicts.
 
-``LOSSES`` maps a config name to a :class:`LossFactory`; :func:`build_loss` turns the config
-key ``models.<name>.loss`` into a module whose forward is ``(logits, targets) -> scalar``.
-Logits are ``N x n_classes``; targets are class indices ``(N,)`` for binary and multiclass, a 0/1
-float matrix ``N x n_classes`` for multilabel, and floats ``(N,)`` against logits ``(N, 1)`` for
-regression and ordinal tasks. Bad config fails here, before any training starts.
+:data:`LOSSES` holds every loss podium trains with, by the kind of output it scores and name:
+``"image"`` losses score one row of logits per image (registered here), ``"pixel"`` losses one
+map per image (registered by the segment plug-in, :mod:`podium.tasks.segment.losses`); a new
+task registers its own kind. One config form serves them all: a name, ``{name, params}``, or a
+list of those, each with an optional ``weight``, summed by :class:`WeightedLossSum`; bad config
+fails here, before any training starts, naming the config key.
+
+Image logits are ``N x n_classes``; targets are class indices ``(N,)`` for binary and
+multiclass, a 0/1 float matrix ``N x n_classes`` for multilabel, and floats ``(N,)`` against
+logits ``(N, 1)`` for regression and ordinal tasks (:func:`build_loss`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -177,11 +184,17 @@ class LovaszHingeLoss(nn.Module):
         if self.index_targets:
             margin = logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]
             logits, targets = margin[:, None], targets.reshape(-1, 1)
-        labels = targets.to(logits.dtype)
-        errors = 1.0 - logits * (2.0 * labels - 1.0)
-        errors_sorted, order = torch.sort(errors, dim=0, descending=True)
-        grad = lovasz_grad(torch.gather(labels, 0, order))
-        return (F.relu(errors_sorted) * grad).sum(dim=0).mean()
+        return lovasz_hinge(logits, targets.to(logits.dtype))
+
+
+def lovasz_hinge(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The Lovasz hinge of each column of ``scores`` (logits, samples x columns) against its
+    0/1 ``labels``, averaged over the columns: one definition for every task (a class over the
+    batch here, an image's or the batch's pixels of one mask class in segmentation)."""
+    errors = 1.0 - scores * (2.0 * labels - 1.0)
+    errors_sorted, order = torch.sort(errors, dim=0, descending=True)
+    grad = lovasz_grad(torch.gather(labels, 0, order))
+    return (F.relu(errors_sorted) * grad).sum(dim=0).mean()
 
 
 # --- regression losses ---------------------------------------------------------------------
@@ -263,31 +276,20 @@ def _smooth_l1(spec: TaskSpec, beta: float = 1.0) -> nn.Module:
 
 @dataclass(frozen=True)
 class LossFactory:
-    """A named loss: the tasks it fits and a builder ``(spec, **params) -> module`` whose
-    keyword arguments are the params the config may set."""
+    """A named loss: the tasks it fits, a builder ``(target, **params) -> module`` whose keyword
+    arguments are the params the config may set (``target`` is what the kind builds from: the
+    task spec for image losses, the class count for pixel losses), and what to use instead on a
+    task it does not fit."""
 
     name: str
     build: Callable[..., nn.Module]
     tasks: tuple[str, ...]
+    instead: str = ""
 
     @property
     def params(self) -> tuple[str, ...]:
         """The config params this loss accepts, read from the builder's signature."""
         return tuple(inspect.signature(self.build).parameters)[1:]
-
-    def __call__(self, params: Mapping[str, Any] | None, spec: TaskSpec,
-                 key: str = LOSS_KEY) -> nn.Module:
-        """The loss module, after checking the task fits and every param is known and valid."""
-        self.check_task(spec.task, key)
-        return build_with_params(self.name, self.build, spec, params, self.params, key)
-
-    def check_task(self, task: str, key: str = LOSS_KEY) -> None:
-        """Refuse a loss that cannot train ``task``."""
-        if task not in self.tasks:
-            raise PodiumInputError(
-                f"config key {key}: loss {self.name!r} supports tasks {', '.join(self.tasks)}; "
-                f"this competition is {task!r}."
-            )
 
 
 def build_with_params(name: str, build: Callable[..., nn.Module], first: Any,
@@ -318,19 +320,6 @@ def check_param_names(name: str, params: Mapping[str, Any], accepted: tuple[str,
         )
 
 
-LOSSES: dict[str, LossFactory] = {
-    factory.name: factory for factory in (
-        LossFactory("cross_entropy", _cross_entropy, INDEX_TASKS),
-        LossFactory("bce", _bce, (*INDEX_TASKS, "multilabel")),
-        LossFactory("focal", _focal, (*INDEX_TASKS, "multilabel")),
-        LossFactory("soft_f1", _soft_f1, (*INDEX_TASKS, "multilabel")),
-        LossFactory("lovasz_hinge", _lovasz_hinge, ("binary", "multilabel")),
-        LossFactory("mse", _mse, SCALAR_TASKS),
-        LossFactory("smooth_l1", _smooth_l1, SCALAR_TASKS),
-    )
-}
-
-
 class WeightedLossSum(nn.Module):
     """``sum(weight_i * loss_i)``; :meth:`parts` gives each unweighted loss so a trainer can log
     them, and :attr:`last_parts` keeps the detached parts of the latest forward (tensors, so
@@ -352,15 +341,112 @@ class WeightedLossSum(nn.Module):
         return sum(self.weights[name] * value for name, value in parts.items())
 
 
-def _lookup(name: Any, key: str) -> LossFactory:
-    if not isinstance(name, str):
-        raise PodiumInputError(f"config key {key}: expected a loss name, got {name!r}.")
-    if name not in LOSSES:
-        hint = did_you_mean(name, LOSSES)
-        raise PodiumInputError(
-            f"config key {key}: unknown loss {name!r}.{hint} Known: {', '.join(LOSSES)}."
-        )
-    return LOSSES[name]
+@dataclass
+class _Kind:
+    """The losses of one kind of output, its default per task, and how an error names a task."""
+
+    losses: dict[str, LossFactory]
+    defaults: dict[str, Any]
+    subject: str
+
+
+class LossRegistry:
+    """Every loss podium trains with, by kind of output and name; one lookup, one config form,
+    one set of errors for every task. A task plug-in adds its kind with :meth:`register`."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, _Kind] = {}
+
+    def register(self, kind: str, factories: tuple[LossFactory, ...],
+                 defaults: Mapping[str, Any], subject: str) -> None:
+        """Add the losses of ``kind``, its default loss config per task, and ``subject``, a
+        format string with ``{task}`` that says in an error what is being trained."""
+        if kind in self._kinds:
+            raise ValueError(f"losses of kind {kind!r} are registered already")
+        self._kinds[kind] = _Kind({f.name: f for f in factories}, dict(defaults), subject)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._kinds)
+
+    def losses(self, kind: str) -> Mapping[str, LossFactory]:
+        """The losses of ``kind`` by name, in registration order."""
+        return MappingProxyType(self._kind(kind).losses)
+
+    def _kind(self, kind: str) -> _Kind:
+        if kind not in self._kinds:
+            raise KeyError(f"no losses of kind {kind!r}; registered: {', '.join(self._kinds)}")
+        return self._kinds[kind]
+
+    def lookup(self, kind: str, name: Any, task: str, key: str = LOSS_KEY) -> LossFactory:
+        """The loss ``name`` of ``kind``, refused when unknown or when it cannot train ``task``."""
+        losses = self._kind(kind).losses
+        if not isinstance(name, str):
+            raise PodiumInputError(f"config key {key}: expected a loss name, got {name!r}.")
+        if name not in losses:
+            raise PodiumInputError(
+                f"config key {key}: unknown loss {name!r}.{did_you_mean(name, losses)} "
+                f"Known: {', '.join(losses)}."
+            )
+        factory = losses[name]
+        if task not in factory.tasks:
+            instead = f"; use {factory.instead}" if factory.instead else ""
+            raise PodiumInputError(
+                f"config key {key}: loss {name!r} supports tasks {', '.join(factory.tasks)}; "
+                f"{self._kind(kind).subject.format(task=task)}{instead}."
+            )
+        return factory
+
+    def default(self, kind: str, task: str, key: str = LOSS_KEY) -> Any:
+        """The loss config ``task`` trains with when a model names none."""
+        entry = self._kind(kind)
+        if task not in entry.defaults:
+            raise PodiumInputError(f"config key {key}: no default loss for task {task!r}; "
+                                   f"name one of {', '.join(entry.losses)}.")
+        return entry.defaults[task]
+
+    def build(self, config: str | Mapping[str, Any] | list | None, kind: str, task: str,
+              target: Any, key: str = LOSS_KEY) -> nn.Module:
+        """The loss module a model's config asks for: ``None`` (the task's default), a name,
+        ``{name, params}``, or a list of those (each with an optional ``weight``, default 1.0)
+        summed by :class:`WeightedLossSum`; each builder gets ``target`` and its params."""
+        if config is None:
+            config = self.default(kind, task, key)
+        if not isinstance(config, list | tuple):
+            name, params, _ = _entry(config, key, ("name", "params"))
+            factory = self.lookup(kind, name, task, key)
+            return build_with_params(name, factory.build, target, params, factory.params, key)
+        if not config:
+            raise PodiumInputError(f"config key {key}: an empty list names no loss.")
+        losses: dict[str, nn.Module] = {}
+        weights: dict[str, float] = {}
+        for i, item in enumerate(config):
+            item_key = f"{key}[{i}]"
+            name, params, weight = _entry(item, item_key, ("name", "params", "weight"))
+            factory = self.lookup(kind, name, task, item_key)
+            part = name if name not in losses else f"{name}_{i}"
+            weights[part] = _weight(weight, item_key)
+            losses[part] = build_with_params(name, factory.build, target, params, factory.params,
+                                             item_key)
+        return WeightedLossSum(losses, weights)
+
+    def check(self, config: str | Mapping[str, Any] | list | None, kind: str, task: str,
+              key: str = LOSS_KEY) -> None:
+        """What can be checked of a loss config before the classes are known (config check):
+        its form, every name, that each loss fits ``task``, every param name and weight. Param
+        values that depend on the classes (per-class weights) are checked by :meth:`build`."""
+        if config is None:
+            return
+        items = list(enumerate(config)) if isinstance(config, list | tuple) else [(None, config)]
+        if not items:
+            raise PodiumInputError(f"config key {key}: an empty list names no loss.")
+        for i, item in items:
+            item_key = key if i is None else f"{key}[{i}]"
+            allowed = ("name", "params") if i is None else ("name", "params", "weight")
+            name, params, weight = _entry(item, item_key, allowed)
+            factory = self.lookup(kind, name, task, item_key)
+            check_param_names(name, params, factory.params, item_key)
+            _weight(weight, item_key)
 
 
 def _entry(item: Any, key: str, allowed: tuple[str, ...]) -> tuple[str, dict, Any]:
@@ -391,63 +477,35 @@ def _weight(value: Any, key: str) -> float:
         raise PodiumInputError(f"config key {key}.weight: {err.problem}.") from None
 
 
+LOSSES = LossRegistry()
+"""Every loss, by kind of output and name (this module registers the ``"image"`` kind)."""
+IMAGE = "image"
+LOSSES.register(
+    IMAGE,
+    (
+        LossFactory("cross_entropy", _cross_entropy, INDEX_TASKS),
+        LossFactory("bce", _bce, (*INDEX_TASKS, "multilabel")),
+        LossFactory("focal", _focal, (*INDEX_TASKS, "multilabel")),
+        LossFactory("soft_f1", _soft_f1, (*INDEX_TASKS, "multilabel")),
+        LossFactory("lovasz_hinge", _lovasz_hinge, ("binary", "multilabel")),
+        LossFactory("mse", _mse, SCALAR_TASKS),
+        LossFactory("smooth_l1", _smooth_l1, SCALAR_TASKS),
+    ),
+    defaults=DEFAULT_LOSS,
+    subject="this competition is {task!r}",
+)
+
+
 def build_loss(config: str | Mapping[str, Any] | list | None, spec: TaskSpec,
                key: str = LOSS_KEY) -> nn.Module:
-    """The loss a model's config asks for.
-
-    ``config`` is ``None`` (the task's default: cross_entropy for binary and multiclass, bce for
-    multilabel, mse for regression and ordinal), a loss name, ``{"name": ..., "params": {...}}``,
-    or a list of those (each may add ``"weight"``, default 1.0) for a :class:`WeightedLossSum`.
-    ``key`` names the config key in error messages, e.g. ``models.resnet.loss``.
-    """
-    if config is None:
-        if spec.task not in DEFAULT_LOSS:
-            raise PodiumInputError(f"config key {key}: no default loss for task {spec.task!r}; "
-                                   f"name one of {', '.join(LOSSES)}.")
-        return LOSSES[DEFAULT_LOSS[spec.task]]({}, spec, key)
-    return build_from_config(config, _lookup, spec, key)
+    """The loss an image model's config asks for (:meth:`LossRegistry.build`); ``None`` is the
+    task's default: cross_entropy for binary and multiclass, bce for multilabel, mse for
+    regression and ordinal. ``key`` names the config key in errors, e.g.
+    ``models.resnet.loss``."""
+    return LOSSES.build(config, IMAGE, spec.task, spec, key)
 
 
 def check_loss(config: str | Mapping[str, Any] | list | None, task: str,
                key: str = LOSS_KEY) -> None:
-    """What can be checked of a loss config before the classes are known (config check):
-    its form, every name, that each loss fits ``task``, every param name and weight. Param
-    values that depend on the classes (per-class weights) are checked by :func:`build_loss`."""
-    if config is None:
-        return
-    items = list(enumerate(config)) if isinstance(config, list | tuple) else [(None, config)]
-    if not items:
-        raise PodiumInputError(f"config key {key}: an empty list names no loss.")
-    for i, item in items:
-        item_key = key if i is None else f"{key}[{i}]"
-        allowed = ("name", "params") if i is None else ("name", "params", "weight")
-        name, params, weight = _entry(item, item_key, allowed)
-        factory = _lookup(name, item_key)
-        factory.check_task(task, item_key)
-        check_param_names(name, params, factory.params, item_key)
-        _weight(weight, item_key)
-
-
-def build_from_config(config: str | Mapping[str, Any] | list, lookup: Callable[[Any, str], Any],
-                      target: Any, key: str) -> nn.Module:
-    """A loss from its config form: a name, ``{name, params}``, or a list of those (each with
-    an optional ``weight``) summed by :class:`WeightedLossSum`. ``lookup(name, key)`` gives
-    the factory, called as ``factory(params, target, key)`` (the task spec for
-    classification, the class count for segmentation)."""
-    if isinstance(config, list | tuple):
-        if not config:
-            raise PodiumInputError(f"config key {key}: an empty list names no loss.")
-        losses: dict[str, nn.Module] = {}
-        weights: dict[str, float] = {}
-        for i, item in enumerate(config):
-            item_key = f"{key}[{i}]"
-            name, params, weight = _entry(item, item_key, ("name", "params", "weight"))
-            factory = lookup(name, item_key)
-            weight = _weight(weight, item_key)
-            part = name if name not in losses else f"{name}_{i}"
-            losses[part] = factory(params, target, item_key)
-            weights[part] = weight
-        return WeightedLossSum(losses, weights)
-    name, params, _ = _entry(config, key, ("name", "params"))
-    return lookup(name, key)(params, target, key)
-
+    """:meth:`LossRegistry.check` for an image model training ``task``."""
+    LOSSES.check(config, IMAGE, task, key)

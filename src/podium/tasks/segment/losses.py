@@ -4,10 +4,11 @@ Logits are ``N x K x H x W``. ``K == 1`` is a binary mask scored through a sigmo
 0/1 targets ``N x 1 x H x W`` or ``N x H x W``; ``K > 1`` is one class per pixel scored through
 a softmax, against class ids ``N x H x W``; ``multilabel`` masks (podium's several mask
 classes, which may overlap) are ``K`` binary masks, each class scored by the binary loss and the
-classes averaged (:class:`PerClassLoss`). :func:`build_segmentation_loss` reads the config key
-``models.<name>.loss`` in the format of :func:`podium.train.losses.build_loss` (a name,
-``{name, params}``, or a list of those with ``weight`` for a weighted sum) and fails on bad
-config before any training starts.
+classes averaged (:class:`PerClassLoss`). They are the ``"pixel"`` losses of the one registry,
+:data:`podium.train.losses.LOSSES`, registered when this module is imported;
+:func:`build_segmentation_loss` reads the config key ``models.<name>.loss`` in its format (a
+name, ``{name, params}``, or a list of those with ``weight`` for a weighted sum) and fails on
+bad config before any training starts.
 
 Region losses (``dice``, ``jaccard``) are soft: probabilities stand in for hard masks. By
 default they pool every pixel of the batch per class (``per_image: false``), which is steadier
@@ -18,28 +19,28 @@ both target and prediction scores a perfect 1 instead of 0/0.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from podium.errors import PodiumInputError, did_you_mean
+from podium.errors import PodiumInputError
 from podium.train.losses import (
+    LOSSES,
     BCEWithLogits,
     FocalLoss,
+    LossFactory,
     WeightedLossSum,
     _number,
     _ParamError,
-    build_from_config,
-    build_with_params,
     lovasz_grad,
+    lovasz_hinge,
 )
 
 LOSS_KEY = "models.<name>.loss"
+PIXEL = "pixel"
 EPS = 1e-7
 BINARY, MULTICLASS = "binary", "multiclass"
 
@@ -140,15 +141,14 @@ class LovaszLoss(nn.Module):
         binary = logits.shape[1] == 1
         if binary:
             truth = targets.float()
-            errors = 1.0 - logits * (2.0 * truth - 1.0)  # hinge errors, N x 1 x H x W
         else:
             proba, truth = probabilities_and_truth(logits, targets)
             errors = (truth - proba).abs()
+        if binary:
+            return lovasz_hinge(_columns(logits, self.per_image), _columns(truth, self.per_image))
         errors, truth = _columns(errors, self.per_image), _columns(truth, self.per_image)
         errors_sorted, order = torch.sort(errors, dim=0, descending=True)
         grad = lovasz_grad(torch.gather(truth, 0, order))
-        if binary:
-            return (F.relu(errors_sorted) * grad).sum(dim=0).mean()
         # Mean over the classes present in each image (or the batch), then over images.
         losses = (errors_sorted * grad).sum(dim=0).reshape(-1, logits.shape[1])
         present = (truth.sum(dim=0) > 0).float().reshape(losses.shape)
@@ -256,65 +256,28 @@ def _focal_lovasz(n_classes: int, focal_weight: float = 1.0, lovasz_weight: floa
     return WeightedLossSum(parts, weights)
 
 
-@dataclass(frozen=True)
-class SegLossFactory:
-    """A named segmentation loss: the mask kinds it fits and a builder
-    ``(n_classes, **params) -> module`` whose keyword arguments are the config's params."""
-
-    name: str
-    build: Callable[..., nn.Module]
-    kinds: tuple[str, ...] = (BINARY, MULTICLASS)
-    instead: str = ""  # what to use for the other kind of mask
-
-    @property
-    def params(self) -> tuple[str, ...]:
-        """The config params this loss accepts, read from the builder's signature."""
-        return tuple(inspect.signature(self.build).parameters)[1:]
-
-    def __call__(self, params: Mapping[str, Any] | None, n_classes: int,
-                 key: str = LOSS_KEY) -> nn.Module:
-        """The loss module, after checking the mask kind fits and every param is valid."""
-        kind = BINARY if n_classes == 1 else MULTICLASS
-        if kind not in self.kinds:
-            raise PodiumInputError(
-                f"config key {key}: loss {self.name!r} needs {' or '.join(self.kinds)} masks "
-                f"but this model predicts {kind} masks ({n_classes} class channels); "
-                f"use {self.instead}."
-            )
-        return build_with_params(self.name, self.build, n_classes, params, self.params, key)
-
-
-SEGMENTATION_LOSSES: dict[str, SegLossFactory] = {
-    factory.name: factory for factory in (
-        SegLossFactory("dice", _dice),
-        SegLossFactory("jaccard", _jaccard),
-        SegLossFactory("bce", _bce, (BINARY,), "cross_entropy"),
-        SegLossFactory("cross_entropy", _cross_entropy, (MULTICLASS,), "bce"),
-        SegLossFactory("bce_dice", _bce_dice, (BINARY,),
-                       "[cross_entropy, dice] (a list is a weighted sum)"),
-        SegLossFactory("focal", _focal),
-        SegLossFactory("lovasz", _lovasz),
-        SegLossFactory("focal_lovasz", _focal_lovasz),
-    )
-}
-DEFAULT_LOSS = {BINARY: "bce_dice", MULTICLASS: ["cross_entropy", "dice"]}
-
-
-def _lookup(name: Any, key: str) -> SegLossFactory:
-    if not isinstance(name, str):
-        raise PodiumInputError(f"config key {key}: expected a loss name, got {name!r}.")
-    if name not in SEGMENTATION_LOSSES:
-        raise PodiumInputError(
-            f"config key {key}: unknown segmentation loss {name!r}."
-            f"{did_you_mean(name, SEGMENTATION_LOSSES)} "
-            f"Known: {', '.join(SEGMENTATION_LOSSES)}."
-        )
-    return SEGMENTATION_LOSSES[name]
+LOSSES.register(
+    PIXEL,
+    (
+        LossFactory("dice", _dice, (BINARY, MULTICLASS)),
+        LossFactory("jaccard", _jaccard, (BINARY, MULTICLASS)),
+        LossFactory("bce", _bce, (BINARY,), "cross_entropy"),
+        LossFactory("cross_entropy", _cross_entropy, (MULTICLASS,), "bce"),
+        LossFactory("bce_dice", _bce_dice, (BINARY,),
+                    "[cross_entropy, dice] (a list is a weighted sum)"),
+        LossFactory("focal", _focal, (BINARY, MULTICLASS)),
+        LossFactory("lovasz", _lovasz, (BINARY, MULTICLASS)),
+        LossFactory("focal_lovasz", _focal_lovasz, (BINARY, MULTICLASS)),
+    ),
+    defaults={BINARY: "bce_dice", MULTICLASS: ["cross_entropy", "dice"]},
+    subject="this model predicts {task} masks",
+)
 
 
 def build_segmentation_loss(config: str | Mapping[str, Any] | list | None, n_classes: int,
                             key: str = LOSS_KEY, multilabel: bool = False) -> nn.Module:
-    """The per-pixel loss a model's config asks for; forward is ``(logits, targets) -> scalar``.
+    """The per-pixel loss a model's config asks for (:meth:`LossRegistry.build` with the
+    ``"pixel"`` losses); forward is ``(logits, targets) -> scalar``.
 
     ``config`` is ``None`` (``bce_dice`` for a binary mask, ``n_classes == 1``; cross-entropy
     plus dice for ``n_classes > 1``), a loss name, ``{"name": ..., "params": {...}}``, or a list
@@ -327,6 +290,5 @@ def build_segmentation_loss(config: str | Mapping[str, Any] | list | None, n_cla
         raise PodiumInputError(f"n_classes must be a positive integer, not {n_classes!r}")
     if multilabel and n_classes > 1:
         return PerClassLoss(build_segmentation_loss(config, 1, key), n_classes)
-    if config is None:
-        config = DEFAULT_LOSS[BINARY if n_classes == 1 else MULTICLASS]
-    return build_from_config(config, _lookup, n_classes, key)
+    kind = BINARY if n_classes == 1 else MULTICLASS
+    return LOSSES.build(config, PIXEL, kind, n_classes, key)
