@@ -25,6 +25,7 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from podium.ensemble.crossfit import cross_fit
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import MULTILABEL_THRESHOLD, LabelSpace, Metric, get_metric
 
@@ -478,14 +479,9 @@ def blend_out_of_fold(
     info = final.describe()
     if not final.learns_from_labels:
         return final.predict_proba(oofs), test, info
-    folds = np.unique(fold)
-    if len(folds) < 2:
-        raise ValueError(f"blend {final.method!r} learns weights: it needs at least two folds")
-    oof = np.zeros(_stack(oofs).shape[1:])
-    info["folds"] = []
-    for k in folds:
-        held = fold == k
-        blend = make().fit([o[~held] for o in oofs], y[~held])
-        oof[held] = blend.predict_proba([o[held] for o in oofs])
-        info["folds"].append({"fold": int(k), **blend.describe()})
-    return oof, test, info
+    oof, fits = cross_fit(
+        fold, lambda train: make().fit([o[train] for o in oofs], y[train]),
+        lambda blend, held: blend.predict_proba([o[held] for o in oofs]),
+        what=f"blend {final.method!r} learns weights: it")
+    info["folds"] = [{"fold": int(f.fold), **f.fitted.describe()} for f in fits]
+    return oof.astype(np.float64, copy=False), test, info

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from podium.ensemble.crossfit import cross_fit
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import MULTILABEL_THRESHOLD, LabelSpace, quadratic_weighted_kappa
 
@@ -400,13 +401,9 @@ def postprocess_out_of_fold(
     fold = np.asarray(fold)
     if len(fold) == 0:
         raise ValueError("postprocess_out_of_fold needs at least one OOF row")
-    oof = np.zeros(0)
-    for k in np.unique(fold):
-        held = fold == k
-        decided = make().fit(values[~held], y[~held]).transform(values[held])
-        if k == fold.min():
-            oof = np.zeros((len(fold), *decided.shape[1:]), dtype=decided.dtype)
-        oof[held] = decided
+    oof, _ = cross_fit(fold, lambda train: make().fit(values[train], y[train]),
+                       lambda fitted, held: fitted.transform(values[held]),
+                       what="post-processing", min_folds=1)
     final = make().fit(values, y)
     return oof, final.transform(test_values), final.fitted_params()
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from podium.ensemble.crossfit import cross_fit
 from podium.errors import PodiumInputError, did_you_mean
 
 
@@ -79,19 +80,26 @@ def stack_features(frames: dict[str, pd.DataFrame], ids: pd.Series, columns: lis
     return np.hstack(blocks)
 
 
-def _fit_predict(estimator: Any, x: np.ndarray, y: np.ndarray, targets: list[np.ndarray],
-                 n_classes: int) -> list[np.ndarray]:
-    """Fit on the classes present and spread the probabilities back over all ``n_classes``."""
+def _fit_present(estimator: Any, x: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The estimator fitted on the classes present in ``y`` (``None`` when only one is), and
+    those classes."""
     present = np.unique(y)
-    outputs = [np.zeros((len(t), n_classes)) for t in targets]
     if len(present) == 1:
-        for out in outputs:
-            out[:, present[0]] = 1.0
-        return outputs
-    estimator.fit(x, np.searchsorted(present, y))
-    for out, t in zip(outputs, targets, strict=True):
-        out[:, present] = estimator.predict_proba(t)
-    return outputs
+        return None, present
+    return estimator.fit(x, np.searchsorted(present, y)), present
+
+
+def _predict_present(fitted: tuple[Any, np.ndarray], x: np.ndarray,
+                     n_classes: int) -> np.ndarray:
+    """Probabilities of a :func:`_fit_present` estimator spread back over all ``n_classes``
+    (certainty for the one class seen, when only one was)."""
+    estimator, present = fitted
+    out = np.zeros((len(x), n_classes))
+    if estimator is None:
+        out[:, present[0]] = 1.0
+    else:
+        out[:, present] = estimator.predict_proba(x)
+    return out
 
 
 def stack_out_of_fold(
@@ -104,25 +112,19 @@ def stack_out_of_fold(
     all the level-1 features, so it can use how the classes co-occur; a float ``y``
     (regression, ordinal) gets a regressor and one ``pred`` column."""
     if np.issubdtype(y.dtype, np.floating) and y.ndim == 1:  # regression, ordinal: values
-        oof = np.zeros((len(y), 1))
-        tests = []
-        for k in np.unique(fold):
-            held = fold == k
-            estimator = make_estimator().fit(features[~held], y[~held])
-            oof[held, 0] = estimator.predict(features[held])
-            tests.append(estimator.predict(test_features))
-        return oof, np.mean(tests, axis=0)[:, None]
+        oof, fits = cross_fit(fold, lambda train: make_estimator().fit(features[train], y[train]),
+                              lambda estimator, held: estimator.predict(features[held]),
+                              what="stacking", min_folds=1)
+        tests = [f.fitted.predict(test_features) for f in fits]
+        return oof.astype(np.float64)[:, None], np.mean(tests, axis=0)[:, None]
     if y.ndim == 2:
         per_class = [stack_out_of_fold(make_estimator, features, y[:, c], fold, test_features, 2)
                      for c in range(n_classes)]
         return (np.stack([oof[:, 1] for oof, _ in per_class], axis=1),
                 np.stack([test[:, 1] for _, test in per_class], axis=1))
-    oof = np.zeros((len(y), n_classes))
-    tests = []
-    for k in np.unique(fold):
-        held = fold == k
-        oof_k, test_k = _fit_predict(make_estimator(), features[~held], y[~held],
-                                     [features[held], test_features], n_classes)
-        oof[held] = oof_k
-        tests.append(test_k)
+    oof, fits = cross_fit(
+        fold, lambda train: _fit_present(make_estimator(), features[train], y[train]),
+        lambda fitted, held: _predict_present(fitted, features[held], n_classes),
+        what="stacking", min_folds=1)
+    tests = [_predict_present(f.fitted, test_features, n_classes) for f in fits]
     return oof, np.mean(tests, axis=0)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from podium.ensemble.crossfit import cross_fit
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics.masks import DSB_THRESHOLDS
 from podium.tasks.segment.postprocess import (
@@ -387,22 +388,19 @@ def fit_watershed_fold_by_fold(
     if len(folds) != len(stack):
         raise PodiumInputError(f"got {len(folds)} fold labels for {len(stack)} images; give "
                                f"one fold label per image.")
-    if len(np.unique(folds)) < 2:
+    if len(np.unique(folds)) < 2:  # before the watershed table, the costly part
         raise PodiumInputError("fold-by-fold watershed fitting needs at least two folds.")
     table = _Table(stack, truth, grid)
     before = table.scores[(slice(None), *table.default)]
+    out, fits = cross_fit(folds, lambda train: table.fit(train, min_gain),
+                          lambda fitted, held: apply_watershed(stack[held], fitted),
+                          what="fold-by-fold watershed fitting")
+    out = out.astype(np.int32, copy=False)
     after = np.zeros(len(stack))
-    out = np.zeros(stack.shape, dtype=np.int32)
-    report: list[dict[str, Any]] = []
-    for k in np.unique(folds):
-        held = folds == k
-        fitted = table.fit(~held, min_gain)
-        after[held] = table.scores[(held, *table.index(fitted))]
-        out[held] = apply_watershed(stack[held], fitted)
-        fold_label = k.item() if isinstance(k, np.generic) else k
-        report.append({"fold": fold_label, **fitted,
-                       "map_fold_before": float(before[held].mean()),
-                       "map_fold_after": float(after[held].mean())})
+    for f in fits:
+        after[f.held] = table.scores[(f.held, *table.index(f.fitted))]
+    report = [{"fold": f.fold, **f.fitted, "map_fold_before": float(before[f.held].mean()),
+               "map_fold_after": float(after[f.held].mean())} for f in fits]
     summary = {"folds": report, "map_before": float(before.mean()),
                "map_after": float(after.mean())}
     if fit_all:

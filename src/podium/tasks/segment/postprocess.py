@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from podium.ensemble.crossfit import cross_fit
 from podium.errors import PodiumInputError
 from podium.metrics.masks import MASK_THRESHOLD, dice_from_counts, image_dice
 
@@ -480,22 +481,23 @@ def fit_postprocess_fold_by_fold(
     folds = np.asarray(folds).reshape(-1)
     if len(folds) != len(oof.probs):
         raise PodiumInputError(f"got {len(folds)} fold labels for {len(oof.probs)} images.")
-    if len(np.unique(folds)) < 2:
-        raise PodiumInputError("fold-by-fold post-processing needs at least two folds.")
     before = oof.dice_at(DEFAULT_THRESHOLD, 0)
-    out = np.zeros(oof.probs.shape, dtype=np.uint8)
-    report: list[dict[str, Any]] = []
-    for k in np.unique(folds):
-        held = folds == k
-        params = _fit_rows(oof, ~held, folds[~held], use_classifier, classifier_params,
-                           inner_folds, seed, min_gain)
-        out[held] = _apply(oof.probs[held], params,
-                           oof.stats.iloc[np.flatnonzero(held)].reset_index(drop=True)
-                           if params["empty_threshold"] is not None else None)
-        fold_label = k.item() if isinstance(k, np.generic) else k
-        report.append({"fold": fold_label, **params,
-                       "dice_fold_before": float(before[held].mean()),
-                       "dice_fold_after": float(image_dice(out[held], oof.truth[held]).mean())})
+
+    def fit(train: np.ndarray) -> dict[str, Any]:
+        return _fit_rows(oof, train, folds[train], use_classifier, classifier_params,
+                         inner_folds, seed, min_gain)
+
+    def apply(params: dict[str, Any], held: np.ndarray) -> np.ndarray:
+        stats = (oof.stats.iloc[np.flatnonzero(held)].reset_index(drop=True)
+                 if params["empty_threshold"] is not None else None)
+        return _apply(oof.probs[held], params, stats)
+
+    out, fits = cross_fit(folds, fit, apply, what="fold-by-fold post-processing")
+    out = out.astype(np.uint8, copy=False)
+    report = [{"fold": f.fold, **f.fitted,
+               "dice_fold_before": float(before[f.held].mean()),
+               "dice_fold_after": float(image_dice(out[f.held], oof.truth[f.held]).mean())}
+              for f in fits]
     after = image_dice(out, oof.truth)
     summary = {"folds": report, "dice_before": float(before.mean()),
                "dice_after": float(after.mean())}
