@@ -116,6 +116,8 @@ def test_bad_ensemble_and_postprocess_names_are_refused():
     ({"loss": "dise"}, ["models.unet_resnet18d.loss", "'dise'", "dice"]),
     ({"loss": "cross_entropy"}, ["models.unet_resnet18d.loss", "'cross_entropy'", "bce"]),
     ({"tta": ["identity", "scale2"]}, ["models.unet_resnet18d.tta", "'scale2'", "D4 view"]),
+    ({"tta": ["identity", {"transform": {"__class_fullname__": "Compose", "transforms": []}}]},
+     ["models.unet_resnet18d.tta[1]", "cannot be turned back on masks"]),
 ])
 def test_bad_segmentation_names_are_refused(update, expected):
     config = shapes_config()
@@ -123,6 +125,14 @@ def test_bad_segmentation_names_are_refused(update, expected):
     message = refused(config)
     for text in expected:
         assert text in message, message
+
+
+def test_segmentation_takes_tta_scales():
+    config = shapes_config()
+    model = next(n for n, e in config["models"].items() if e.get("arch"))
+    config["models"] = {model: {**config["models"][model], "tta": ["flips"],
+                                "tta_scales": [1.0, 1.25]}}
+    check_config(config)
 
 
 def test_plain_combination_checks():

@@ -149,6 +149,7 @@ def test_scales_and_pipelines_and_bad_names():
     assert [(v.name, v.scale) for v in views] == [("identity", 1.0), ("hflip", 1.0),
                                                  ("identity", 1.5), ("hflip", 1.5)]
     assert views[2].apply(torch.zeros(2, 3, 16, 16)).shape == (2, 3, 24, 24)
+    assert [v.label for v in views] == ["identity", "hflip", "identity@1.5", "hflip@1.5"]
     pipeline = {"transform": {"__class_fullname__": "Compose", "transforms": [
         {"__class_fullname__": "HorizontalFlip", "p": 1.0}]}}
     assert build_tta([pipeline])[0].pipeline == pipeline

@@ -135,6 +135,9 @@ def test_model_pt_predicts_the_test_images_as_the_training_job_did(inputs, tmp_p
     direct = predict_probabilities(model, array, rows, runtime,
                                    SegmentSettings(**MODEL, tta=["d4"]), 5)
     assert direct.dtype == np.float32 and np.allclose(direct, oof.astype(np.float32), atol=2e-3)
+    scaled = predict_probabilities(model, array, rows, runtime, SegmentSettings(
+        **MODEL, tta=["hflip", "rot90"], tta_scales=[1.0, 1.5], tile=16), 5)
+    assert scaled.shape == direct.shape and np.isfinite(scaled).all()
     # tiles no smaller than the image are the plain forward pass
     whole = predict_probabilities(model, array, rows, runtime, SegmentSettings(**MODEL, tile=32), 8)
     plain = predict_probabilities(model, array, rows, runtime, SegmentSettings(**MODEL), 8)
@@ -193,6 +196,8 @@ def test_unknown_and_bad_settings_name_their_config_key(inputs, tmp_path):
         SegmentSettings.from_config({"backbone": "resnet10t"}, name="seg")
     settings = SegmentSettings.from_config({**entry, "tta": ["d4"], "crop": 16})
     assert settings.crop == 16 and settings.encoder == "resnet10t"
+    scaled = SegmentSettings.from_config({**entry, "tta": ["hflip"], "tta_scales": [1.0, 1.5]})
+    assert [view.label for view in scaled.views()] == ["hflip", "hflip@1.5"]
     with pytest.raises(PodiumInputError, match=r"models\.seg\.tta.*hflip"):
         SegmentSettings.from_config({**entry, "tta": ["hflp"]}, name="seg")
     with pytest.raises(PodiumInputError, match=r"models\.seg\.tile"):

@@ -9,17 +9,21 @@ import torch.nn.functional as F
 
 from podium.errors import PodiumInputError
 from podium.tasks.segment.tiles import (
-    D4_VIEWS,
-    INVERSE_VIEW,
     WINDOWS,
     blend_window,
     coverage_map,
-    d4_predict,
     edge_margin,
     predict_tiled,
     tile_starts,
 )
-from podium.train.tta import NAMED_VIEWS
+from podium.train.tta import INVERSE_VIEW, NAMED_VIEWS, build_tta, mean_over_views
+
+D4_VIEWS = tuple(NAMED_VIEWS)
+
+
+def d4_predict(predict, images, views=("d4",)):
+    """The TTA engine as segmentation runs it: views built per pixel, logits turned back."""
+    return mean_over_views(predict, images, build_tta(views, per_pixel=True))
 
 # Three 3x3 convolutions see 3 pixels past a tile border, where they read zero padding instead
 # of the image. The Hann window weighs those pixels at most sin^2(pi * 3.5 / 64) ~ 0.03 against
@@ -292,10 +296,43 @@ def test_d4_predict_turns_each_view_back():
 def test_d4_predict_rejects_unknown_views():
     with pytest.raises(PodiumInputError, match="Did you mean hflip"):
         d4_predict(lambda x: x, torch.rand(1, 1, 4, 4), ("identity", "hflp"))
-    with pytest.raises(PodiumInputError, match="No D4 views"):
+    with pytest.raises(PodiumInputError, match="no views"):
         d4_predict(lambda x: x, torch.rand(1, 1, 4, 4), ())
+    with pytest.raises(PodiumInputError, match="No TTA views"):
+        mean_over_views(lambda x: x, torch.rand(1, 1, 4, 4), [])
     images = torch.rand(1, 1, 4, 6)
     torch.testing.assert_close(d4_predict(lambda x: x, images, "hflip"), images)
+
+
+def test_scaled_views_are_resized_back_onto_the_image():
+    """A view at another scale predicts on a resized image; its maps come back at the
+    image's own size and orientation. On a smooth image a pointwise model's maps come back
+    close to the unscaled ones (bilinear down and up), and a turned, scaled view of a
+    non-square image lands the right way round."""
+    images = _smooth_images(2, 3, 40, 56)
+    model = _pointwise(3)
+    with torch.no_grad():
+        plain = model(images)
+        for views in (["identity"], ["rot90"], ["transpose", "hflip"]):
+            for scale in (0.5, 1.5):
+                got = mean_over_views(model, images, build_tta(views, [scale], per_pixel=True))
+                assert got.shape == plain.shape, (views, scale)
+                assert (_inner(got) - _inner(plain)).abs().max() < 0.05, (views, scale)
+        both = mean_over_views(model, images, build_tta(["d4"], [1.0, 0.5], per_pixel=True))
+    assert (_inner(both) - _inner(plain)).abs().max() < 0.05
+
+
+def test_views_that_cannot_be_turned_back_are_refused_for_masks():
+    pipeline = {"transform": {"__class_fullname__": "Compose", "transforms": [
+        {"__class_fullname__": "HorizontalFlip", "p": 1.0}]}}
+    with pytest.raises(PodiumInputError, match=r"models.unet.tta\[1\].*cannot be turned back"):
+        build_tta(["identity", pipeline], key="models.unet.tta", per_pixel=True)
+    view = build_tta([pipeline])[0]
+    with pytest.raises(PodiumInputError, match="cannot be turned back"):
+        view.invert(torch.zeros(1, 1, 4, 4), (4, 4))
+    scores = torch.rand(3, 5)  # image-level predictions are the same for every view
+    assert view.invert(scores, (4, 4)) is scores
+    assert torch.equal(build_tta(["rot90"])[0].invert(scores, (4, 4)), scores)
 
 
 def test_d4_over_tiles_composes():

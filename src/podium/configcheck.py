@@ -296,7 +296,7 @@ def name_plan(config: dict) -> list[tuple[str, list, Any]]:
             plan.append(("augment", [*key, "augment"], entry["augment"]))
         if segmentation:
             plan.append(("segment_loss", [*key, "loss"], entry["loss"]))
-            plan.append(("segment_tta", [*key, "tta"], entry["tta"]))
+            plan.append(("segment_tta", [*key, "tta"], [entry["tta"], entry["tta_scales"]]))
             continue
         plan.append(("pooling", [*key, "pooling"], entry["pooling"]))
         plan.append(("loss", [*key, "loss"], [entry["loss"], task]))
@@ -348,9 +348,9 @@ def _run_check(kind: str, key: str, value: Any) -> None:
 
         build_segmentation_loss(value, 1, key)  # every mask class is one binary channel
     elif kind == "segment_tta":
-        from podium.tasks.segment.fit import tta_views
+        from podium.train.tta import build_tta
 
-        tta_views(value, key)
+        build_tta(value[0], value[1], key, per_pixel=True)
     elif kind == "blend":
         from podium.ensemble.blend import make_blend
 

@@ -58,9 +58,11 @@ def predict_proba(
                                  pin_memory=runtime.cuda)
         out = []
         for images, _ in loader:
+            batch = runtime.batch(images)
             with runtime.autocast():
-                logits = model(view.apply(runtime.batch(images)))
-            out.append(to_predictions(logits.float(), output_kind).cpu())
+                logits = model(view.apply(batch))
+            predictions = to_predictions(logits.float(), output_kind)
+            out.append(view.invert(predictions, tuple(batch.shape[2:])).cpu())
         per_view.append(torch.cat(out) if out else torch.zeros(0))
     if not len(rows):
         return np.zeros((0, 0))
@@ -111,5 +113,5 @@ def predict_test_fold(
     seconds = time.perf_counter() - start
     log.info("%s: predicted %d test images with %d TTA views on %s (%s) in %.1fs", name,
              len(ids), len(views), runtime.device, runtime.precision, seconds)
-    return {"n_test": len(ids), "tta": [v.name for v in views], "seconds": seconds,
+    return {"n_test": len(ids), "tta": [v.label for v in views], "seconds": seconds,
             "device": str(runtime.device)}

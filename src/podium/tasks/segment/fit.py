@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from podium.errors import PodiumInputError, did_you_mean
+from podium.errors import PodiumInputError
 from podium.metrics import get_metric
 from podium.metrics.masks import MASK_THRESHOLD, pair_dice
 from podium.schema import SEGMENTATION, model_key_problems, schema_field, unknown_model_keys
@@ -41,7 +41,7 @@ from podium.tables import write_csv, write_json, write_npy, write_parquet
 from podium.tasks.segment.classes import MAX_CLASSES, unpack_bits
 from podium.tasks.segment.losses import build_segmentation_loss
 from podium.tasks.segment.models import Segmenter, build_segmenter
-from podium.tasks.segment.tiles import d4_predict, predict_tiled
+from podium.tasks.segment.tiles import predict_tiled
 from podium.train.augment import build_augmentation
 from podium.train.data import (
     BatchLoader,
@@ -55,7 +55,7 @@ from podium.train.fit import LOSS_CHECK_EVERY_CUDA, LossLog, epoch_seed, seed_ev
 from podium.train.optim import LrSchedule, build_optimizer
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
-from podium.train.tta import GROUPS, NAMED_VIEWS
+from podium.train.tta import TtaView, build_tta, mean_over_views
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class SegmentSettings:
     crop: int | None = schema_field("models", "crop")  # random crop x crop training patches
     tile: int | None = schema_field("models", "tile")  # overlapping tile x tile prediction
     tta: list = schema_field("models", "tta")  # D4 view names, or "d4"/"flips"
+    tta_scales: list = schema_field("models", "tta_scales")  # every view at each scale
     precision: str = schema_field("models", "precision")
     channels_last: bool = schema_field("models", "channels_last")
     seed: int = schema_field("models", "seed")
@@ -112,7 +113,11 @@ class SegmentSettings:
             if getattr(self, key) is not None:
                 _positive_int(getattr(self, key), f"models.{name}.{key}",
                               "or leave it unset to use whole images")
-        tta_views(self.tta, f"models.{name}.tta")
+        self.views(name)
+
+    def views(self, name: str = "<name>") -> list[TtaView]:
+        """The TTA views, each one that the engine can turn back on masks."""
+        return build_tta(self.tta, self.tta_scales, f"models.{name}.tta", per_pixel=True)
 
 
 @dataclass(frozen=True)
@@ -132,25 +137,6 @@ def _positive_int(value: object, key: str, alternative: str = "") -> int:
         raise PodiumInputError(f"config key {key}: expected a positive integer, got "
                                f"{value!r}; set a whole number >= 1{extra}.")
     return value
-
-
-def tta_views(entries: Sequence[str] | str, key: str = "models.<name>.tta") -> tuple[str, ...]:
-    """D4 view names for ``entries`` (names, or the groups ``d4`` and ``flips``), each once.
-    Masks must be turned back after each view, so only the D4 views, which
-    :func:`~podium.tasks.segment.tiles.d4_predict` can invert, are allowed here."""
-    entries = [entries] if isinstance(entries, str) else list(entries)
-    known = [*NAMED_VIEWS, *GROUPS]
-    views: list[str] = []
-    for entry in entries:
-        if not isinstance(entry, str) or entry not in known:
-            hint = did_you_mean(entry, known, cutoff=0.4) if isinstance(entry, str) else ""
-            raise PodiumInputError(
-                f"config key {key}: {entry!r} is not a D4 view.{hint} Segmentation TTA takes "
-                f"the views {', '.join(NAMED_VIEWS)} or the groups {', '.join(GROUPS)}.")
-        views += [v for v in GROUPS.get(entry, [entry]) if v not in views]
-    if not views:
-        raise PodiumInputError(f"config key {key}: no views; use [identity] for no TTA.")
-    return tuple(views)
 
 
 class MaskedImages(Dataset):
@@ -298,11 +284,11 @@ def _forward(model: nn.Module, runtime: Runtime, tile: int | None,
 @torch.no_grad()
 def predict_probabilities(model: nn.Module, array: np.ndarray, rows: np.ndarray,
                           runtime: Runtime, settings: SegmentSettings, batch_size: int,
-                          views: Sequence[str] | None = None) -> np.ndarray:
+                          views: Sequence[TtaView] | None = None) -> np.ndarray:
     """Float32 ``n x K x H x W`` class probabilities of ``array[rows]``, averaged over
     ``views`` (the settings' TTA when None) on the logits, tiled when ``settings.tile`` is set.
     Batches are gathered straight from the (memory-mapped) array: no decoding, no workers."""
-    views = tta_views(settings.tta) if views is None else tuple(views)
+    views = settings.views() if views is None else list(views)
     model.eval()
     rows = np.asarray(rows)
     out: np.ndarray | None = None
@@ -310,7 +296,7 @@ def predict_probabilities(model: nn.Module, array: np.ndarray, rows: np.ndarray,
     loader = BatchLoader([PackedImages(array, rows)], batch_size, pin_memory=runtime.cuda)
     start = 0
     for images, _ in loader:
-        logits = d4_predict(forward, runtime.batch(images), views)
+        logits = mean_over_views(forward, runtime.batch(images), views)
         if out is None:
             out = np.empty((len(rows), logits.shape[1], *array.shape[1:3]), dtype=np.float32)
         out[start:start + len(images)] = torch.sigmoid(logits.float()).cpu().numpy()
@@ -374,7 +360,7 @@ def train_segment_fold(
     continues from it; SIGTERM stops at once (exit 143) with the last epoch kept."""
     name = name or settings.encoder
     settings.check(name)
-    views = tta_views(settings.tta, f"models.{name}.tta")
+    views = settings.views(name)
     seed_everything(epoch_seed(settings, fold, 0))
     torch.set_num_threads(max(1, threads))
     runtime = Runtime.detect(threads, settings.precision, settings.channels_last,
@@ -394,7 +380,7 @@ def train_segment_fold(
 
     def evaluate(epoch: int) -> tuple[float, dict[str, float]]:
         probs = predict_probabilities(trainer.model, images, valid_rows, runtime, settings,
-                                      eval_batch, views=("identity",))
+                                      eval_batch, views=[TtaView("identity")])
         if not np.isfinite(probs).all():
             raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
         score = _dice(probs, valid_masks)
@@ -426,7 +412,7 @@ def train_segment_fold(
         "fold": fold, "metric": "dice", "threshold": MASK_THRESHOLD, "n_classes": n_classes,
         "best_epoch": best_epoch,
         "best_valid_dice": best_score, "oof_dice_tta": _dice(oof, valid_masks),
-        "tta": list(views), "tile": settings.tile, "crop": settings.crop,
+        "tta": [view.label for view in views], "tile": settings.tile, "crop": settings.crop,
         "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
         "device": str(runtime.device), "precision": runtime.precision,
         "channels_last": runtime.channels_last, "threads": threads,
@@ -463,7 +449,7 @@ def predict_segment_test(
     and precision of ``settings``: float16 ``N_test x K x S x S`` in packed order, and the
     ``id, row`` index beside it."""
     name = name or settings.encoder
-    views = tta_views(settings.tta, f"models.{name}.tta")
+    views = settings.views(name)
     torch.set_num_threads(max(1, threads))
     runtime = Runtime.detect(threads, settings.precision, settings.channels_last,
                              key=f"models.{name}.precision")
@@ -482,5 +468,5 @@ def predict_segment_test(
     seconds = time.perf_counter() - start
     log.info("%s: predicted %d test masks with %d TTA views on %s (%s) in %.1fs", name,
              len(index), len(views), runtime.device, runtime.precision, seconds)
-    return {"n_test": int(len(index)), "tta": list(views), "tile": settings.tile,
+    return {"n_test": int(len(index)), "tta": [view.label for view in views], "tile": settings.tile,
             "seconds": seconds, "device": str(runtime.device)}

@@ -1,32 +1,29 @@
 """Full-image segmentation logits from a network trained on crops: overlapping tiles blended
-with a window, and D4 test-time views undone on the logits.
+with a window.
 
 Networks trained on crops see a test image (768 x 768 ships, 1024 x 1024 radiographs) that is
 larger than anything they trained on, and a fully convolutional network run on the whole image
 can also exhaust device memory. Tiles of the training crop size keep both in check; tiles
 overlap and are blended with a window that fades at tile borders, where zero padding inside
-the network makes logits wrong, so no seams show where tiles meet. The two compose:
-``d4_predict(lambda x: predict_tiled(model, x, tile=256), images)``.
+the network makes logits wrong, so no seams show where tiles meet. TTA views compose with
+tiles (:func:`podium.train.tta.mean_over_views` turns each view back):
+``mean_over_views(lambda x: predict_tiled(model, x, tile=256), images, views)``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from podium.errors import PodiumInputError, did_you_mean
-from podium.train.tta import NAMED_VIEWS
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
 WINDOWS = ("hann", "pyramid", "uniform")
 WINDOW_FLOOR = 1e-3  # border pixels keep some weight, so no pixel is ever divided by ~0
-D4_VIEWS = tuple(NAMED_VIEWS)
-# Each view's inverse: the quarter turns undo each other, every other D4 view is an involution.
-INVERSE_VIEW = {name: name for name in NAMED_VIEWS} | {"rot90": "rot270", "rot270": "rot90"}
 
 
 def tile_starts(length: int, tile: int, min_coverage: int = 2) -> list[int]:
@@ -127,7 +124,7 @@ def _checked(logits: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
     if logits.ndim != 4 or logits.shape[0] != batch.shape[0] or logits.shape[2:] != batch.shape[2:]:
         raise PodiumInputError(
             f"The model returned logits of shape {tuple(logits.shape)} for input of shape "
-            f"{tuple(batch.shape)}; tiles and D4 views need N x K x H x W logits of the input's "
+            f"{tuple(batch.shape)}; tiles need N x K x H x W logits of the input's "
             "H and W (upsample the network's output to its input size)."
         )
     return logits
@@ -174,27 +171,3 @@ def predict_tiled(
             if n == 0:  # every image has the same tiles, so the same weights
                 weight_sum[y:y + tile, x:x + tile] += weights
     return (total / weight_sum)[:, :, top:top + height, left:left + width]
-
-
-def d4_predict(predict: Predict, images: torch.Tensor, views: Sequence[str] = D4_VIEWS
-               ) -> torch.Tensor:
-    """Mean over ``views`` (podium's D4 view names, see :mod:`podium.train.tta`) of the logits
-    for each view of ``images``, each turned back to the original orientation. Logits, not
-    probabilities, are averaged: this works for sigmoid and softmax heads alike, matches how
-    tiles are blended, and for a softmax it is the renormalised geometric mean of the views'
-    probabilities, which punishes views that disagree."""
-    views = (views,) if isinstance(views, str) else tuple(views)
-    if not views:
-        raise PodiumInputError(f"No D4 views given; choose from {', '.join(D4_VIEWS)}.")
-    for name in views:
-        if name not in NAMED_VIEWS:
-            raise PodiumInputError(
-                f"Unknown D4 view {name!r}.{did_you_mean(name, D4_VIEWS, cutoff=0.4)} "
-                f"Known: {', '.join(D4_VIEWS)}."
-            )
-    total = None
-    for name in views:
-        logits = NAMED_VIEWS[INVERSE_VIEW[name]](predict(NAMED_VIEWS[name](images)))
-        _checked(logits, images)
-        total = logits.clone() if total is None else total.add_(logits)
-    return total / len(views)
