@@ -142,7 +142,7 @@ def step_throughput(arch: str, encoder: str, size: int, batch: int, mode: str,
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
     images = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, device=device)
     masks = torch.randint(0, 2, (batch, size, size), dtype=torch.uint8, device=device)
-    targets = masks.unsqueeze(1).gt(0).float()  # as SegmentTrainer.train_epoch makes them
+    targets = masks.unsqueeze(1).gt(0).float()  # as the segment plug-in's trainer unpacks them
     reset_peak()
     model.train()
     timings = []

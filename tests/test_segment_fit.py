@@ -22,6 +22,7 @@ from podium.tasks.segment.fit import (
     load_segment_model,
     predict_probabilities,
     predict_segment_test,
+    segmenter_trainer,
     train_segment_fold,
 )
 from podium.tasks.segment.models import build_segmenter
@@ -107,6 +108,38 @@ def test_fold_writes_its_outputs_learns_and_is_deterministic(inputs, tmp_path):
     assert json.loads((tmp_path / "a/metrics.json").read_text())["fold"] == 1
     state = torch.load(tmp_path / "a/model.pt", weights_only=True)
     assert state["in_chans"] == 1 and state["settings"]["crop"] == 16
+
+
+def test_the_one_fold_trainer_freezes_the_encoder_and_keeps_ema_weights(inputs):
+    """Segmentation trains with the classification trainer's recipe keys: a frozen encoder
+    does not move in its first epoch while the decoder does, and with EMA the weights that
+    are validated and saved are the average, not the last step's."""
+    settings = SegmentSettings(**{**FAST, "freeze_backbone_epochs": 1, "ema_decay": 0.5,
+                                  "accumulate_steps": 2, "clip_grad_norm": 1.0})
+    images, masks = np.load(inputs["train.npy"]), np.load(inputs["masks.npy"])
+    trainer = segmenter_trainer(settings, images, masks, np.arange(12), Runtime.detect(1), 1,
+                                "unet")
+    assert trainer.ema is not None and trainer.eval_model is trainer.ema.module
+    encoder = [p.detach().clone() for p in trainer.model.encoder.parameters()]
+    decoder = [p.detach().clone() for p in trainer.model.decoder.parameters()]
+    trainer.train_epoch(0)
+    assert all(torch.equal(a, b) for a, b in zip(encoder, trainer.model.encoder.parameters(),
+                                                 strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(decoder, trainer.model.decoder.parameters(),
+                                                     strict=True))
+    trainer.train_epoch(1)
+    assert not all(torch.equal(a, b) for a, b in zip(encoder, trainer.model.encoder.parameters(),
+                                                     strict=True))
+    averaged = dict(trainer.eval_model.named_parameters())
+    assert any(not torch.equal(p, averaged[name]) for name, p in trainer.model.named_parameters())
+
+
+def test_recipe_keys_train_a_segmentation_fold(inputs, tmp_path):
+    summary = _run(inputs, tmp_path, ema_decay=0.5, accumulate_steps=2, clip_grad_norm=5.0,
+                   epochs=4)
+    masks = np.load(inputs["masks.npy"])[pd.read_parquet(tmp_path / "oof_index.parquet")["row"]]
+    assert summary["oof_dice_tta"] > mean_dice(np.zeros_like(masks), masks) + 0.2, summary
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["settings"]["ema_decay"] == 0.5
 
 
 def test_model_pt_predicts_the_test_images_as_the_training_job_did(inputs, tmp_path):

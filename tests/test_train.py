@@ -19,7 +19,7 @@ from podium.metrics import get_metric
 from podium.task import TaskSpec
 from podium.train.augment import build_augmentation
 from podium.train.data import BatchLoader, PackedImages, reseed_worker_augmentation
-from podium.train.fit import FoldOutputs, FoldTrainer, TrainSettings, train_fold
+from podium.train.fit import FoldOutputs, TrainSettings, classifier_trainer, train_fold
 from podium.train.heads import build_classifier
 from podium.train.predict import predict_test_fold
 from podium.train.runtime import Runtime
@@ -245,8 +245,8 @@ def test_augmentation_waits_for_its_first_epoch(tmp_path):
     settings = TrainSettings(backbone="resnet10t", epochs=3, batch_size=16, augment=flip,
                              augment_after_epochs=2)
     array = np.load(inputs["train.npy"])
-    trainer = FoldTrainer(settings, SPEC, get_metric("accuracy"), array, np.arange(48),
-                          np.arange(48) % 3, 1, Runtime.detect(1), 0, "test")
+    trainer = classifier_trainer(settings, SPEC, get_metric("accuracy"), array, np.arange(48),
+                                 np.arange(48) % 3, 1, Runtime.detect(1), 0, "test")
     trainer.train_epoch(0)
     assert trainer.dataset.augment is None
     trainer.train_epoch(2)

@@ -14,7 +14,8 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -204,63 +205,63 @@ class LossLog:
         return self.total / max(1, sum(self.sizes))
 
 
-class FoldTrainer:
-    """One fold's model, optimiser, schedule, loss and loaders, trained epoch by epoch."""
+@dataclass
+class TrainingData:
+    """What a task trains a fold on, as the one :class:`FoldTrainer` takes it: datasets of
+    ``(image, target)`` pairs (train rows, then any further rows such as pseudo-labelled test
+    images), each with an ``augment`` attribute the trainer switches off for plain epochs;
+    the albumentations pipeline, reseeded each epoch; how a batch's targets reach the device
+    as the loss takes them (class indices as they are, bit-packed masks unpacked per class);
+    the sampler, if any, drawing from ``generator``. Where every part is a
+    :class:`~podium.train.data.PackedImages`, plain epochs gather whole batches instead of
+    going image by image through the loader's workers (``gathers_batches``)."""
 
-    def __init__(self, settings: TrainSettings, spec: TaskSpec, metric: Metric,
-                 train_images: np.ndarray, train_rows: np.ndarray, y_train: np.ndarray,
-                 in_chans: int, runtime: Runtime, fold: int, name: str,
-                 row_weights: np.ndarray | None = None,
-                 extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
-        """``extra`` is ``(array, rows, labels)`` of further training images (pseudo-labelled
-        test images), trained on like the train rows and never validated."""
-        self.settings, self.spec, self.metric = settings, spec, metric
-        self.runtime, self.fold = runtime, fold
-        self.model = build_classifier(
-            settings.backbone, spec.n_outputs, in_chans, settings.pretrained,
-            pooling=settings.pooling, dropout=settings.drop_rate, hidden=list(settings.hidden),
-        )
-        self.model = runtime.model(self.model)
-        self.loss_fn = build_loss(settings.loss, spec, key=f"models.{name}.loss").to(
-            runtime.device)
-        self.augment = build_augmentation(settings.augment, settings.seed + fold)
-        self.parts = [PackedImages(train_images, train_rows, y_train, self.augment)]
-        if extra is not None and len(extra[1]):
-            self.parts.append(PackedImages(*extra, self.augment))
-            y_train = np.concatenate([y_train, extra[2]])
-            if row_weights is not None:
-                row_weights = np.concatenate([row_weights, np.ones(len(extra[1]))])
+    parts: list[torch.utils.data.Dataset]
+    augment: Any | None
+    to_targets: Callable[[torch.Tensor], torch.Tensor]
+    sampler: torch.utils.data.Sampler | None = None
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    gathers_batches: bool = False
+
+
+class FoldTrainer:
+    """One fold's model, optimiser, schedule, loss and loaders, trained epoch by epoch: the
+    one trainer of every task (accumulation, clipping, EMA, AMP with loss scaling, a frozen
+    backbone's first epochs, augmentation from a given epoch). A task plug-in builds the
+    model, the loss and the :class:`TrainingData`; ``optimizer_view`` is the model as
+    :func:`~podium.train.optim.split_parameters` splits it into backbone and head (a
+    segmenter's encoder and decoder), the model itself when None."""
+
+    def __init__(self, settings: Any, model: torch.nn.Module, loss_fn: torch.nn.Module,
+                 data: TrainingData, runtime: Runtime, fold: int, greater_is_better: bool,
+                 optimizer_view: torch.nn.Module | None = None) -> None:
+        self.settings, self.runtime, self.fold = settings, runtime, fold
+        self.model, self.loss_fn, self.data = model, loss_fn.to(runtime.device), data
+        self.augment, self.parts, self.generator = data.augment, data.parts, data.generator
+        self.optimizer_view = optimizer_view if optimizer_view is not None else model
         self.dataset = (torch.utils.data.ConcatDataset(self.parts) if len(self.parts) > 1
                         else self.parts[0])
-        self.generator = torch.Generator()
-        sampler_name, params = parse_sampler(settings.sampler, f"models.{name}.sampler")
-        if row_weights is not None and sampler_name not in (None, "random"):
-            raise PodiumInputError(
-                f"config key models.{name}.sampler: {sampler_name} cannot be combined with "
-                "adversarial.weight_training; turn one of them off.")
-        self.sampler = (
-            torch.utils.data.WeightedRandomSampler(row_weights, len(row_weights),
-                                                   generator=self.generator)
-            if row_weights is not None
-            else build_sampler(sampler_name, y_train, self.generator, **params))
         drop_last = len(self.dataset) > settings.batch_size
         # Augmenting epochs: worker processes augment image by image. Plain epochs: whole
-        # batches gathered from the arrays (same order source, same number of steps).
+        # batches gathered from the arrays where the task's rows allow it (same order source,
+        # same number of steps), else the same loader.
         self.augmenting_loader = DataLoader(
-            self.dataset, batch_size=settings.batch_size, shuffle=self.sampler is None,
-            sampler=self.sampler, drop_last=drop_last, generator=self.generator,
+            self.dataset, batch_size=settings.batch_size, shuffle=data.sampler is None,
+            sampler=data.sampler, drop_last=drop_last, generator=self.generator,
             worker_init_fn=reseed_worker_augmentation, **runtime.loader_args,
         )
-        self.plain_loader = BatchLoader(
-            self.parts, settings.batch_size, sampler=self.sampler, shuffle=True,
-            generator=self.generator, drop_last=drop_last, pin_memory=runtime.cuda)
-        self.optimizer = build_optimizer(self.model, settings.optimizer, settings.lr,
+        self.plain_loader = (
+            BatchLoader(self.parts, settings.batch_size, sampler=data.sampler, shuffle=True,
+                        generator=self.generator, drop_last=drop_last,
+                        pin_memory=runtime.cuda)
+            if data.gathers_batches else self.augmenting_loader)
+        self.optimizer = build_optimizer(self.optimizer_view, settings.optimizer, settings.lr,
                                          settings.weight_decay, settings.backbone_lr_mult,
                                          settings.momentum)
         self.steps_per_epoch = math.ceil(len(self.plain_loader) / settings.accumulate_steps)
         self.schedule = LrSchedule(
             self.optimizer, settings.schedule, settings.epochs, self.steps_per_epoch,
-            settings.warmup_epochs, metric.greater_is_better, settings.plateau_patience,
+            settings.warmup_epochs, greater_is_better, settings.plateau_patience,
             settings.plateau_factor, settings.cycle_epochs)
         self.scaler = torch.amp.GradScaler(enabled=runtime.amp_dtype == torch.float16)
         self.ema = None
@@ -299,7 +300,7 @@ class FoldTrainer:
         if augmenting:
             self.augment.set_random_seed(seed)
         loader = self.augmenting_loader if augmenting else self.plain_loader
-        set_backbone_frozen(self.model, epoch < settings.freeze_backbone_epochs)
+        set_backbone_frozen(self.optimizer_view, epoch < settings.freeze_backbone_epochs)
         self.model.train()
         bar = tqdm(loader, desc=f"fold {self.fold} epoch {epoch + 1}/{settings.epochs}",
                    mininterval=10, leave=False)
@@ -307,7 +308,7 @@ class FoldTrainer:
         losses = LossLog(epoch, check_every=LOSS_CHECK_EVERY_CUDA if self.runtime.cuda else 1)
         for step, (images, targets) in enumerate(bar):
             images = self.runtime.batch(images)
-            targets = targets.to(self.runtime.device, non_blocking=True)
+            targets = self.data.to_targets(targets.to(self.runtime.device, non_blocking=True))
             with self.runtime.autocast():
                 loss = self.loss_fn(self.model(images), targets)
             losses.add(loss, len(targets))
@@ -326,6 +327,45 @@ class FoldTrainer:
         self.schedule.after_step()
         if self.ema is not None:
             self.ema.update(self.model)
+
+
+def classifier_trainer(
+    settings: TrainSettings, spec: TaskSpec, metric: Metric, train_images: np.ndarray,
+    train_rows: np.ndarray, y_train: np.ndarray, in_chans: int, runtime: Runtime, fold: int,
+    name: str, row_weights: np.ndarray | None = None,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> FoldTrainer:
+    """The fold trainer of a classification model: a timm classifier, the task's loss, the
+    train rows (and ``extra``, ``(array, rows, labels)`` of pseudo-labelled test images,
+    trained on like the train rows and never validated), drawn by the configured sampler or
+    by ``row_weights`` (adversarial validation's)."""
+    model = runtime.model(build_classifier(
+        settings.backbone, spec.n_outputs, in_chans, settings.pretrained,
+        pooling=settings.pooling, dropout=settings.drop_rate, hidden=list(settings.hidden),
+    ))
+    loss_fn = build_loss(settings.loss, spec, key=f"models.{name}.loss")
+    augment = build_augmentation(settings.augment, settings.seed + fold)
+    parts = [PackedImages(train_images, train_rows, y_train, augment)]
+    if extra is not None and len(extra[1]):
+        parts.append(PackedImages(*extra, augment))
+        y_train = np.concatenate([y_train, extra[2]])
+        if row_weights is not None:
+            row_weights = np.concatenate([row_weights, np.ones(len(extra[1]))])
+    generator = torch.Generator()
+    sampler_name, params = parse_sampler(settings.sampler, f"models.{name}.sampler")
+    if row_weights is not None and sampler_name not in (None, "random"):
+        raise PodiumInputError(
+            f"config key models.{name}.sampler: {sampler_name} cannot be combined with "
+            "adversarial.weight_training; turn one of them off.")
+    sampler = (
+        torch.utils.data.WeightedRandomSampler(row_weights, len(row_weights),
+                                               generator=generator)
+        if row_weights is not None
+        else build_sampler(sampler_name, y_train, generator, **params))
+    data = TrainingData(parts, augment, to_targets=lambda targets: targets, sampler=sampler,
+                        generator=generator, gathers_batches=True)
+    return FoldTrainer(settings, model, loss_fn, data, runtime, fold,
+                       metric.greater_is_better)
 
 
 def train_fold(
@@ -380,8 +420,9 @@ def train_fold(
     if extra is not None:
         log.info("training on %d pseudo-labelled test images besides %d train images",
                  len(extra[1]), len(train_rows))
-    trainer = FoldTrainer(settings, spec, metric, train_images, train_rows, y[train_rows],
-                          in_chans, runtime, fold, name, row_weights, extra)
+    trainer = classifier_trainer(settings, spec, metric, train_images, train_rows,
+                                 y[train_rows], in_chans, runtime, fold, name, row_weights,
+                                 extra)
     eval_batch = settings.batch_size * 2
     store = None
     if resume_dir is not None:
@@ -427,7 +468,7 @@ def train_fold(
     summary = {
         "fold": fold, "metric": metric.name, "best_epoch": best_epoch,
         "best_valid_score": best_score, "oof_score_tta": metric(y[valid_rows], oof, space),
-        "tta": [v.name for v in views], "tta_merge": settings.tta_merge,
+        "tta": [v.label for v in views], "tta_merge": settings.tta_merge,
         "n_train": int(len(train_rows)), "n_valid": int(len(valid_rows)),
         "n_pseudo": int(len(extra[1])) if extra is not None else 0,
         "device": str(runtime.device), "precision": runtime.precision,

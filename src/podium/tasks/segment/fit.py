@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
 from podium.errors import PodiumInputError
 from podium.metrics import get_metric
@@ -48,11 +47,9 @@ from podium.train.data import (
     PackedImages,
     fold_rows,
     load_packed,
-    reseed_worker_augmentation,
 )
 from podium.train.epochs import NonFiniteLoss, run_epochs
-from podium.train.fit import LOSS_CHECK_EVERY_CUDA, LossLog, epoch_seed, seed_everything
-from podium.train.optim import LrSchedule, build_optimizer
+from podium.train.fit import FoldTrainer, TrainingData, epoch_seed, seed_everything
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
 from podium.train.tta import TtaView, build_tta, mean_over_views
@@ -84,6 +81,15 @@ class SegmentSettings:
     tile: int | None = schema_field("models", "tile")  # overlapping tile x tile prediction
     tta: list = schema_field("models", "tta")  # D4 view names, or "d4"/"flips"
     tta_scales: list = schema_field("models", "tta_scales")  # every view at each scale
+    momentum: float = schema_field("models", "momentum")
+    freeze_backbone_epochs: int = schema_field("models", "freeze_backbone_epochs")
+    plateau_patience: int = schema_field("models", "plateau_patience")
+    plateau_factor: float = schema_field("models", "plateau_factor")
+    cycle_epochs: float = schema_field("models", "cycle_epochs")
+    accumulate_steps: int = schema_field("models", "accumulate_steps")
+    clip_grad_norm: float | None = schema_field("models", "clip_grad_norm")
+    ema_decay: float | None = schema_field("models", "ema_decay")
+    augment_after_epochs: int = schema_field("models", "augment_after_epochs")
     precision: str = schema_field("models", "precision")
     channels_last: bool = schema_field("models", "channels_last")
     seed: int = schema_field("models", "seed")
@@ -197,72 +203,30 @@ class EncoderSplit(nn.Module):
         self.head = nn.ParameterList([p for p in model.parameters() if id(p) not in encoder_ids])
 
 
-class SegmentTrainer:
-    """One fold's segmenter, optimiser, schedule, loss and loader, trained epoch by epoch."""
+def segmenter_trainer(settings: SegmentSettings, images: np.ndarray, masks: np.ndarray,
+                      train_rows: np.ndarray, runtime: Runtime, fold: int, name: str,
+                      n_classes: int = 1) -> FoldTrainer:
+    """The fold trainer of a segmentation model: an smp network with ``n_classes`` sigmoid
+    channels, the pixel loss, image and mask pairs cropped and augmented together, the packed
+    masks unpacked on the device (class k is bit k), and the encoder as the backbone that
+    ``backbone_lr_mult`` and ``freeze_backbone_epochs`` act on."""
+    key = f"models.{name}"
+    model = runtime.model(build_segmenter(
+        settings.arch, settings.encoder, n_classes, images.shape[3], settings.pretrained,
+        key=key))
+    loss_fn = build_segmentation_loss(settings.loss, n_classes, key=f"{key}.loss",
+                                      multilabel=True)
+    shifts = torch.arange(n_classes, dtype=torch.uint8,
+                          device=runtime.device).view(1, n_classes, 1, 1)
 
-    def __init__(self, settings: SegmentSettings, images: np.ndarray, masks: np.ndarray,
-                 train_rows: np.ndarray, runtime: Runtime, fold: int, name: str,
-                 n_classes: int = 1) -> None:
-        self.settings, self.runtime, self.fold = settings, runtime, fold
-        key = f"models.{name}"
-        self.model = runtime.model(build_segmenter(
-            settings.arch, settings.encoder, n_classes, images.shape[3], settings.pretrained,
-            key=key))
-        self.loss_fn = build_segmentation_loss(settings.loss, n_classes, key=f"{key}.loss",
-                                               multilabel=True).to(runtime.device)
-        self.shifts = torch.arange(n_classes, dtype=torch.uint8,
-                                   device=runtime.device).view(1, n_classes, 1, 1)
-        self.augment = build_train_pipeline(settings, images.shape[1], settings.seed + fold,
-                                            name)
-        self.dataset = MaskedImages(images, masks, train_rows, self.augment)
-        self.generator = torch.Generator()
-        self.loader = DataLoader(
-            self.dataset, batch_size=settings.batch_size, shuffle=True,
-            drop_last=len(self.dataset) > settings.batch_size, generator=self.generator,
-            worker_init_fn=reseed_worker_augmentation, **runtime.loader_args)
-        self.optimizer = build_optimizer(EncoderSplit(self.model), settings.optimizer,
-                                         settings.lr, settings.weight_decay,
-                                         settings.backbone_lr_mult)
-        self.schedule = LrSchedule(self.optimizer, settings.schedule, settings.epochs,
-                                   len(self.loader), settings.warmup_epochs,
-                                   greater_is_better=True)
-        self.scaler = torch.amp.GradScaler(enabled=runtime.amp_dtype == torch.float16)
+    def unpack(packed: torch.Tensor) -> torch.Tensor:
+        return torch.bitwise_and(torch.bitwise_right_shift(packed.unsqueeze(1), shifts),
+                                 1).float()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.scaler.load_state_dict(state["scaler"])
-
-    def train_epoch(self, epoch: int) -> float:
-        """One pass over the training rows; returns the mean loss."""
-        seed = epoch_seed(self.settings, self.fold, epoch)
-        torch.manual_seed(seed)
-        self.generator.manual_seed(seed)
-        if self.augment is not None:
-            self.augment.set_random_seed(seed)
-        self.model.train()
-        runtime = self.runtime
-        losses = LossLog(epoch, check_every=LOSS_CHECK_EVERY_CUDA if runtime.cuda else 1)
-        bar = tqdm(self.loader, desc=f"fold {self.fold} epoch {epoch + 1}/{self.settings.epochs}",
-                   mininterval=10, leave=False)
-        for images, masks in bar:
-            images = runtime.batch(images)
-            packed = masks.to(runtime.device, non_blocking=True).unsqueeze(1)
-            targets = torch.bitwise_and(torch.bitwise_right_shift(packed, self.shifts), 1).float()
-            with runtime.autocast():
-                loss = self.loss_fn(self.model(images), targets)
-            losses.add(loss, len(targets))
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.schedule.after_step()
-        return losses.mean()
+    augment = build_train_pipeline(settings, images.shape[1], settings.seed + fold, name)
+    data = TrainingData([MaskedImages(images, masks, train_rows, augment)], augment, unpack)
+    return FoldTrainer(settings, model, loss_fn, data, runtime, fold,
+                       greater_is_better=True, optimizer_view=EncoderSplit(model))
 
 
 def _forward(model: nn.Module, runtime: Runtime, tile: int | None,
@@ -372,14 +336,14 @@ def train_segment_fold(
     train_rows = index["row"].to_numpy()[train_pos]
     valid_rows = index["row"].to_numpy()[valid_pos]
     valid_masks = np.asarray(masks[valid_rows])
-    trainer = SegmentTrainer(settings, images, masks, train_rows, runtime, fold, name,
-                             n_classes)
+    trainer = segmenter_trainer(settings, images, masks, train_rows, runtime, fold, name,
+                                n_classes)
     store = _resume_store(resume_dir, settings, fold, name,
                           [train_array, train_index, masks_array, folds_csv], n_classes)
     eval_batch = settings.batch_size * 2
 
     def evaluate(epoch: int) -> tuple[float, dict[str, float]]:
-        probs = predict_probabilities(trainer.model, images, valid_rows, runtime, settings,
+        probs = predict_probabilities(trainer.eval_model, images, valid_rows, runtime, settings,
                                       eval_batch, views=[TtaView("identity")])
         if not np.isfinite(probs).all():
             raise NonFiniteLoss(f"validation predictions are NaN after epoch {epoch + 1}")
@@ -388,7 +352,7 @@ def train_segment_fold(
 
     result = run_epochs(
         trainer, evaluate, epochs=settings.epochs, patience=settings.patience, metric="dice",
-        is_better=get_metric("dice").is_better, best_model=lambda: trainer.model, store=store,
+        is_better=get_metric("dice").is_better, best_model=lambda: trainer.eval_model, store=store,
         name=name, fold=fold,
         advice=f"Lower models.{name}.lr, or check the images and masks.")
     history, best_state, start_epoch = result.history, result.best_state, result.start_epoch
@@ -396,8 +360,8 @@ def train_segment_fold(
     fit_seconds, stopped_early = result.fit_seconds, result.stopped_early
 
     predict_start = time.perf_counter()
-    trainer.model.load_state_dict(best_state)
-    oof = predict_probabilities(trainer.model, images, valid_rows, runtime, settings,
+    trainer.eval_model.load_state_dict(best_state)
+    oof = predict_probabilities(trainer.eval_model, images, valid_rows, runtime, settings,
                                 eval_batch, views)
     predict_seconds = time.perf_counter() - predict_start
 
