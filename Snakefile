@@ -44,6 +44,7 @@ canonicalise(config, SCHEMA)
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/models.smk"
 
 
 # On a cluster the local rules run on the submitting node: a cluster job costs seconds of

@@ -22,6 +22,7 @@ from podium.codehash import (
     PACKAGE_ROOT,
     import_closure,
     module_hash,
+    module_path,
     normalised_code,
     script_hash,
 )
@@ -247,3 +248,39 @@ def test_every_scripted_rule_hashes_its_own_script() -> None:
                 f"{path.name}: rule {rule}")
             seen += 1
     assert seen >= len(SCRIPTS) - 1
+
+
+def _entry_modules() -> list[str]:
+    import podium.tasks.plugins  # noqa: F401  (registers every task's stage)
+    from podium.task import TASKS
+    from podium.train.stage import ModelStage, model_stage
+
+    return sorted({ModelStage.module_of(entry) for task in TASKS
+                   for entry in (model_stage(task).train, model_stage(task).predict)})
+
+
+def test_editing_each_module_changes_exactly_the_stage_entries_that_reach_it(
+        tmp_path: Path) -> None:
+    """The train and predict rules hash their script and the task plug-in's entry module
+    (common.smk's ``code(script, entry)``): a code change of any module changes the hash of
+    exactly the entry modules that import it, or are it; a comment edit changes none. So an
+    edit of the segmentation trainer reruns no classification model, and the other way."""
+    root = tmp_path / "podium"
+    shutil.copytree(PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    entries = _entry_modules()
+    reaches = {m: reference_closure(module_path(m)) | {m} for m in entries}
+    original = {m: module_hash(m, root) for m in entries}
+    for path in MODULES:
+        copy = root / path.relative_to(PACKAGE_ROOT)
+        text = copy.read_text()
+        name = module_name(path)
+        copy.write_text(text + "\n_CODEHASH_PROBE = 1\n")
+        changed = {m for m in entries if module_hash(m, root) != original[m]}
+        assert changed == {m for m, closure in reaches.items() if name in closure}, name
+        copy.write_text(reworded(text))
+        assert all(module_hash(m, root) == original[m] for m in entries), name
+        copy.write_text(text)
+    segment = next(m for m in entries if m.startswith("podium.tasks.segment"))
+    classify = next(m for m in entries if not m.startswith("podium.tasks.segment"))
+    assert not any(m.startswith("podium.tasks.segment") for m in reaches[classify])
+    assert "podium.train.fit" in reaches[segment]  # the one fold trainer

@@ -3,8 +3,10 @@ import sys
 from pathlib import Path
 
 # The Snakefile has put the podium next to it first on sys.path and the jobs' PYTHONPATH.
-from podium.codehash import script_hash
+from podium.codehash import module_hash, script_hash
 from podium.settings import canonical
+import podium.tasks.plugins  # registers every task plug-in
+from podium.train.stage import FOLD_FILES, model_stage
 
 _RUN_LOCK = []  # the open file whose flock marks this directory's live podium run
 
@@ -43,6 +45,8 @@ clear_stale_locks()
 RESULTS = config["results"]
 COMPETITION = config["competition"]
 SEGMENTATION = COMPETITION["task"] == "segmentation"
+# The task plug-in's part in the train and predict rules (podium.train.stage).
+STAGE = model_stage(COMPETITION["task"])
 INSTANCES = SEGMENTATION and bool(COMPETITION.get("instances"))
 # The schema knows the RLE format names; this checks the pixel order against the format.
 if SEGMENTATION:
@@ -136,15 +140,20 @@ def res(path):
     return f"{RESULTS}/{path}"
 
 
-def code(script):
+def code(script, entry=None):
     """The code hash of a workflow script and every podium module it imports, transitively,
     each as parsed code (podium.codehash): as a param, a code change reruns exactly the jobs
     whose scripts reach it, while a comment, docstring or formatting edit, or a mere touch,
-    reruns nothing (the profiles leave Snakemake's mtime-based code trigger off)."""
-    return script_hash(
-        Path(workflow.basedir) / "workflow/scripts" / script,
-        cache=Path(".snakemake/podium/codehash"),
+    reruns nothing (the profiles leave Snakemake's mtime-based code trigger off). ``entry``:
+    the task plug-in's ``module:function`` the script runs (the model stage's), whose module
+    is hashed the same way, so one task's trainer never reruns another task's jobs."""
+    cache = Path(".snakemake/podium/codehash")
+    digest = script_hash(
+        Path(workflow.basedir) / "workflow/scripts" / script, cache=cache
     )
+    if entry is None:
+        return digest
+    return f"{digest}+{module_hash(STAGE.module_of(entry), cache=cache)}"
 
 
 def competition_dir():
@@ -230,6 +239,13 @@ def pseudo_inputs(wildcards):
     return {}
 
 
+def fold_files(files):
+    """A fold's files (name: file name) as rule outputs in models/{model}/fold{fold}/."""
+    return {
+        key: res(f"models/{{model}}/fold{{fold}}/{name}") for key, name in files.items()
+    }
+
+
 def entry_folder(name):
     """Where a model, blend or stacker writes its predictions."""
     return "models" if name in MODELS else "ensemble"
@@ -295,8 +311,9 @@ def final_outputs():
 
 
 def training_weights():
-    """The adversarial sample weights, when training should use them."""
-    if ADVERSARIAL["weight_training"]:
+    """The adversarial sample weights, when training should use them (tasks whose trainer
+    takes row weights)."""
+    if ADVERSARIAL["weight_training"] and STAGE.row_weights:
         if not ADVERSARIAL["enabled"]:
             raise ValueError(
                 "config key adversarial.weight_training needs adversarial.enabled: true."

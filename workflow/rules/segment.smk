@@ -1,8 +1,9 @@
-# Segmentation competitions: packed masks, U-Net family models per fold, tiled test
-# prediction, mean blends and mask post-processing, then an RLE submission. Included instead
-# of the classification stages when competition.task is segmentation. Code hashes name the
-# podium.tasks.segment modules each rule runs, so a plotting change never retrains a model. In an
-# instance competition (competition.instances) the packed instance labels score every entry.
+# Segmentation competitions' stages besides the shared ones: packed masks (which the shared
+# train_model rule reads through the segment plug-in's stage), gathering the folds' probability
+# maps, mean blends and mask post-processing, then an RLE submission. Included instead of the
+# classification stages when competition.task is segmentation; models.smk trains and predicts
+# for both. In an instance competition (competition.instances) the packed instance labels
+# score every entry.
 
 INSTANCE_LABELS = (
     {"instances": res("preprocess/train_instances.npy")} if INSTANCES else {}
@@ -78,62 +79,6 @@ if INSTANCES:
             code=code("pack_instances.py"),
         script:
             "../scripts/pack_instances.py"
-
-
-rule train_segmenter:
-    input:
-        train_array=res("preprocess/train.npy"),
-        train_index=res("preprocess/train_index.parquet"),
-        masks=res("preprocess/train_masks.npy"),
-        folds=res("folds.csv"),
-        task=res("data/task.json"),
-    output:
-        weights=res("models/{model}/fold{fold}/model.pt"),
-        oof_probs=res("models/{model}/fold{fold}/oof_probs.npy"),
-        oof_index=res("models/{model}/fold{fold}/oof_index.parquet"),
-        history=res("models/{model}/fold{fold}/history.csv"),
-        metrics=res("models/{model}/fold{fold}/metrics.json"),
-    log:
-        res("logs/train_segmenter/{model}_fold{fold}.log"),
-    benchmark:
-        res("benchmarks/train_segmenter/{model}_fold{fold}.tsv")
-    conda:
-        "../../envs/train.yaml"
-    threads: config["train"]["threads"]
-    resources:
-        gpu=1,
-    params:
-        settings=lambda wildcards: model_settings(wildcards.model),
-        resume_dir=lambda wildcards: res(
-            f"resume/{wildcards.model}/fold{wildcards.fold}"
-        ),
-        code=code("train_segmenter.py"),
-    script:
-        "../scripts/train_segmenter.py"
-
-
-rule predict_segmenter_test:
-    input:
-        weights=res("models/{model}/fold{fold}/model.pt"),
-        test_array=res("preprocess/test.npy"),
-        test_index=res("preprocess/test_index.parquet"),
-    output:
-        probs=res("models/{model}/fold{fold}/test_probs.npy"),
-        index=res("models/{model}/fold{fold}/test_index.parquet"),
-    log:
-        res("logs/predict_segmenter_test/{model}_fold{fold}.log"),
-    benchmark:
-        res("benchmarks/predict_segmenter_test/{model}_fold{fold}.tsv")
-    conda:
-        "../../envs/train.yaml"
-    threads: config["train"]["threads"]
-    resources:
-        gpu=1,
-    params:
-        settings=lambda wildcards: model_settings(wildcards.model),
-        code=code("predict_segmenter.py"),
-    script:
-        "../scripts/predict_segmenter.py"
 
 
 rule gather_segmenter:

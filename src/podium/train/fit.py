@@ -47,10 +47,11 @@ from podium.train.epochs import NonFiniteLoss, run_epochs
 from podium.train.heads import build_classifier
 from podium.train.losses import build_loss
 from podium.train.optim import LrSchedule, build_optimizer, set_backbone_frozen
-from podium.train.predict import predict_proba
+from podium.train.predict import predict_proba, predict_test_fold
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
 from podium.train.samplers import build_sampler, parse_sampler
+from podium.train.stage import FoldJob
 from podium.train.tta import TtaView, build_tta, check_merge
 
 log = logging.getLogger(__name__)
@@ -485,3 +486,30 @@ def train_fold(
              best_score, best_epoch, summary["oof_score_tta"])
     return summary
 
+
+
+def train_fold_job(job: FoldJob) -> dict[str, Any]:
+    """:func:`train_fold` for one ``train_model`` job of a classification task (the entry
+    point the classify plug-in registers): round-2 models also read their fold's pseudo
+    labels, and weighted training adversarial validation's weights."""
+    i, o = job.inputs, job.outputs
+    pseudo = i.get("pseudo")
+    return train_fold(
+        TrainSettings.from_config(job.settings), TaskSpec.load(i["task"]), job.fold,
+        i["train_array"], i["train_index"], i["folds"], i["manifest"],
+        FoldOutputs(*(Path(o[key]) for key in ("weights", "oof", "history", "metrics"))),
+        threads=job.threads, resume_dir=job.resume_dir, name=job.name,
+        weights_csv=i.get("weights"),
+        pseudo=PseudoLabels(i["test_array"], i["test_index"], pseudo) if pseudo else None,
+    )
+
+
+def predict_test_job(job: FoldJob) -> dict[str, Any]:
+    """:func:`~podium.train.predict.predict_test_fold` for one ``predict_test`` job of a
+    classification task."""
+    i = job.inputs
+    return predict_test_fold(
+        TrainSettings.from_config(job.settings), TaskSpec.load(i["task"]), i["weights"],
+        i["test_array"], i["test_index"], job.outputs["test"], threads=job.threads,
+        name=job.name,
+    )

@@ -37,6 +37,7 @@ from podium.metrics import get_metric
 from podium.metrics.masks import MASK_THRESHOLD, pair_dice
 from podium.schema import SEGMENTATION, model_key_problems, schema_field, unknown_model_keys
 from podium.tables import write_csv, write_json, write_npy, write_parquet
+from podium.task import TaskSpec
 from podium.tasks.segment.classes import MAX_CLASSES, unpack_bits
 from podium.tasks.segment.losses import build_segmentation_loss
 from podium.tasks.segment.models import Segmenter, build_segmenter
@@ -52,6 +53,7 @@ from podium.train.epochs import NonFiniteLoss, run_epochs
 from podium.train.fit import FoldTrainer, TrainingData, epoch_seed, seed_everything
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
+from podium.train.stage import FoldJob
 from podium.train.tta import TtaView, build_tta, mean_over_views
 
 log = logging.getLogger(__name__)
@@ -434,3 +436,27 @@ def predict_segment_test(
              len(index), len(views), runtime.device, runtime.precision, seconds)
     return {"n_test": int(len(index)), "tta": [view.label for view in views], "tile": settings.tile,
             "seconds": seconds, "device": str(runtime.device)}
+
+
+def train_segment_job(job: FoldJob) -> dict[str, Any]:
+    """:func:`train_segment_fold` for one ``train_model`` job of a segmentation task (the
+    entry point the segment plug-in registers)."""
+    i, o = job.inputs, job.outputs
+    return train_segment_fold(
+        SegmentSettings.from_config(job.settings, name=job.name), job.fold,
+        i["train_array"], i["train_index"], i["masks"], i["folds"],
+        SegmentFoldOutputs(*(Path(o[key]) for key in (
+            "weights", "oof_probs", "oof_index", "history", "metrics"))),
+        threads=job.threads, resume_dir=job.resume_dir, name=job.name,
+        n_classes=TaskSpec.load(i["task"]).n_classes,
+    )
+
+
+def predict_segment_job(job: FoldJob) -> dict[str, Any]:
+    """:func:`predict_segment_test` for one ``predict_test`` job of a segmentation task."""
+    i, o = job.inputs, job.outputs
+    return predict_segment_test(
+        SegmentSettings.from_config(job.settings, name=job.name), i["weights"],
+        i["test_array"], i["test_index"], o["probs"], o["index"], threads=job.threads,
+        name=job.name,
+    )

@@ -1,0 +1,14 @@
+"""The classify plug-in's part in the train and predict rules: its trainer reads the labels
+from the manifest, a fold writes ``oof.parquet`` (id and one column per prediction target)
+and each fold's test predictions ``test.parquet``."""
+
+from podium.train.stage import ModelStage
+
+STAGE = ModelStage(
+    train="podium.train.fit:train_fold_job",
+    predict="podium.train.fit:predict_test_job",
+    train_inputs={"manifest": "data/train_manifest.parquet"},
+    fold_outputs={"oof": "oof.parquet"},
+    test_outputs={"test": "test.parquet"},
+    row_weights=True,
+)
