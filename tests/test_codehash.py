@@ -251,7 +251,7 @@ def test_every_scripted_rule_hashes_its_own_script() -> None:
 
 
 def _entry_modules() -> list[str]:
-    import podium.tasks.plugins  # noqa: F401  (registers every task's stage)
+    import podium.tasks.stages  # noqa: F401  (registers every task's stage)
     from podium.task import TASKS
     from podium.train.stage import ModelStage, model_stage
 

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-import podium.tasks.plugins  # noqa: F401  (registers every task plug-in)
+import podium.tasks.stages  # noqa: F401  (registers every task's model stage)
 from podium.errors import PodiumInputError
 from podium.task import TASKS
 from podium.train.stage import FOLD_FILES, ModelStage, model_stage

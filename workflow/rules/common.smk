@@ -5,7 +5,7 @@ from pathlib import Path
 # The Snakefile has put the podium next to it first on sys.path and the jobs' PYTHONPATH.
 from podium.codehash import module_hash, script_hash
 from podium.settings import canonical
-import podium.tasks.plugins  # registers every task plug-in
+import podium.tasks.stages  # registers every task plug-in's model stage
 from podium.train.stage import FOLD_FILES, model_stage
 
 _RUN_LOCK = []  # the open file whose flock marks this directory's live podium run

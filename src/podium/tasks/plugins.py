@@ -8,13 +8,8 @@ and no module of the layers below changes (docs/architecture.md).
 
 from podium.data.targets import register_targets
 from podium.task import CLASSIFICATION_TASKS, SEGMENTATION, VALUE_TASKS
-from podium.tasks.classify import stage as classify_stage
 from podium.tasks.classify.targets import LabelTargets
-from podium.tasks.segment import stage as segment_stage
 from podium.tasks.segment.targets import MaskTargets
-from podium.train.stage import register_stage
 
 register_targets(CLASSIFICATION_TASKS + VALUE_TASKS, LabelTargets())
 register_targets((SEGMENTATION,), MaskTargets())
-register_stage(CLASSIFICATION_TASKS + VALUE_TASKS, classify_stage.STAGE)
-register_stage((SEGMENTATION,), segment_stage.STAGE)

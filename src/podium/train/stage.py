@@ -74,13 +74,13 @@ def register_stage(tasks: Iterable[str], stage: ModelStage) -> None:
 
 
 def model_stage(task: str) -> ModelStage:
-    """The registered stage of ``task``; import podium.tasks.plugins first."""
+    """The registered stage of ``task``; import podium.tasks.stages first."""
     try:
         return _STAGES[task]
     except KeyError:
         raise PodiumInputError(
             f"config key competition.task: no task plug-in trains models for {task!r} "
-            f"(registered: {', '.join(sorted(_STAGES)) or 'none; import podium.tasks.plugins'})."
+            f"(registered: {', '.join(sorted(_STAGES)) or 'none; import podium.tasks.stages'})."
         ) from None
 
 
