@@ -235,8 +235,8 @@ def _rule_blocks(text: str) -> list[str]:
 
 
 def test_every_scripted_rule_hashes_its_own_script() -> None:
-    """A rule's code param names the script its ``script:`` directive runs, so the hash is of
-    the code that job runs."""
+    """A rule's code param names the script its ``script:`` directive runs, and the task
+    plug-in's entry point the script runs, so the hash is of the code that job runs."""
     seen = 0
     for path in RULE_FILES:
         for block in _rule_blocks(path.read_text()):
@@ -244,8 +244,11 @@ def test_every_scripted_rule_hashes_its_own_script() -> None:
             if not script:
                 continue
             rule = re.search(r"rule (\w+):", block).group(1)
-            assert re.findall(r'code=code\("([\w.]+)"\)', block) == [script.group(1)], (
-                f"{path.name}: rule {rule}")
+            codes = re.findall(r'code=code\("([\w.]+)"(?:, ([\w.]+))?\)', block)
+            assert [name for name, _ in codes] == [script.group(1)], f"{path.name}: rule {rule}"
+            # a rule that runs a task plug-in's entry point hashes that entry's module too
+            entry = re.search(r"entry=([\w.]+),", block)
+            assert codes[0][1] == (entry.group(1) if entry else ""), f"{path.name}: rule {rule}"
             seen += 1
     assert seen >= len(SCRIPTS) - 1
 
