@@ -64,7 +64,7 @@ if SEGMENTATION:
         find_duplicates,
         make_folds,
         pack_masks,
-        gather_segmenter,
+        gather_model,
         blend_segmenters,
         postprocess_masks,
         build_leaderboard,

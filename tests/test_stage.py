@@ -16,7 +16,7 @@ from podium.train.stage import FOLD_FILES, ModelStage, model_stage
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_has_a_stage_whose_entry_points_exist(task):
     stage = model_stage(task)
-    for entry in (stage.train, stage.predict):
+    for entry in (stage.train, stage.predict, stage.gather):
         module, _, function = entry.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), entry
         assert ModelStage.module_of(entry) == module
@@ -25,6 +25,8 @@ def test_every_task_has_a_stage_whose_entry_points_exist(task):
     keys = [*FOLD_FILES, *stage.fold_outputs]
     assert len(set(names)) == len(names) and len(set(keys)) == len(keys)
     assert stage.fold_outputs and stage.test_outputs
+    # every entry has the files the leaderboard and the later stages read
+    assert {"oof", "test", "cv"} <= set(stage.entry_outputs)
 
 
 def test_an_unknown_task_is_refused_by_its_key():

@@ -239,6 +239,12 @@ def pseudo_inputs(wildcards):
     return {}
 
 
+# In an instance competition the packed instance labels score every entry.
+INSTANCE_LABELS = (
+    {"instances": res("preprocess/train_instances.npy")} if INSTANCES else {}
+)
+
+
 def fold_files(files):
     """A fold's files (name: file name) as rule outputs in models/{model}/fold{fold}/."""
     return {

@@ -1,5 +1,5 @@
-# Every task's models: train {model} x {fold}, then predict the test images with each fold's
-# model.pt. The rules are the same for every task; the task plug-in's stage
+# Every task's models: train {model} x {fold}, predict the test images with each fold's
+# model.pt, and gather a model's folds into its leaderboard entry. The rules are the same for every task; the task plug-in's stage
 # (podium.train.stage, STAGE in common.smk) adds the inputs its trainer reads, names the
 # prediction files a fold writes and the entry points the scripts run. Each fold's state is
 # kept in resume/ outside the outputs, so a killed job continues from its last epoch.
@@ -60,3 +60,31 @@ rule predict_test:
         code=code("predict.py", STAGE.predict),
     script:
         "../scripts/predict.py"
+
+
+rule gather_model:
+    input:
+        **INSTANCE_LABELS,
+        **{key: res(path) for key, path in STAGE.gather_inputs.items()},
+        **{
+            f"fold_{key}": expand(
+                res(f"models/{{{{model}}}}/fold{{fold}}/{name}"), fold=FOLDS
+            )
+            for key, name in {**STAGE.fold_outputs, **STAGE.test_outputs}.items()
+        },
+    output:
+        **{
+            key: res(f"models/{{model}}/{name}")
+            for key, name in STAGE.entry_outputs.items()
+        },
+    log:
+        res("logs/gather_model/{model}.log"),
+    benchmark:
+        res("benchmarks/gather_model/{model}.tsv")
+    conda:
+        "../../envs/ensemble.yaml"
+    params:
+        entry=STAGE.gather,
+        code=code("gather.py", STAGE.gather),
+    script:
+        "../scripts/gather.py"

@@ -5,10 +5,6 @@
 # for both. In an instance competition (competition.instances) the packed instance labels
 # score every entry.
 
-INSTANCE_LABELS = (
-    {"instances": res("preprocess/train_instances.npy")} if INSTANCES else {}
-)
-
 
 if EMBEDDED:
 
@@ -79,32 +75,6 @@ if INSTANCES:
             code=code("pack_instances.py"),
         script:
             "../scripts/pack_instances.py"
-
-
-rule gather_segmenter:
-    input:
-        **INSTANCE_LABELS,
-        fold_probs=expand(res("models/{{model}}/fold{fold}/oof_probs.npy"), fold=FOLDS),
-        fold_indexes=expand(
-            res("models/{{model}}/fold{fold}/oof_index.parquet"), fold=FOLDS
-        ),
-        fold_tests=expand(res("models/{{model}}/fold{fold}/test_probs.npy"), fold=FOLDS),
-        test_index=res("preprocess/test_index.parquet"),
-        train_index=res("preprocess/train_index.parquet"),
-        masks=res("preprocess/train_masks.npy"),
-        folds=res("folds.csv"),
-    output:
-        **entry_outputs("models/{model}"),
-    log:
-        res("logs/gather_segmenter/{model}.log"),
-    benchmark:
-        res("benchmarks/gather_segmenter/{model}.tsv")
-    conda:
-        "../../envs/ensemble.yaml"
-    params:
-        code=code("gather_segmenter.py"),
-    script:
-        "../scripts/gather_segmenter.py"
 
 
 rule blend_segmenters:

@@ -1,12 +1,8 @@
-"""Gather a model's folds into OOF, test and cv.json."""
+"""Gather a model's folds into its leaderboard entry (OOF for every train row, test
+averaged over the folds, cv.json) with its task's gatherer (the entry point the rule names)."""
 
-from podium.ensemble.gather import gather_model
-from podium.ensemble.oof import TrainTruth
 from podium.glue import job_logging
-from podium.task import TaskSpec
+from podium.train.stage import ModelJob, run_entry
 
 with job_logging(snakemake):
-    i, o = snakemake.input, snakemake.output
-    spec = TaskSpec.load(i.task)
-    gather_model(snakemake.wildcards.model, spec, TrainTruth.load(i.folds, i.manifest, spec),
-                 i.fold_oofs, i.fold_tests, o.oof, o.test, o.cv)
+    run_entry(snakemake.params.entry, ModelJob.of(snakemake))

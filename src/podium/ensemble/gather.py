@@ -10,6 +10,7 @@ import pandas as pd
 from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
 from podium.metrics import require_finite
 from podium.task import TaskSpec
+from podium.train.stage import ModelJob
 
 
 def gather_model(
@@ -37,3 +38,11 @@ def gather_model(
     test_proba = np.mean([aligned_proba(t, test_ids, columns) for t in tests], axis=0)
     return write_predictions(name, "model", spec, truth, test_ids, oof_proba, test_proba,
                              {"oof": oof_path, "test": test_path, "cv": cv_path})
+
+
+def gather_job(job: ModelJob) -> dict:
+    """A classification model's ``gather_model`` job."""
+    i, o = job.inputs, job.outputs
+    spec = TaskSpec.load(i["task"])
+    return gather_model(job.name, spec, TrainTruth.load(i["folds"], i["manifest"], spec),
+                        i["fold_oof"], i["fold_test"], o["oof"], o["test"], o["cv"])

@@ -1,5 +1,5 @@
-"""The model stages' task interface: what the DAG's one ``train_model`` and one
-``predict_test`` rule ask of a task plug-in.
+"""The model stages' task interface: what the DAG's one ``train_model``, ``predict_test`` and
+``gather_model`` rule ask of a task plug-in.
 
 The rules are the same for every task. A plug-in registers a :class:`ModelStage` for the
 tasks it serves: the inputs its trainer reads besides the packed images and folds (the
@@ -24,38 +24,45 @@ FOLD_FILES = {"weights": "model.pt", "history": "history.csv", "metrics": "metri
 
 
 @dataclass(frozen=True)
-class FoldJob:
-    """One train or predict job as the entry points receive it: the rule's named inputs and
-    outputs (paths), the model's config entry, the fold, the model's name, threads and,
-    for training, the folder that keeps each epoch for resuming."""
+class ModelJob:
+    """One job about one model as the entry points receive it: the rule's named inputs and
+    outputs (paths; a list for a fold-by-fold input), the model's config entry, its name, the
+    fold (train and predict jobs), threads and, for training, the folder that keeps each epoch
+    for resuming."""
 
-    inputs: Mapping[str, str]
+    inputs: Mapping[str, Any]
     outputs: Mapping[str, str]
     settings: Mapping[str, Any]
     name: str
-    fold: int
+    fold: int | None = None
     threads: int = 1
     resume_dir: str | None = None
 
     @classmethod
-    def of(cls, smk: Any) -> FoldJob:
+    def of(cls, smk: Any) -> ModelJob:
         """The job of a running Snakemake script (its ``snakemake`` object)."""
-        params = smk.params
-        return cls(dict(smk.input.items()), dict(smk.output.items()), params.settings,
-                   smk.wildcards.model, int(smk.wildcards.fold), smk.threads,
+        params, wildcards = smk.params, smk.wildcards
+        fold = getattr(wildcards, "fold", None)
+        return cls(dict(smk.input.items()), dict(smk.output.items()),
+                   getattr(params, "settings", {}), wildcards.model,
+                   None if fold is None else int(fold), smk.threads,
                    getattr(params, "resume_dir", None))
 
 
 @dataclass(frozen=True)
 class ModelStage:
-    """A task family's part in the train and predict rules. Paths are relative to the
-    results folder (inputs) or to ``models/{model}/fold{k}/`` (outputs)."""
+    """A task family's part in the train, predict and gather rules. Paths are relative to the
+    results folder (inputs) or to ``models/{model}/fold{k}/`` (a fold's outputs). The gather
+    job gets each fold file as ``fold_<key>``, a list over the folds."""
 
-    train: str  # "module:function" taking a FoldJob
+    train: str  # "module:function" taking a ModelJob
     predict: str
+    gather: str  # a model's folds into its entry: OOF for every train row, test, cv.json
     train_inputs: Mapping[str, str] = field(default_factory=dict)
     fold_outputs: Mapping[str, str] = field(default_factory=dict)
     test_outputs: Mapping[str, str] = field(default_factory=dict)
+    gather_inputs: Mapping[str, str] = field(default_factory=dict)
+    entry_outputs: Mapping[str, str] = field(default_factory=dict)  # in models/{model}/
     row_weights: bool = False  # trains on adversarial validation's weights when asked
 
     @staticmethod
@@ -84,7 +91,7 @@ def model_stage(task: str) -> ModelStage:
         ) from None
 
 
-def run_entry(entry: str, job: FoldJob) -> Any:
+def run_entry(entry: str, job: ModelJob) -> Any:
     """Import ``module:function`` and call it with ``job``."""
     module, _, function = entry.partition(":")
     return getattr(importlib.import_module(module), function)(job)

@@ -33,6 +33,7 @@ from podium.tasks.segment.postprocess import (
     apply_postprocess,
     fit_postprocess_fold_by_fold,
 )
+from podium.train.stage import ModelJob
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,11 @@ def write_entry(name: str, kind: str, truth: SegmentTruth, oof: np.ndarray, test
     if details:
         summary["details"] = details
     dtype = oof.dtype if oof.dtype in (np.uint8, np.int32) else np.float16
-    write_npy(oof.astype(dtype), out.oof_probs)
-    write_npy(test.astype(dtype), out.test_probs)
-    write_parquet(pd.DataFrame({"id": truth.ids, "fold": truth.fold}), out.oof)
-    write_parquet(pd.DataFrame({"id": test_ids}), out.test)
-    write_json(summary, out.cv)
+    write_npy(oof.astype(dtype), out["oof_probs"])
+    write_npy(test.astype(dtype), out["test_probs"])
+    write_parquet(pd.DataFrame({"id": truth.ids, "fold": truth.fold}), out["oof"])
+    write_parquet(pd.DataFrame({"id": test_ids}), out["test"])
+    write_json(summary, out["cv"])
     log.info("%s %s: CV %s %.4f ± %.4f", kind, name, summary["metric"], summary["cv_mean"],
              summary["cv_std"])
     return summary
@@ -194,3 +195,13 @@ def instance_entry(truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
     details = {"map_before": report["map_before"], "map_after": report["map_after"],
                "fitted": fitted, "per_fold": report["folds"]}
     return oof_labels[:, None], test_labels[:, None], details
+
+
+def gather_job(job: ModelJob) -> dict[str, Any]:
+    """A segmentation model's ``gather_model`` job: the folds' OOF maps for every validated
+    image and their test maps averaged, written as the model's entry."""
+    i = job.inputs
+    truth = SegmentTruth.load(i["folds"], i["train_index"], i["masks"], i.get("instances"))
+    oof, test = gather_folds(truth, i["fold_oof_probs"], i["fold_oof_index"], i["fold_probs"])
+    return write_entry(job.name, "model", truth, oof, test,
+                       pd.read_parquet(i["test_index"])["id"].to_numpy(), job.outputs)

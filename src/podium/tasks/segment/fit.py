@@ -53,7 +53,7 @@ from podium.train.epochs import NonFiniteLoss, run_epochs
 from podium.train.fit import FoldTrainer, TrainingData, epoch_seed, seed_everything
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
-from podium.train.stage import FoldJob
+from podium.train.stage import ModelJob
 from podium.train.tta import TtaView, build_tta, mean_over_views
 
 log = logging.getLogger(__name__)
@@ -438,7 +438,7 @@ def predict_segment_test(
             "seconds": seconds, "device": str(runtime.device)}
 
 
-def train_segment_job(job: FoldJob) -> dict[str, Any]:
+def train_segment_job(job: ModelJob) -> dict[str, Any]:
     """:func:`train_segment_fold` for one ``train_model`` job of a segmentation task (the
     entry point the segment plug-in registers)."""
     i, o = job.inputs, job.outputs
@@ -452,7 +452,7 @@ def train_segment_job(job: FoldJob) -> dict[str, Any]:
     )
 
 
-def predict_segment_job(job: FoldJob) -> dict[str, Any]:
+def predict_segment_job(job: ModelJob) -> dict[str, Any]:
     """:func:`predict_segment_test` for one ``predict_test`` job of a segmentation task."""
     i, o = job.inputs, job.outputs
     return predict_segment_test(
