@@ -57,16 +57,14 @@ from podium.train.tta import TtaView, build_tta, check_merge
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """One classification entry of the config's ``models`` section; every default is the
-    schema's (see it for each key), the one source the config check fills from."""
+@dataclass(frozen=True, kw_only=True)
+class FitSettings:
+    """The keys of a model entry that the one fold trainer reads, for every task: epochs,
+    optimiser and schedule, accumulation, clipping, EMA, augmentation, TTA, precision, seed.
+    Every default is the schema's (see it for each key), the one source the config check
+    fills from; each task's settings add its own keys."""
 
-    backbone: str
     pretrained: bool = schema_field("models", "pretrained")
-    pooling: str = schema_field("models", "pooling")
-    hidden: list[int] = schema_field("models", "hidden")
-    drop_rate: float = schema_field("models", "drop_rate")
     epochs: int = schema_field("models", "epochs")
     batch_size: int = schema_field("models", "batch_size")
     patience: int = schema_field("models", "patience")
@@ -85,15 +83,26 @@ class TrainSettings:
     clip_grad_norm: float | None = schema_field("models", "clip_grad_norm")
     ema_decay: float | None = schema_field("models", "ema_decay")
     loss: str | dict | list | None = schema_field("models", "loss")
-    sampler: str | dict | None = schema_field("models", "sampler")
     augment: dict | None = schema_field("models", "augment")
     augment_after_epochs: int = schema_field("models", "augment_after_epochs")
     tta: list = schema_field("models", "tta")
     tta_scales: list[float] = schema_field("models", "tta_scales")
-    tta_merge: str = schema_field("models", "tta_merge")
     precision: str = schema_field("models", "precision")
     channels_last: bool = schema_field("models", "channels_last")
     seed: int = schema_field("models", "seed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings(FitSettings):
+    """One classification entry of the config's ``models`` section: the fold trainer's keys
+    and the classifier's own (head, sampler, how TTA views merge)."""
+
+    backbone: str
+    pooling: str = schema_field("models", "pooling")
+    hidden: list[int] = schema_field("models", "hidden")
+    drop_rate: float = schema_field("models", "drop_rate")
+    sampler: str | dict | None = schema_field("models", "sampler")
+    tta_merge: str = schema_field("models", "tta_merge")
 
     @classmethod
     def from_config(cls, entry: dict[str, Any], name: str = "<name>") -> TrainSettings:
@@ -141,7 +150,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_seed(settings: TrainSettings, fold: int, epoch: int) -> int:
+def epoch_seed(settings: FitSettings, fold: int, epoch: int) -> int:
     """The seed of every random stream in one epoch of one fold."""
     return settings.seed * 1_000_003 + fold * 10_007 + epoch
 
@@ -233,7 +242,7 @@ class FoldTrainer:
     :func:`~podium.train.optim.split_parameters` splits it into backbone and head (a
     segmenter's encoder and decoder), the model itself when None."""
 
-    def __init__(self, settings: Any, model: torch.nn.Module, loss_fn: torch.nn.Module,
+    def __init__(self, settings: FitSettings, model: torch.nn.Module, loss_fn: torch.nn.Module,
                  data: TrainingData, runtime: Runtime, fold: int, greater_is_better: bool,
                  optimizer_view: torch.nn.Module | None = None) -> None:
         self.settings, self.runtime, self.fold = settings, runtime, fold

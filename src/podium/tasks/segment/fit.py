@@ -50,7 +50,13 @@ from podium.train.data import (
     load_packed,
 )
 from podium.train.epochs import NonFiniteLoss, run_epochs
-from podium.train.fit import FoldTrainer, TrainingData, epoch_seed, seed_everything
+from podium.train.fit import (
+    FitSettings,
+    FoldTrainer,
+    TrainingData,
+    epoch_seed,
+    seed_everything,
+)
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
 from podium.train.stage import ModelJob
@@ -59,42 +65,16 @@ from podium.train.tta import TtaView, build_tta, mean_over_views
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SegmentSettings:
+@dataclass(frozen=True, kw_only=True)
+class SegmentSettings(FitSettings):
     """One segmentation entry of the config's ``models`` section, its ``backbone`` as the
-    ``encoder``; every default is the schema's (see it for each key), the one source the
-    config check fills from."""
+    ``encoder``: the fold trainer's keys (``augment`` moves image and mask together, ``tta``
+    takes the D4 views and scales) and the segmenter's own."""
 
     arch: str
     encoder: str
-    pretrained: bool = schema_field("models", "pretrained")
-    epochs: int = schema_field("models", "epochs")
-    batch_size: int = schema_field("models", "batch_size")
-    patience: int = schema_field("models", "patience")
-    optimizer: str = schema_field("models", "optimizer")
-    lr: float = schema_field("models", "lr")
-    weight_decay: float = schema_field("models", "weight_decay")
-    backbone_lr_mult: float = schema_field("models", "backbone_lr_mult")
-    schedule: str = schema_field("models", "schedule")
-    warmup_epochs: float = schema_field("models", "warmup_epochs")
-    loss: str | dict | list | None = schema_field("models", "loss")
-    augment: dict | None = schema_field("models", "augment")  # applied to image and mask
     crop: int | None = schema_field("models", "crop")  # random crop x crop training patches
     tile: int | None = schema_field("models", "tile")  # overlapping tile x tile prediction
-    tta: list = schema_field("models", "tta")  # D4 view names, or "d4"/"flips"
-    tta_scales: list = schema_field("models", "tta_scales")  # every view at each scale
-    momentum: float = schema_field("models", "momentum")
-    freeze_backbone_epochs: int = schema_field("models", "freeze_backbone_epochs")
-    plateau_patience: int = schema_field("models", "plateau_patience")
-    plateau_factor: float = schema_field("models", "plateau_factor")
-    cycle_epochs: float = schema_field("models", "cycle_epochs")
-    accumulate_steps: int = schema_field("models", "accumulate_steps")
-    clip_grad_norm: float | None = schema_field("models", "clip_grad_norm")
-    ema_decay: float | None = schema_field("models", "ema_decay")
-    augment_after_epochs: int = schema_field("models", "augment_after_epochs")
-    precision: str = schema_field("models", "precision")
-    channels_last: bool = schema_field("models", "channels_last")
-    seed: int = schema_field("models", "seed")
 
     @classmethod
     def from_config(cls, entry: dict[str, Any], name: str = "<name>") -> SegmentSettings:
