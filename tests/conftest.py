@@ -233,6 +233,34 @@ def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Workflow:
     return flow
 
 
+SECOND_STAGE = 6
+"""Test images that binary_run holds back for a competition's second stage."""
+
+
+@pytest.fixture(scope="session")
+def binary_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workflow, Path]:
+    """One complete run of .test/binary, its competition folder written by its prepare.py
+    (tests/test_workflow_binary.py), with the last SECOND_STAGE test images held back (their
+    files, sample-submission rows and solution rows, in ``flow.second_stage``):
+    tests/test_workflow_reruns.py puts them back, as a competition's second stage, and runs
+    again. What the binary tests read holds before and after."""
+    import pandas as pd
+
+    flow = Workflow(tmp_path_factory.mktemp("binary"), dot_test_config("binary"))
+    competition = flow.prepare()
+    held = flow.root / "second_stage"
+    held.mkdir()
+    tables = {}
+    for name in ("sample_submission.csv", "solution.csv"):
+        tables[name] = pd.read_csv(competition / name, dtype=str)
+        tables[name].iloc[:-SECOND_STAGE].to_csv(competition / name, index=False)
+    for image_id in tables["sample_submission.csv"]["id"].iloc[-SECOND_STAGE:]:
+        (competition / f"test/{image_id}.png").rename(held / f"{image_id}.png")
+    flow.second_stage = held, tables
+    flow.snakemake()
+    return flow, competition
+
+
 @pytest.fixture(scope="module")
 def digits_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One valid digits folder (30 train, 10 test), written once per module and copied per test.
