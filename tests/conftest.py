@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import runpy
 import shutil
 import subprocess
@@ -19,6 +20,17 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIGS = REPO / ".test"
 """Runnable configs, one folder each: ``.test/<name>/config.yaml`` writes ``results-<name>/``;
 a ``prepare.py`` beside it writes the competition folder that config names."""
+
+
+NO_SLURM = Path(__file__).resolve().parent / "no-slurm"
+
+
+def local_env() -> dict[str, str]:
+    """The environment for a snakemake call that runs locally: ``tests/no-slurm`` (an
+    ``scontrol`` that fails at once) first on PATH. Snakemake imports its SLURM executor
+    plugin in every call, which asks ``scontrol show config``; where SLURM is installed but no
+    controller runs, that takes 9 s to fail, each call. Local runs never use its answer."""
+    return {**os.environ, "PATH": os.pathsep.join([str(NO_SLURM), os.environ.get("PATH", "")])}
 
 
 def dot_test_config(name: str) -> str:
@@ -79,9 +91,11 @@ class Workflow:
         """Run the real snakemake command in the copy; stdout and stderr together."""
         configfile = ([] if self.configfile is None or "--configfile" in args
                       else ["--configfile", self.configfile])
+        slurm = any("profiles/slurm" in arg for arg in args)  # needs the real scontrol
         proc = subprocess.run(
             [sys.executable, "-m", "snakemake", "--cores", "2", *configfile, *args],
             cwd=self.root, text=True, capture_output=True, timeout=timeout,
+            env=None if slurm else local_env(),
         )
         proc.output = proc.stdout + proc.stderr
         if check and proc.returncode != 0:
@@ -217,6 +231,34 @@ def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Workflow:
     flow.snakemake()
     flow.original = copy.deepcopy(flow.config)
     return flow
+
+
+SECOND_STAGE = 6
+"""Test images that binary_run holds back for a competition's second stage."""
+
+
+@pytest.fixture(scope="session")
+def binary_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workflow, Path]:
+    """One complete run of .test/binary, its competition folder written by its prepare.py
+    (tests/test_workflow_binary.py), with the last SECOND_STAGE test images held back (their
+    files, sample-submission rows and solution rows, in ``flow.second_stage``):
+    tests/test_workflow_reruns.py puts them back, as a competition's second stage, and runs
+    again. What the binary tests read holds before and after."""
+    import pandas as pd
+
+    flow = Workflow(tmp_path_factory.mktemp("binary"), dot_test_config("binary"))
+    competition = flow.prepare()
+    held = flow.root / "second_stage"
+    held.mkdir()
+    tables = {}
+    for name in ("sample_submission.csv", "solution.csv"):
+        tables[name] = pd.read_csv(competition / name, dtype=str)
+        tables[name].iloc[:-SECOND_STAGE].to_csv(competition / name, index=False)
+    for image_id in tables["sample_submission.csv"]["id"].iloc[-SECOND_STAGE:]:
+        (competition / f"test/{image_id}.png").rename(held / f"{image_id}.png")
+    flow.second_stage = held, tables
+    flow.snakemake()
+    return flow, competition
 
 
 @pytest.fixture(scope="module")

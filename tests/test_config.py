@@ -11,7 +11,7 @@ import tomllib
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, local_env
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 
@@ -203,7 +203,7 @@ def test_snakemake_lint_is_clean(profile, demo):
     extra = ["--configfile", demo] if demo else []
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--workflow-profile",
                            profile, *extra], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=local_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr
     assert f"profile {profile}" in proc.stdout + proc.stderr  # the profile was loaded

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import local_env
 
 from podium.ensemble.oof import TrainTruth
 from podium.ensemble.stack import make_stacker, stack_features, stack_out_of_fold
@@ -251,7 +252,7 @@ def test_config_type_error_names_the_key(workflow):
 def test_default_profile_loads_without_flags(workflow):
     """Plain `snakemake` picks up workflow/profiles/default (through the top-level link)."""
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=workflow.root,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=local_env())
     assert proc.returncode == 0, proc.stderr
     assert "profile profiles/default" in proc.stdout + proc.stderr
 

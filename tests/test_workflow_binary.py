@@ -17,17 +17,6 @@ from podium.task import TaskSpec
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def binary_run(tmp_path_factory):
-    """A complete run of .test/binary, its competition folder written by its prepare.py."""
-    from conftest import Workflow, dot_test_config
-
-    flow = Workflow(tmp_path_factory.mktemp("binary"), dot_test_config("binary"))
-    competition = flow.prepare()
-    flow.snakemake()
-    return flow, competition
-
-
 def test_binary_predictions_and_submission(binary_run):
     flow, competition = binary_run
     results = flow.results

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from conftest import local_env
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,8 @@ def _interrupt_mid_training(workflow, how: str) -> dict[int, int]:
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1",
                             "--configfile", workflow.configfile],
                            cwd=workflow.root, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                           env=local_env())
     models = workflow.results / "models/resnet10t"
     deadline = time.monotonic() + 300
     finished = None

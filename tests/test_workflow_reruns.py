@@ -172,55 +172,31 @@ def test_a_workflow_script_change_reruns_its_rule(flow):
         assert flow.planned_jobs() == REPORT_TAIL
 
 
-HELD_BACK = 6
-
-
-@pytest.fixture(scope="module")
-def external_run(tmp_path_factory) -> Iterator:
-    """A complete run of .test/multiclass on a competition folder of the user's, with a few
-    test images (and their sample-submission rows) held back for a later stage."""
-    import pandas as pd
-    from conftest import Workflow, dot_test_config
-
-    from podium.data.digits import write_digits_competition
-
-    root = tmp_path_factory.mktemp("stage2")
-    competition = root / "competition"
-    write_digits_competition(competition, max_images=120)
-    sample = pd.read_csv(competition / "sample_submission.csv", dtype=str)
-    held = root / "held"
-    held.mkdir()
-    for image_id in sample["id"].iloc[-HELD_BACK:]:
-        (competition / f"test/{image_id}.png").rename(held / f"{image_id}.png")
-    sample.iloc[:-HELD_BACK].to_csv(competition / "sample_submission.csv", index=False)
-
-    (root / "flow").mkdir()
-    flow = Workflow(root / "flow", dot_test_config("multiclass"))
-    flow.config["competition"].update(embedded=None, dir=str(competition))
-    flow.write_config()
-    flow.snakemake()
-    yield flow, competition, held, sample
-
-
-def test_new_test_images_rerun_only_test_side_work(external_run):
-    """A competition's second stage: new test images and rows. Ingest, preprocessing and
-    prediction of the test side rerun, and what reads test predictions; the train side
-    (ingest, dedup, folds, packing, training) does not."""
+def test_new_test_images_rerun_only_test_side_work(binary_run):
+    """A competition's second stage (.test/binary's folder, conftest.binary_run): new test
+    images and rows. Ingest, preprocessing and prediction of the test side rerun, and what
+    reads test predictions; the train side (ingest, dedup, folds, packing, training) does
+    not."""
     import pandas as pd
 
-    flow, competition, held, sample = external_run
+    flow, competition = binary_run
+    held, tables = flow.second_stage
     weights = sorted(flow.results.glob("models/*/fold*/model.pt"))
     trained_at = [p.stat().st_mtime_ns for p in weights]
     for image in held.iterdir():
         image.rename(competition / "test" / image.name)
-    sample.to_csv(competition / "sample_submission.csv", index=False)
+    for name, table in tables.items():
+        table.to_csv(competition / name, index=False)
 
+    # one model, a blend, a stacker and a post-processor (mean+f1); no score_submission
+    # without an embedded competition's solution
     assert flow.planned_jobs() == {
         "ingest_test": 1, "merge_manifest": 1, "find_duplicates": 1, "preprocess_images": 1,
-        "adversarial_validation": 1, "predict_test": 4, "gather_model": 2, **ENSEMBLE_TAIL,
+        "adversarial_validation": 1, "predict_test": 2, "gather_model": 1, "blend_models": 1,
+        "stack_models": 1, "postprocess_predictions": 1,
         **{k: v for k, v in REPORT_TAIL.items() if k != "score_submission"}}
     flow.snakemake()
-    assert [p.stat().st_mtime_ns for p in weights] == trained_at
+    assert len(weights) == 2 and [p.stat().st_mtime_ns for p in weights] == trained_at
     submission = pd.read_csv(flow.results / "submission.csv", dtype=str)
-    assert list(submission["id"]) == list(sample["id"])
+    assert list(submission["id"]) == list(tables["sample_submission.csv"]["id"])
     assert flow.planned_jobs() == {}

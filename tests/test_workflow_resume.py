@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import local_env
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def test_sigkilled_training_resumes_from_its_last_epoch(tmp_path):
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2",
                             "--configfile", workflow.configfile],
                            cwd=workflow.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)
+                           text=True, env=local_env())
     deadline = time.monotonic() + 300
     while not state.exists() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
