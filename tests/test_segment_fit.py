@@ -134,6 +134,26 @@ def test_the_one_fold_trainer_freezes_the_encoder_and_keeps_ema_weights(inputs):
     assert any(not torch.equal(p, averaged[name]) for name, p in trainer.model.named_parameters())
 
 
+def test_plain_epochs_keep_the_crop(inputs):
+    """Before augment_after_epochs a segmentation fold trains without the user's augmentation
+    but still on crops: a plain epoch at full size would change the training shape (and on
+    large images the memory) instead of only switching augmentation off."""
+    flip = {"transform": {"__class_fullname__": "Compose", "transforms": [
+        {"__class_fullname__": "HorizontalFlip", "p": 1.0}]}}
+    settings = SegmentSettings(**{**FAST, "crop": 16, "augment": flip,
+                                  "augment_after_epochs": 1})
+    images, masks = np.load(inputs["train.npy"]), np.load(inputs["masks.npy"])
+    trainer = segmenter_trainer(settings, images, masks, np.arange(12), Runtime.detect(1), 1,
+                                "unet")
+    trainer.train_epoch(0)
+    plain = trainer.dataset.augment
+    assert plain is not None and plain is not trainer.augment
+    image, mask = trainer.dataset[0]
+    assert image.shape == (16, 16, 1) and mask.shape == (16, 16)
+    trainer.train_epoch(1)
+    assert trainer.dataset.augment is trainer.augment
+
+
 def test_recipe_keys_train_a_segmentation_fold(inputs, tmp_path):
     summary = _run(inputs, tmp_path, ema_decay=0.5, accumulate_steps=2, clip_grad_norm=5.0,
                    epochs=4)

@@ -224,7 +224,9 @@ class TrainingData:
     as the loss takes them (class indices as they are, bit-packed masks unpacked per class);
     the sampler, if any, drawing from ``generator``. Where every part is a
     :class:`~podium.train.data.PackedImages`, plain epochs gather whole batches instead of
-    going image by image through the loader's workers (``gathers_batches``)."""
+    going image by image through the loader's workers (``gathers_batches``). ``plain`` is
+    what plain epochs (before ``augment_after_epochs``) still apply: a segmentation crop,
+    so that they train at the crop's size too; None for the images as they are."""
 
     parts: list[torch.utils.data.Dataset]
     augment: Any | None
@@ -232,6 +234,7 @@ class TrainingData:
     sampler: torch.utils.data.Sampler | None = None
     generator: torch.Generator = field(default_factory=torch.Generator)
     gathers_batches: bool = False
+    plain: Any | None = None
 
 
 class FoldTrainer:
@@ -305,11 +308,12 @@ class FoldTrainer:
         torch.manual_seed(seed)
         self.generator.manual_seed(seed)
         augmenting = self.augment is not None and epoch >= settings.augment_after_epochs
+        pipeline = self.augment if augmenting else self.data.plain
         for part in self.parts:
-            part.augment = self.augment if augmenting else None
-        if augmenting:
-            self.augment.set_random_seed(seed)
-        loader = self.augmenting_loader if augmenting else self.plain_loader
+            part.augment = pipeline
+        if pipeline is not None:
+            pipeline.set_random_seed(seed)
+        loader = self.plain_loader if pipeline is None else self.augmenting_loader
         set_backbone_frozen(self.optimizer_view, epoch < settings.freeze_backbone_epochs)
         self.model.train()
         bar = tqdm(loader, desc=f"fold {self.fold} epoch {epoch + 1}/{settings.epochs}",
@@ -494,7 +498,6 @@ def train_fold(
     log.info("fold %d done: best %s %.4f at epoch %d, OOF with TTA %.4f", fold, metric.name,
              best_score, best_epoch, summary["oof_score_tta"])
     return summary
-
 
 
 def train_fold_job(job: ModelJob) -> dict[str, Any]:

@@ -115,4 +115,3 @@ def predict_test_fold(
              len(ids), len(views), runtime.device, runtime.precision, seconds)
     return {"n_test": len(ids), "tta": [v.label for v in views], "seconds": seconds,
             "device": str(runtime.device)}
-

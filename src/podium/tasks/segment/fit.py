@@ -151,9 +151,10 @@ class MaskedImages(Dataset):
 
 
 def build_train_pipeline(settings: SegmentSettings, image_size: int, seed: int,
-                         name: str) -> A.Compose | None:
-    """A random ``crop`` (when smaller than the images) followed by the user's augmentations,
-    or None when there is neither."""
+                         name: str, augment: bool = True) -> A.Compose | None:
+    """A random ``crop`` (when smaller than the images) followed by the user's augmentations
+    (unless ``augment`` is off: the crop alone, which plain epochs keep so that every epoch
+    trains at the same size), or None when there is neither."""
     transforms: list[Any] = []
     if settings.crop is not None:
         if settings.crop > image_size:
@@ -163,7 +164,7 @@ def build_train_pipeline(settings: SegmentSettings, image_size: int, seed: int,
                 "unset to train on whole images.")
         if settings.crop < image_size:
             transforms.append(A.RandomCrop(settings.crop, settings.crop))
-    user = build_augmentation(settings.augment, seed)
+    user = build_augmentation(settings.augment, seed) if augment else None
     if user is not None:
         transforms.append(user)
     if not transforms:
@@ -206,7 +207,10 @@ def segmenter_trainer(settings: SegmentSettings, images: np.ndarray, masks: np.n
                                  1).float()
 
     augment = build_train_pipeline(settings, images.shape[1], settings.seed + fold, name)
-    data = TrainingData([MaskedImages(images, masks, train_rows, augment)], augment, unpack)
+    crop_only = build_train_pipeline(settings, images.shape[1], settings.seed + fold, name,
+                                     augment=False)
+    data = TrainingData([MaskedImages(images, masks, train_rows, augment)], augment, unpack,
+                        plain=crop_only)
     return FoldTrainer(settings, model, loss_fn, data, runtime, fold,
                        greater_is_better=True, optimizer_view=EncoderSplit(model))
 
