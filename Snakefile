@@ -45,60 +45,38 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/adversarial.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/postprocess.smk"
+include: "workflow/rules/submit.smk"
 
 
-# On a cluster the local rules run on the submitting node: a cluster job costs seconds of
-# queueing and start-up, more than these take. Training, test prediction and preprocessing go
-# to the cluster.
 if SEGMENTATION:
 
     include: "workflow/rules/segment.smk"
 
-    localrules:
-        all,
-        make_shapes_competition,
-        ingest_train,
-        ingest_test,
-        merge_manifest,
-        find_train_duplicates,
-        find_duplicates,
-        make_folds,
-        pack_masks,
-        gather_model,
-        blend_segmenters,
-        postprocess_masks,
-        build_leaderboard,
-        write_mask_submission,
-        score_mask_submission,
-        plot_segmentation,
 
-else:
-
-    include: "workflow/rules/adversarial.smk"
-    include: "workflow/rules/train.smk"
-    include: "workflow/rules/ensemble.smk"
-    include: "workflow/rules/postprocess.smk"
-    include: "workflow/rules/submit.smk"
-
-    localrules:
-        all,
-        make_digits_competition,
-        ingest_train,
-        ingest_test,
-        merge_manifest,
-        find_train_duplicates,
-        find_duplicates,
-        adversarial_validation,
-        make_folds,
-        gather_model,
-        select_pseudo_labels,
-        blend_models,
-        stack_models,
-        postprocess_predictions,
-        build_leaderboard,
-        write_submission,
-        score_submission,
-        plot_results,
+# On a cluster the local rules run on the submitting node: a cluster job costs seconds of
+# queueing and start-up, more than these take. Training, test prediction and preprocessing go
+# to the cluster. Rules that exist only in some configs are local where they are defined.
+localrules:
+    all,
+    ingest_train,
+    ingest_test,
+    merge_manifest,
+    find_train_duplicates,
+    find_duplicates,
+    adversarial_validation,
+    make_folds,
+    gather_model,
+    select_pseudo_labels,
+    blend_models,
+    stack_models,
+    postprocess_predictions,
+    build_leaderboard,
+    write_submission,
+    plot_results,
 
 
 rule all:

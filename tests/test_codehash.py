@@ -199,13 +199,15 @@ def test_the_disk_cache_gives_the_same_hashes_and_is_keyed_by_content(tmp_path: 
     """Parsed facts kept on disk (what every snakemake call reuses) change nothing: the same
     hashes, read back from the files; a bad file is recomputed; an edit is a new key."""
     cache = tmp_path / "cache"
-    plain = {s.name: script_hash(s) for s in SCRIPTS}
+    plain = _workflow_hashes()
     codehash._facts.cache_clear()
-    assert {s.name: script_hash(s, cache=cache) for s in SCRIPTS} == plain
+    assert _workflow_hashes(cache) == plain
     files = sorted(cache.glob("*.json"))
-    assert len(files) >= len(MODULES)
+    reached = set().union(*(reference_closure(s) for s in SCRIPTS),
+                          *(reference_closure(module_path(m)) | {m} for m in _entry_modules()))
+    assert len(files) >= len(reached) + len(SCRIPTS)
     codehash._facts.cache_clear()
-    assert {s.name: script_hash(s, cache=cache) for s in SCRIPTS} == plain  # from disk
+    assert _workflow_hashes(cache) == plain  # from disk
 
     for path in files:  # the cache is what is read: a changed digest shows in the hash
         path.write_text(path.read_text().replace('"code": "', '"code": "0'))
@@ -214,12 +216,18 @@ def test_the_disk_cache_gives_the_same_hashes_and_is_keyed_by_content(tmp_path: 
     for path in files:  # unreadable entries are computed again
         path.write_text("{not json")
     codehash._facts.cache_clear()
-    assert {s.name: script_hash(s, cache=cache) for s in SCRIPTS} == plain
+    assert _workflow_hashes(cache) == plain
 
     copy = tmp_path / SCRIPTS[0].name
     copy.write_text(SCRIPTS[0].read_text() + "\nprint('code')\n")
     assert script_hash(copy, cache=cache) == script_hash(copy) != plain[SCRIPTS[0].name]
     codehash._facts.cache_clear()
+
+
+def _workflow_hashes(cache: Path | None = None) -> dict[str, str]:
+    """What the rules hash: every script, and every task stage's entry module."""
+    return {**{s.name: script_hash(s, cache=cache) for s in SCRIPTS},
+            **{m: module_hash(m, cache=cache) for m in _entry_modules()}}
 
 
 def test_unknown_module_is_named() -> None:
@@ -255,20 +263,20 @@ def test_every_scripted_rule_hashes_its_own_script() -> None:
 
 def _entry_modules() -> list[str]:
     import podium.tasks.stages  # noqa: F401  (registers every task's stage)
+    from podium.stage import TaskStage, task_stage
     from podium.task import TASKS
-    from podium.train.stage import ModelStage, model_stage
 
-    return sorted({ModelStage.module_of(entry) for task in TASKS
-                   for entry in (model_stage(task).train, model_stage(task).predict,
-                                 model_stage(task).gather)})
+    return sorted({TaskStage.module_of(entry) for task in TASKS
+                   for entry in task_stage(task).entry_points.values()})
 
 
 def test_editing_each_module_changes_exactly_the_stage_entries_that_reach_it(
         tmp_path: Path) -> None:
-    """The train and predict rules hash their script and the task plug-in's entry module
-    (common.smk's ``code(script, entry)``): a code change of any module changes the hash of
-    exactly the entry modules that import it, or are it; a comment edit changes none. So an
-    edit of the segmentation trainer reruns no classification model, and the other way."""
+    """The stage rules (train, predict, gather, blend, stack, post-process, submit, score,
+    plot) hash their script and the task plug-in's entry module (common.smk's
+    ``code(script, entry)``): a code change of any module changes the hash of exactly the
+    entry modules that import it, or are it; a comment edit changes none. So an edit of the
+    segmentation trainer reruns no classification model, and the other way."""
     root = tmp_path / "podium"
     shutil.copytree(PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
     entries = _entry_modules()

@@ -18,6 +18,8 @@ from podium.configcheck import check_config, check_names, validate_config
 from podium.configfiles import load_config_file, load_configs, merge_configs
 from podium.errors import PodiumInputError
 from podium.schema import prune_model_keys
+from podium.stage import task_stage
+from podium.task import TASKS
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 SHAPES = REPO / ".test/shapes/config.yaml"
@@ -149,6 +151,29 @@ def test_plain_combination_checks():
     assert f"models.{model}.crop" in refused(config)
 
 
+def test_blends_stackers_and_post_processors_the_task_does_not_offer_are_refused():
+    """The task's stage says what applies (a segmentation competition blends by mean, has no
+    stackers, post-processes masks); the rest is refused by key, never left out unsaid."""
+    message = refused(config_with({
+        "ensemble": {"blends": {"geo": {"method": "geomean"}},
+                     "stackers": {"lgb": {"library": "lightgbm"}}},
+        "postprocess": {"f1": {"method": "thresholds_f1"},
+                        "objects": {"method": "instances"}},
+        "pseudo_label": {"enabled": True},
+    }, shapes_config()))
+    assert "ensemble.blends.geo.method: a segmentation competition blends by mean, not " \
+           "'geomean'" in message
+    assert "ensemble.stackers.lgb: a segmentation competition has no stackers" in message
+    assert "postprocess.f1.method: a segmentation competition post-processes by masks, " \
+           "instances, not 'thresholds_f1'" in message
+    assert "postprocess.objects.method: instances splits objects of an instance " \
+           "competition; set competition.instances: true" in message
+    assert "pseudo_label.enabled: a segmentation competition has no pseudo-labelling" in message
+    # and the other way round: mask post-processing is no classification post-processor
+    message = refused(config_with({"postprocess": {"m": {"method": "masks"}}}))
+    assert "config key postprocess.m" in message and "'masks'" in message
+
+
 @pytest.mark.parametrize(("task", "metric", "fitting"), [
     ("regression", "accuracy", "mae, rmse"), ("segmentation", "iou", "dice"),
     ("multiclass", "f1_samples", "accuracy"),
@@ -215,7 +240,6 @@ def test_schema_enums_match_the_registries():
     from podium.ensemble.blend import BLENDS
     from podium.ensemble.postprocess import POSTPROCESSORS
     from podium.ensemble.stack import STACKERS
-    from podium.task import TASKS
     from podium.tasks.segment.models import ARCHS
     from podium.train.heads import POOLINGS
     from podium.train.optim import OPTIMIZERS, SCHEDULES
@@ -234,7 +258,8 @@ def test_schema_enums_match_the_registries():
     library = ensemble["stackers"]["additionalProperties"]["properties"]["library"]
     assert set(library["enum"]) == set(STACKERS)
     post = schema["properties"]["postprocess"]["additionalProperties"]["properties"]["method"]
-    assert set(post["enum"]) == set(POSTPROCESSORS) | set(configcheck.SEGMENTATION_POSTS)
+    task_posts = {m for task in TASKS for m in (task_stage(task).post_methods or ())}
+    assert set(post["enum"]) == set(POSTPROCESSORS) | task_posts
     competition = schema["properties"]["competition"]["properties"]
     assert set(competition["task"]["enum"]) == set(TASKS) == set(registered_tasks())
 

@@ -1,34 +1,80 @@
-"""The model stage interface: every task has a registered stage whose entry points exist,
-and an unknown task is refused by its config key."""
+"""The task stage interface: every task has a registered stage whose entry points exist and
+whose files fit together, a job sees its rule as the entry point expects, and an unknown task
+is refused by its config key."""
 
 from __future__ import annotations
 
 import importlib
+from types import SimpleNamespace
 
 import pytest
 
 import podium.tasks.stages  # noqa: F401  (registers every task's model stage)
 from podium.errors import PodiumInputError
+from podium.schema import load_schema
+from podium.stage import FOLD_FILES, StageJob, TaskStage, task_stage
 from podium.task import TASKS
-from podium.train.stage import FOLD_FILES, ModelStage, model_stage
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_has_a_stage_whose_entry_points_exist(task):
-    stage = model_stage(task)
-    for entry in (stage.train, stage.predict, stage.gather):
+    stage = task_stage(task)
+    assert {"train", "predict", "gather", "blend", "postprocess", "submit", "score",
+            "plot"} <= set(stage.entry_points)
+    for entry in stage.entry_points.values():
         module, _, function = entry.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), entry
-        assert ModelStage.module_of(entry) == module
+        assert TaskStage.module_of(entry) == module
     # a fold's files never collide: the shared ones, the task's OOF and its test predictions
     names = [*FOLD_FILES.values(), *stage.fold_outputs.values(), *stage.test_outputs.values()]
     keys = [*FOLD_FILES, *stage.fold_outputs]
     assert len(set(names)) == len(names) and len(set(keys)) == len(keys)
     assert stage.fold_outputs and stage.test_outputs
-    # every entry has the files the leaderboard and the later stages read
+    # every entry has the files the leaderboard and the later stages read, and its
+    # predictions are among them
     assert {"oof", "test", "cv"} <= set(stage.entry_outputs)
+    assert set(stage.predictions) == {"oof", "test"}
+    assert set(stage.predictions.values()) <= set(stage.entry_outputs.values())
+    # what a stage offers is what the schema knows
+    schema = load_schema()
+    blends = schema["properties"]["ensemble"]["properties"]["blends"]
+    posts = schema["properties"]["postprocess"]["additionalProperties"]["properties"]
+    assert set(stage.blend_methods or ()) <= set(
+        blends["additionalProperties"]["properties"]["method"]["enum"])
+    assert set(stage.post_methods or ()) <= set(posts["method"]["enum"])
+    # each config key a submission or score reads exists in the schema
+    for dotted in (*stage.submit_params.values(), *stage.score_params.values()):
+        node = schema
+        for part in dotted.split("."):
+            node = node["properties"][part]
+        assert "default" in node or "type" in node, dotted
+
+
+def test_a_job_sees_its_rules_inputs_params_and_name():
+    """StageJob.of reads a Snakemake job: named inputs and outputs, the config entry, the
+    name of what it makes (a post-processed entry is ``entry+post``) and the other params."""
+    from snakemake.iocontainers import InputFiles, OutputFiles, Params, Wildcards
+
+    def named(cls, **items):
+        return cls(fromdict=items)
+
+    smk = SimpleNamespace(
+        input=named(InputFiles, oof="a/oof.parquet", tests=["m1/t", "m2/t"]),
+        output=named(OutputFiles, cv="b/cv.json"),
+        params=named(Params, settings={"method": "thresholds_f1"}, entry="m:f", code="h",
+                     names=["x", "y"]),
+        wildcards=named(Wildcards, entry="mean", post="f1"), threads=3)
+    job = StageJob.of(smk)
+    assert job.name == "mean+f1" and job.fold is None and job.threads == 3
+    assert job.inputs == {"oof": "a/oof.parquet", "tests": ["m1/t", "m2/t"]}
+    assert job.outputs == {"cv": "b/cv.json"}
+    assert job.settings == {"method": "thresholds_f1"}
+    assert job.options == {"names": ["x", "y"], "source": "mean"}
+    smk.wildcards = named(Wildcards, model="unet", fold="2")
+    job = StageJob.of(smk)
+    assert (job.name, job.fold) == ("unet", 2)
 
 
 def test_an_unknown_task_is_refused_by_its_key():
     with pytest.raises(PodiumInputError, match=r"competition.task: .*'detection'.*segmentation"):
-        model_stage("detection")
+        task_stage("detection")

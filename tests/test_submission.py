@@ -204,12 +204,18 @@ def test_check_table_lets_named_columns_be_empty():
         check_table(pd.DataFrame({"id": ["x", "y"], "rle": ["1 3", ""]}), sample, "id")
 
 
-def test_the_workflow_script_checks_before_writing():
-    """submit.py formats, checks, then writes: a refused submission leaves no file."""
-    from conftest import REPO
+def test_the_submission_jobs_check_before_writing():
+    """Each task's submission job formats, checks, then writes: a refused submission leaves
+    no file."""
+    import inspect
 
-    script = (REPO / "workflow/scripts/submit.py").read_text()
+    from podium.tasks.classify.submit import submit_job
+    from podium.tasks.segment.submission import submit_job as mask_submit_job
+
+    script = inspect.getsource(submit_job)
     assert script.index("check_submission(") < script.index("write_csv(")
+    script = inspect.getsource(mask_submit_job)
+    assert script.index("check_mask_submission(") < script.index("write_csv(")
 
 
 # ------------------------------------------------------------------ held-out score

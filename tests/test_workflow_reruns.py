@@ -158,7 +158,7 @@ def test_comment_docstring_and_formatting_edits_rerun_nothing(flow, module):
 
 
 def test_touching_files_without_changing_them_reruns_nothing(flow):
-    touched = [flow.root / "src/podium/train/fit.py", flow.root / "workflow/scripts/train.py",
+    touched = [flow.root / "src/podium/train/fit.py", flow.root / "workflow/scripts/gpu_stage.py",
                flow.results / "folds.csv", flow.results / "data/manifest.parquet",
                flow.results / "data/train_manifest.parquet",
                flow.root / "config.yaml", flow.config_path]

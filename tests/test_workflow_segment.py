@@ -81,7 +81,7 @@ def test_a_plotting_change_reruns_only_the_plots(shapes_run):
         planned = shapes_run.planned_jobs()
     finally:
         plots.write_text(original)
-    assert planned == {"plot_segmentation": 1, "all": 1}
+    assert planned == {"plot_results": 1, "all": 1}
 
 
 def test_the_demo_reordered_and_respelled_reruns_nothing(shapes_run):
@@ -195,5 +195,5 @@ def test_siim_format_at_a_mask_size_end_to_end(tmp_path):
     assert refused > len(masks) // 3  # relative starts do not ascend
     score = json.loads((results / "score.json").read_text())
     assert score["metric"] == "dice" and score["score"] > 0.5
-    assert "siim RLE at 32x48" in (results / "logs/write_mask_submission/all.log").read_text()
+    assert "siim RLE at 32x48" in (results / "logs/write_submission/all.log").read_text()
     assert flow.planned_jobs() == {}

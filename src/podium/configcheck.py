@@ -37,10 +37,11 @@ from podium.configfiles import COLLECTIONS, snakemake_config_files
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import check_metric_for_task
 from podium.schema import SCHEMA_PATH, load_schema, model_key_problems, prune_model_keys
+from podium.stage import task_stage
+from podium.tasks import stages as _stages  # noqa: F401  (registers every task's stage)
 
 MAX_REPORTED = 20
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-SEGMENTATION_POSTS = ("masks", "instances")
 
 
 # ------------------------------------------------------------------------------ location
@@ -302,14 +303,15 @@ def name_plan(config: dict) -> list[tuple[str, list, Any]]:
         plan.append(("loss", [*key, "loss"], [entry["loss"], task]))
         plan.append(("sampler", [*key, "sampler"], entry["sampler"]))
         plan.append(("tta", [*key, "tta"], [entry["tta"], entry["tta_scales"]]))
-    if not segmentation:
+    stage = task_stage(task)
+    if stage.blend_methods is None:  # the registry's names (else _entry_checks)
         for name, blend in sorted(config["ensemble"]["blends"].items()):
             plan.append(("blend", ["ensemble", "blends", name],
                          [blend["method"], blend.get("params") or {}, competition["metric"]]))
+    if stage.post_methods is None:
         for name, post in sorted((config.get("postprocess") or {}).items()):
-            if post["method"] not in SEGMENTATION_POSTS:
-                plan.append(("postprocess", ["postprocess", name],
-                             [post["method"], post.get("params") or {}]))
+            plan.append(("postprocess", ["postprocess", name],
+                         [post["method"], post.get("params") or {}]))
     return plan
 
 
@@ -363,9 +365,48 @@ def _run_check(kind: str, key: str, value: Any) -> None:
         raise ValueError(f"no name check {kind!r}")
 
 
+def _entry_checks(config: dict) -> list[tuple[list, str]]:
+    """Blends, stackers and post-processors the task's stage does not offer (a segmentation
+    competition blends by mean, has no stackers and post-processes masks): each is refused
+    by its key rather than left out of the run unsaid."""
+    competition = config["competition"]
+    task = competition["task"]
+    stage = task_stage(task)
+    found: list[tuple[list, str]] = []
+    if stage.blend_methods is not None:
+        for name, blend in sorted(config["ensemble"]["blends"].items()):
+            if blend["method"] not in stage.blend_methods:
+                found.append((["ensemble", "blends", name, "method"],
+                              f"config key ensemble.blends.{name}.method: a {task} "
+                              f"competition blends by {', '.join(stage.blend_methods)}, not "
+                              f"{blend['method']!r}; change the method or remove the blend."))
+    if stage.stack is None:
+        for name in sorted(config["ensemble"]["stackers"]):
+            found.append((["ensemble", "stackers", name],
+                          f"config key ensemble.stackers.{name}: a {task} competition has no "
+                          "stackers; set ensemble.stackers: {} in your config."))
+    if config["pseudo_label"]["enabled"] and not stage.pseudo_labels:
+        found.append((["pseudo_label", "enabled"],
+                      f"config key pseudo_label.enabled: a {task} competition has no "
+                      "pseudo-labelling round; set it to false."))
+    posts = sorted((config.get("postprocess") or {}).items())
+    for name, post in posts:
+        method = post["method"]
+        if stage.post_methods is not None and method not in stage.post_methods:
+            found.append((["postprocess", name, "method"],
+                          f"config key postprocess.{name}.method: a {task} competition "
+                          f"post-processes by {', '.join(stage.post_methods)}, not {method!r}."))
+        elif method == "instances" and not competition.get("instances"):
+            found.append((["postprocess", name, "method"],
+                          f"config key postprocess.{name}.method: instances splits objects "
+                          "of an instance competition; set competition.instances: true or "
+                          "use method masks."))
+    return found
+
+
 def _plain_checks(config: dict) -> list[tuple[list, str]]:
     """Checks that need no registry import: ``(key path, problem)``."""
-    found: list[tuple[list, str]] = []
+    found: list[tuple[list, str]] = _entry_checks(config)
     encoding = config["competition"]["encoding"]
     try:
         codecs.lookup(encoding)

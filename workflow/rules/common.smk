@@ -6,7 +6,7 @@ from pathlib import Path
 from podium.codehash import module_hash, script_hash
 from podium.settings import canonical
 import podium.tasks.stages  # registers every task plug-in's model stage
-from podium.train.stage import FOLD_FILES, model_stage
+from podium.stage import FOLD_FILES, task_stage
 
 _RUN_LOCK = []  # the open file whose flock marks this directory's live podium run
 
@@ -45,41 +45,30 @@ clear_stale_locks()
 RESULTS = config["results"]
 COMPETITION = config["competition"]
 SEGMENTATION = COMPETITION["task"] == "segmentation"
-# The task plug-in's part in the train and predict rules (podium.train.stage).
-STAGE = model_stage(COMPETITION["task"])
+# The task plug-in's part in the train and predict rules (podium.stage).
+STAGE = task_stage(COMPETITION["task"])
 INSTANCES = SEGMENTATION and bool(COMPETITION.get("instances"))
 # The schema knows the RLE format names; this checks the pixel order against the format.
 if SEGMENTATION:
     from podium.tasks.segment.rle import get_format
 
     get_format(COMPETITION["rle_format"], COMPETITION["mask_order"])
-# Every model is of the competition's kind (the config check refuses a key of the other kind
-# and a segmentation model without an arch). Blends and post-processors apply by method: a
-# segmentation competition blends by mean, post-processes masks and has no stackers.
+# Every model, blend, stacker and post-processor is of a kind the competition's task offers:
+# the config check refuses the others by key (podium.configcheck, from the task's stage).
 ROUND1 = sorted(config["models"])
 PSEUDO = config["pseudo_label"]
 PSEUDO_SUFFIX = "_pl"
 # Round-2 models: the round-1 models retrained with confident pseudo-labelled test images.
 ROUND2 = (
     [f"{m}{PSEUDO_SUFFIX}" for m in (PSEUDO["models"] or ROUND1)]
-    if PSEUDO["enabled"] and not SEGMENTATION
+    if PSEUDO["enabled"] and STAGE.pseudo_labels
     else []
 )
 MODELS = sorted(ROUND1 + ROUND2)
-BLENDS = sorted(
-    b
-    for b, e in config["ensemble"]["blends"].items()
-    if e.get("method") == "mean" or not SEGMENTATION
-)
-STACKERS = [] if SEGMENTATION else sorted(config["ensemble"]["stackers"])
+BLENDS = sorted(config["ensemble"]["blends"])
+STACKERS = sorted(config["ensemble"]["stackers"])
 BASE_ENTRIES = MODELS + BLENDS + STACKERS
-POSTS = sorted(
-    p
-    for p, e in (config.get("postprocess") or {}).items()
-    if e.get("method") in (("masks", "instances") if INSTANCES else ("masks",))
-    or not SEGMENTATION
-    and e.get("method") not in ("masks", "instances")
-)
+POSTS = sorted(config.get("postprocess") or {})
 FOLDS = list(range(config["folds"]["n_folds"]))
 SPLITS = ["train", "test"]
 EMBEDDED = COMPETITION["embedded"] is not None
@@ -214,9 +203,42 @@ def dedup_settings():
     }
 
 
-def level1_inputs(kind):
-    """Every model's gathered ``oof`` or ``test`` predictions, in MODELS order."""
-    return [res(f"models/{m}/{kind}.parquet") for m in MODELS]
+def stage_inputs(*paths):
+    """The task stage's inputs (name: path in the results folder) as rule inputs; in an
+    instance competition the packed instance labels, which score every entry, besides.
+    """
+    merged = {key: res(path) for mapping in paths for key, path in mapping.items()}
+    return {**INSTANCE_LABELS, **merged}
+
+
+def config_params(paths):
+    """The config keys a task stage reads (name: dotted key path) as rule params."""
+    params = {}
+    for name, dotted in paths.items():
+        value = config
+        for part in dotted.split("."):
+            value = value[part]
+        params[name] = value
+    return params
+
+
+def model_predictions(kind):
+    """Every model's ``oof`` or ``test`` prediction file (the task stage's), in MODELS order:
+    what blends and stackers combine."""
+    return [res(f"models/{m}/{STAGE.predictions[kind]}") for m in MODELS]
+
+
+def entry_prediction(name, kind):
+    """One model's, blend's or stacker's ``oof`` or ``test`` prediction file."""
+    return res(f"{entry_folder(name)}/{name}/{STAGE.predictions[kind]}")
+
+
+def entry_predictions(kind):
+    """Every leaderboard entry's ``oof`` or ``test`` prediction file, in all_entries order."""
+    return [
+        res(f"{folder}/{name}/{STAGE.predictions[kind]}")
+        for name, folder in all_entries()
+    ]
 
 
 def model_settings(name):
@@ -267,16 +289,9 @@ def all_entries():
     )
 
 
-def entry_outputs(prefix):
-    """The files of one segmentation leaderboard entry (podium.tasks.segment.entries)."""
-    names = {
-        "oof_probs": "oof_probs.npy",
-        "test_probs": "test_probs.npy",
-        "oof": "oof.parquet",
-        "test": "test.parquet",
-        "cv": "cv.json",
-    }
-    return {key: res(f"{prefix}/{name}") for key, name in names.items()}
+def entry_files(prefix):
+    """The files of one leaderboard entry in ``prefix`` (the task stage's entry files)."""
+    return {key: res(f"{prefix}/{name}") for key, name in STAGE.entry_outputs.items()}
 
 
 def preprocess_settings():
@@ -294,20 +309,14 @@ def preprocess_settings():
 
 
 def final_outputs():
-    if SEGMENTATION:
-        return [
-            res("submission.csv"),
-            res("leaderboard.csv"),
-            res("dedup/clusters.csv"),
-            res("plots/masks.png"),
-        ] + ([res("score.json")] if EMBEDDED else [])
     outputs = [
         res("submission.csv"),
         res("leaderboard.csv"),
+        res("dedup/clusters.csv"),
         res("plots/leaderboard.png"),
         res("plots/learning_curves.png"),
         res("plots/cv_folds.png"),
-        res("plots/best_entry.png"),
+        *[res(f"plots/{name}") for name in STAGE.plots.values()],
     ]
     if EMBEDDED:
         outputs.append(res("score.json"))

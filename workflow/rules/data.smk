@@ -11,6 +11,7 @@ if EMBEDDED and not SEGMENTATION:
             res("logs/make_digits_competition/all.log"),
         benchmark:
             res("benchmarks/make_digits_competition/all.tsv")
+        localrule: True
         conda:
             "../../envs/data.yaml"
         params:

@@ -1,14 +1,15 @@
+# Blends and stackers of every model's predictions, fitted fold by fold on OOF where they learn
+# from labels; each writes a leaderboard entry like a model's. The task plug-in's stage says
+# which prediction files an entry holds, what scores it and which entry point runs.
+
+
 rule blend_models:
     input:
-        oofs=level1_inputs("oof"),
-        tests=level1_inputs("test"),
-        folds=res("folds.csv"),
-        manifest=res("data/train_manifest.parquet"),
-        task=res("data/task.json"),
+        **stage_inputs(STAGE.truth_inputs),
+        oofs=model_predictions("oof"),
+        tests=model_predictions("test"),
     output:
-        oof=res("ensemble/{blend}/oof.parquet"),
-        test=res("ensemble/{blend}/test.parquet"),
-        cv=res("ensemble/{blend}/cv.json"),
+        **entry_files("ensemble/{blend}"),
     log:
         res("logs/blend_models/{blend}.log"),
     benchmark:
@@ -18,22 +19,20 @@ rule blend_models:
     params:
         settings=lambda wildcards: config["ensemble"]["blends"][wildcards.blend],
         models=MODELS,
-        code=code("blend.py"),
+        entry=STAGE.blend,
+        code=code("stage.py", STAGE.blend),
     script:
-        "../scripts/blend.py"
+        "../scripts/stage.py"
 
 
 rule stack_models:
     input:
-        oofs=level1_inputs("oof"),
-        tests=level1_inputs("test"),
-        folds=res("folds.csv"),
-        manifest=res("data/manifest.parquet"),
-        task=res("data/task.json"),
+        **stage_inputs(STAGE.truth_inputs),
+        oofs=model_predictions("oof"),
+        tests=model_predictions("test"),
+        images=res("data/manifest.parquet"),
     output:
-        oof=res("ensemble/{stacker}/oof.parquet"),
-        test=res("ensemble/{stacker}/test.parquet"),
-        cv=res("ensemble/{stacker}/cv.json"),
+        **entry_files("ensemble/{stacker}"),
     log:
         res("logs/stack_models/{stacker}.log"),
     benchmark:
@@ -45,6 +44,7 @@ rule stack_models:
         settings=lambda wildcards: config["ensemble"]["stackers"][wildcards.stacker],
         models=MODELS,
         seed=config["ensemble"]["seed"],
-        code=code("stack.py"),
+        entry=STAGE.stack,
+        code=code("stage.py", STAGE.stack),
     script:
-        "../scripts/stack.py"
+        "../scripts/stage.py"

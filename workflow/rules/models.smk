@@ -1,6 +1,6 @@
 # Every task's models: train {model} x {fold}, predict the test images with each fold's
 # model.pt, and gather a model's folds into its leaderboard entry. The rules are the same for every task; the task plug-in's stage
-# (podium.train.stage, STAGE in common.smk) adds the inputs its trainer reads, names the
+# (podium.stage, STAGE in common.smk) adds the inputs its trainer reads, names the
 # prediction files a fold writes and the entry points the scripts run. Each fold's state is
 # kept in resume/ outside the outputs, so a killed job continues from its last epoch.
 
@@ -32,9 +32,9 @@ rule train_model:
             f"resume/{wildcards.model}/fold{wildcards.fold}"
         ),
         entry=STAGE.train,
-        code=code("train.py", STAGE.train),
+        code=code("gpu_stage.py", STAGE.train),
     script:
-        "../scripts/train.py"
+        "../scripts/gpu_stage.py"
 
 
 rule predict_test:
@@ -57,15 +57,14 @@ rule predict_test:
     params:
         settings=lambda wildcards: model_settings(wildcards.model),
         entry=STAGE.predict,
-        code=code("predict.py", STAGE.predict),
+        code=code("gpu_stage.py", STAGE.predict),
     script:
-        "../scripts/predict.py"
+        "../scripts/gpu_stage.py"
 
 
 rule gather_model:
     input:
-        **INSTANCE_LABELS,
-        **{key: res(path) for key, path in STAGE.gather_inputs.items()},
+        **stage_inputs(STAGE.truth_inputs),
         **{
             f"fold_{key}": expand(
                 res(f"models/{{{{model}}}}/fold{{fold}}/{name}"), fold=FOLDS
@@ -73,10 +72,7 @@ rule gather_model:
             for key, name in {**STAGE.fold_outputs, **STAGE.test_outputs}.items()
         },
     output:
-        **{
-            key: res(f"models/{{model}}/{name}")
-            for key, name in STAGE.entry_outputs.items()
-        },
+        **entry_files("models/{model}"),
     log:
         res("logs/gather_model/{model}.log"),
     benchmark:
@@ -85,6 +81,6 @@ rule gather_model:
         "../../envs/ensemble.yaml"
     params:
         entry=STAGE.gather,
-        code=code("gather.py", STAGE.gather),
+        code=code("stage.py", STAGE.gather),
     script:
-        "../scripts/gather.py"
+        "../scripts/stage.py"

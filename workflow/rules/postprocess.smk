@@ -1,18 +1,14 @@
+# Post-processors fitted on one entry's OOF predictions fold by fold (honest CV), refitted on
+# all OOF for its test predictions; each result is a leaderboard entry of its own.
+
+
 rule postprocess_predictions:
     input:
-        oof=lambda wildcards: res(
-            f"{entry_folder(wildcards.entry)}/{wildcards.entry}/oof.parquet"
-        ),
-        test=lambda wildcards: res(
-            f"{entry_folder(wildcards.entry)}/{wildcards.entry}/test.parquet"
-        ),
-        folds=res("folds.csv"),
-        manifest=res("data/train_manifest.parquet"),
-        task=res("data/task.json"),
+        **stage_inputs(STAGE.truth_inputs),
+        oof=lambda wildcards: entry_prediction(wildcards.entry, "oof"),
+        test=lambda wildcards: entry_prediction(wildcards.entry, "test"),
     output:
-        oof=res("postprocess/{entry}+{post}/oof.parquet"),
-        test=res("postprocess/{entry}+{post}/test.parquet"),
-        cv=res("postprocess/{entry}+{post}/cv.json"),
+        **entry_files("postprocess/{entry}+{post}"),
     log:
         res("logs/postprocess_predictions/{entry}+{post}.log"),
     benchmark:
@@ -21,6 +17,7 @@ rule postprocess_predictions:
         "../../envs/ensemble.yaml"
     params:
         settings=lambda wildcards: config["postprocess"][wildcards.post],
-        code=code("postprocess.py"),
+        entry=STAGE.postprocess,
+        code=code("stage.py", STAGE.postprocess),
     script:
-        "../scripts/postprocess.py"
+        "../scripts/stage.py"

@@ -1,3 +1,7 @@
+# The leaderboard of every entry, the submission from its best one, the held-out score of an
+# embedded demo and the report's plots; the task plug-in's stage writes, scores and draws.
+
+
 rule build_leaderboard:
     input:
         cvs=[res(f"{kind}/{name}/cv.json") for name, kind in all_entries()],
@@ -17,10 +21,10 @@ rule build_leaderboard:
 
 rule write_submission:
     input:
+        **stage_inputs(STAGE.submit_inputs),
         sample=str(Path(competition_dir()) / COMPETITION["sample_submission"]),
         leaderboard=res("leaderboard.csv"),
-        leaks=res("dedup/leaks.csv"),
-        tests=[res(f"{kind}/{name}/test.parquet") for name, kind in all_entries()],
+        tests=entry_predictions("test"),
         task=res("data/task.json"),
     output:
         submission=res("submission.csv"),
@@ -31,19 +35,20 @@ rule write_submission:
     conda:
         "../../envs/ensemble.yaml"
     params:
+        **config_params(STAGE.submit_params),
         names=[name for name, _ in all_entries()],
-        leak_labels=config["dedup"]["leak_labels"],
-        values=config["submission"]["values"],
         encoding=COMPETITION["encoding"],
-        code=code("submit.py"),
+        entry=STAGE.submit,
+        code=code("stage.py", STAGE.submit),
     script:
-        "../scripts/submit.py"
+        "../scripts/stage.py"
 
 
 if EMBEDDED:
 
     rule score_submission:
         input:
+            **stage_inputs(STAGE.score_inputs),
             solution=res("competition/solution.csv"),
             submission=res("submission.csv"),
             task=res("data/task.json"),
@@ -53,27 +58,37 @@ if EMBEDDED:
             res("logs/score_submission/all.log"),
         benchmark:
             res("benchmarks/score_submission/all.tsv")
+        localrule: True
         conda:
             "../../envs/ensemble.yaml"
         params:
-            values=config["submission"]["values"],
-            code=code("score.py"),
+            **config_params(STAGE.score_params),
+            entry=STAGE.score,
+            code=code("stage.py", STAGE.score),
         script:
-            "../scripts/score.py"
+            "../scripts/stage.py"
 
 
 rule plot_results:
     input:
+        **stage_inputs(
+            STAGE.truth_inputs, STAGE.plot_inputs, {"task": "data/task.json"}
+        ),
         leaderboard=res("leaderboard.csv"),
         histories=expand(
             res("models/{model}/fold{fold}/history.csv"), model=MODELS, fold=FOLDS
         ),
         cvs=[res(f"{kind}/{name}/cv.json") for name, kind in all_entries()],
-        oofs=[res(f"{kind}/{name}/oof.parquet") for name, kind in all_entries()],
-        folds=res("folds.csv"),
-        manifest=res("data/train_manifest.parquet"),
-        task=res("data/task.json"),
+        oofs=entry_predictions("oof"),
     output:
+        **{
+            key: report(
+                res(f"plots/{name}"),
+                caption=f"../report/{Path(name).stem}.rst",
+                category="Leaderboard",
+            )
+            for key, name in STAGE.plots.items()
+        },
         leaderboard=report(
             res("plots/leaderboard.png"),
             caption="../report/leaderboard.rst",
@@ -82,11 +97,6 @@ rule plot_results:
         folds=report(
             res("plots/cv_folds.png"),
             caption="../report/cv_folds.rst",
-            category="Leaderboard",
-        ),
-        best=report(
-            res("plots/best_entry.png"),
-            caption="../report/best_entry.rst",
             category="Leaderboard",
         ),
         curves=report(
@@ -102,6 +112,7 @@ rule plot_results:
         "../../envs/ensemble.yaml"
     params:
         names=[name for name, _ in all_entries()],
-        code=code("plots.py"),
+        entry=STAGE.plot,
+        code=code("stage.py", STAGE.plot),
     script:
-        "../scripts/plots.py"
+        "../scripts/stage.py"

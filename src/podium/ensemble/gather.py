@@ -9,8 +9,8 @@ import pandas as pd
 
 from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
 from podium.metrics import require_finite
+from podium.stage import StageJob
 from podium.task import TaskSpec
-from podium.train.stage import ModelJob
 
 
 def gather_model(
@@ -40,7 +40,7 @@ def gather_model(
                              {"oof": oof_path, "test": test_path, "cv": cv_path})
 
 
-def gather_job(job: ModelJob) -> dict:
+def gather_job(job: StageJob) -> dict:
     """A classification model's ``gather_model`` job."""
     i, o = job.inputs, job.outputs
     spec = TaskSpec.load(i["task"])

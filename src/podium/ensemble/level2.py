@@ -12,6 +12,7 @@ from podium.ensemble.blend import blend_out_of_fold, make_blend
 from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
 from podium.ensemble.postprocess import make_postprocessor, postprocess_out_of_fold
 from podium.ensemble.stack import make_stacker, stack_features, stack_out_of_fold
+from podium.stage import StageJob
 from podium.task import TaskSpec
 
 
@@ -101,3 +102,38 @@ def run_postprocess(name: str, entry: str, method: str, params: dict, spec: Task
         name, "postprocess", spec, truth, test_frame["id"],
         decisions_as_predictions(oof, spec), decisions_as_predictions(test, spec), out,
         {"entry": entry, "method": method, "fitted": fitted})
+
+
+def _truth(job: StageJob) -> tuple[TaskSpec, TrainTruth]:
+    spec = TaskSpec.load(job.inputs["task"])
+    return spec, TrainTruth.load(job.inputs["folds"], job.inputs["manifest"], spec)
+
+
+def _by_model(job: StageJob, key: str) -> dict[str, str | Path]:
+    return dict(zip(job.options["models"], job.inputs[key], strict=True))
+
+
+def blend_job(job: StageJob) -> dict:
+    """A classification competition's ``blend_models`` job."""
+    spec, truth = _truth(job)
+    return run_blend(job.name, job.settings["method"], job.settings.get("params") or {}, spec,
+                     truth, _by_model(job, "oofs"), _by_model(job, "tests"), dict(job.outputs))
+
+
+def stack_job(job: StageJob) -> dict:
+    """A classification competition's ``stack_models`` job."""
+    spec, truth = _truth(job)
+    settings = job.settings
+    return run_stacker(job.name, settings["library"], settings.get("params", {}),
+                       job.options["seed"], job.threads, spec, truth, _by_model(job, "oofs"),
+                       _by_model(job, "tests"), dict(job.outputs),
+                       job.inputs["images"] if settings.get("meta_features") else None)
+
+
+def postprocess_job(job: StageJob) -> dict:
+    """A classification competition's ``postprocess_predictions`` job."""
+    spec, truth = _truth(job)
+    settings = job.settings
+    return run_postprocess(job.name, job.options["source"], settings["method"],
+                           settings.get("params") or {}, spec, truth, job.inputs["oof"],
+                           job.inputs["test"], dict(job.outputs))

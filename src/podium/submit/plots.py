@@ -3,6 +3,7 @@ curves, and where the best entry goes wrong."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -123,3 +124,12 @@ def plot_best_entry(spec: TaskSpec, y: np.ndarray, proba: np.ndarray, name: str,
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def read_histories(paths: list[str]) -> dict[tuple[str, int], pd.DataFrame]:
+    """Every fold's ``history.csv`` by (model, fold), read from its path."""
+    histories = {}
+    for path in paths:
+        model, fold = re.search(r"models/([^/]+)/fold(\d+)/history.csv$", path).groups()
+        histories[(model, int(fold))] = pd.read_csv(path)
+    return histories

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,10 @@ import pandas as pd
 
 from podium.metrics import get_metric
 from podium.submit.submission import plan_submission
+from podium.tables import write_json
 from podium.task import TaskSpec
+
+log = logging.getLogger(__name__)
 
 _TRUTH = "__solution__"  # the solution's target column, apart from the submission's
 
@@ -51,3 +55,11 @@ def score_submission(submission_path: str | Path, solution_path: str | Path,
 def _metric_score(spec: TaskSpec, truth: pd.Series, proba: np.ndarray, n: int) -> dict:
     score = get_metric(spec.metric)(spec.encode(truth), proba, spec.label_space)
     return {"metric": spec.metric, "score": float(score), "n": n}
+
+
+def write_score(score: dict, path: str, unit: str) -> None:
+    """Write ``score.json`` and print the held-out score where the user looks."""
+    write_json(score, path)
+    message = f"held-out {score['metric']}: {score['score']:.4f} on {score['n']} test {unit}"
+    log.info(message)
+    print(f"\npodium: {message}\n", flush=True)

@@ -5,10 +5,10 @@ Kept apart from :mod:`podium.tasks.plugins` (the targets at ingest), so that ing
 hash does not cover the model stages: a change to what a fold writes reruns no ingest.
 """
 
+from podium.stage import register_stage
 from podium.task import CLASSIFICATION_TASKS, SEGMENTATION, VALUE_TASKS
 from podium.tasks.classify.stage import STAGE as CLASSIFY
 from podium.tasks.segment.stage import STAGE as SEGMENT
-from podium.train.stage import register_stage
 
 register_stage(CLASSIFICATION_TASKS + VALUE_TASKS, CLASSIFY)
 register_stage((SEGMENTATION,), SEGMENT)

@@ -33,6 +33,7 @@ from podium.schema import (
     schema_field,
     unknown_model_keys,
 )
+from podium.stage import StageJob
 from podium.tables import write_csv, write_json, write_parquet
 from podium.task import TARGET_COLUMN, TaskSpec
 from podium.train.augment import build_augmentation
@@ -51,7 +52,6 @@ from podium.train.predict import predict_proba, predict_test_fold
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
 from podium.train.samplers import build_sampler, parse_sampler
-from podium.train.stage import ModelJob
 from podium.train.tta import TtaView, build_tta, check_merge
 
 log = logging.getLogger(__name__)
@@ -500,7 +500,7 @@ def train_fold(
     return summary
 
 
-def train_fold_job(job: ModelJob) -> dict[str, Any]:
+def train_fold_job(job: StageJob) -> dict[str, Any]:
     """:func:`train_fold` for one ``train_model`` job of a classification task (the entry
     point the classify plug-in registers): round-2 models also read their fold's pseudo
     labels, and weighted training adversarial validation's weights."""
@@ -516,7 +516,7 @@ def train_fold_job(job: ModelJob) -> dict[str, Any]:
     )
 
 
-def predict_test_job(job: ModelJob) -> dict[str, Any]:
+def predict_test_job(job: StageJob) -> dict[str, Any]:
     """:func:`~podium.train.predict.predict_test_fold` for one ``predict_test`` job of a
     classification task."""
     i = job.inputs

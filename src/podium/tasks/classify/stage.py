@@ -1,19 +1,31 @@
-"""The classify plug-in's part in the train and predict rules: its trainer reads the labels
-from the manifest, a fold writes ``oof.parquet`` (id and one column per prediction target)
-and each fold's test predictions ``test.parquet``; a model's entry is its OOF for every
-train row, its test predictions averaged over folds, and cv.json."""
+"""The classify plug-in's part in the DAG's stages: its trainer reads the labels from the
+manifest, a fold writes ``oof.parquet`` (id and one column per prediction target) and each
+fold's test predictions ``test.parquet``; a model's entry is its OOF for every train row, its
+test predictions averaged over folds, and cv.json. Every blend and post-processor of the
+registries applies, stackers fit on the models' predictions (and, when asked, the images'
+sizes from the merged manifest), the submission copies leaked train labels when asked."""
 
-from podium.train.stage import ModelStage
+from podium.stage import TaskStage
 
-STAGE = ModelStage(
+STAGE = TaskStage(
     train="podium.train.fit:train_fold_job",
     predict="podium.train.fit:predict_test_job",
     gather="podium.ensemble.gather:gather_job",
     train_inputs={"manifest": "data/train_manifest.parquet"},
     fold_outputs={"oof": "oof.parquet"},
     test_outputs={"test": "test.parquet"},
-    gather_inputs={"folds": "folds.csv", "manifest": "data/train_manifest.parquet",
-                   "task": "data/task.json"},
-    entry_outputs={"oof": "oof.parquet", "test": "test.parquet", "cv": "cv.json"},
+    truth_inputs={"folds": "folds.csv", "manifest": "data/train_manifest.parquet",
+                  "task": "data/task.json"},
+    blend="podium.ensemble.level2:blend_job",
+    stack="podium.ensemble.level2:stack_job",
+    postprocess="podium.ensemble.level2:postprocess_job",
+    submit="podium.tasks.classify.submit:submit_job",
+    score="podium.tasks.classify.submit:score_job",
+    plot="podium.tasks.classify.plots:plot_job",
+    submit_inputs={"leaks": "dedup/leaks.csv"},
+    submit_params={"leak_labels": "dedup.leak_labels", "values": "submission.values"},
+    score_params={"values": "submission.values"},
+    plots={"best": "best_entry.png"},
     row_weights=True,
+    pseudo_labels=True,
 )

@@ -22,6 +22,7 @@ import pandas as pd
 
 from podium.metrics import require_finite
 from podium.metrics.masks import mean_instance_average_precision, pair_dice
+from podium.stage import StageJob
 from podium.tables import write_json, write_npy, write_parquet
 from podium.tasks.segment.classes import unpack_bits
 from podium.tasks.segment.instances import (
@@ -33,7 +34,6 @@ from podium.tasks.segment.postprocess import (
     apply_postprocess,
     fit_postprocess_fold_by_fold,
 )
-from podium.train.stage import ModelJob
 
 log = logging.getLogger(__name__)
 
@@ -197,11 +197,41 @@ def instance_entry(truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
     return oof_labels[:, None], test_labels[:, None], details
 
 
-def gather_job(job: ModelJob) -> dict[str, Any]:
+def gather_job(job: StageJob) -> dict[str, Any]:
     """A segmentation model's ``gather_model`` job: the folds' OOF maps for every validated
     image and their test maps averaged, written as the model's entry."""
     i = job.inputs
-    truth = SegmentTruth.load(i["folds"], i["train_index"], i["masks"], i.get("instances"))
+    truth = _truth_of(job)
     oof, test = gather_folds(truth, i["fold_oof_probs"], i["fold_oof_index"], i["fold_probs"])
-    return write_entry(job.name, "model", truth, oof, test,
-                       pd.read_parquet(i["test_index"])["id"].to_numpy(), job.outputs)
+    return write_entry(job.name, "model", truth, oof, test, _test_ids(job), job.outputs)
+
+
+def _truth_of(job: StageJob) -> SegmentTruth:
+    i = job.inputs
+    return SegmentTruth.load(i["folds"], i["train_index"], i["masks"], i.get("instances"))
+
+
+def _test_ids(job: StageJob) -> np.ndarray:
+    return pd.read_parquet(job.inputs["test_index"])["id"].to_numpy()
+
+
+def blend_job(job: StageJob) -> dict[str, Any]:
+    """A segmentation competition's ``blend_models`` job: the pixel-wise mean of the models'
+    probability maps (the stage offers ``mean`` blends only; the config check refuses others)."""
+    i = job.inputs
+    oof, test = mean_blend([np.load(p) for p in i["oofs"]], [np.load(p) for p in i["tests"]])
+    return write_entry(job.name, "blend", _truth_of(job), oof, test, _test_ids(job),
+                       job.outputs, details={"models": len(i["oofs"])})
+
+
+def postprocess_job(job: StageJob) -> dict[str, Any]:
+    """A segmentation competition's ``postprocess_predictions`` job: threshold, minimum area
+    and an empty-mask classifier (method ``masks``), or watershed instances (``instances``),
+    fitted fold by fold on OOF (honest CV), then on all OOF for the test masks."""
+    truth = _truth_of(job)
+    fit = instance_entry if job.settings["method"] == "instances" else postprocess_entry
+    oof_masks, test_masks, details = fit(truth, np.load(job.inputs["oof"]),
+                                         np.load(job.inputs["test"]),
+                                         job.settings.get("params") or {})
+    return write_entry(job.name, "postprocess", truth, oof_masks, test_masks, _test_ids(job),
+                       job.outputs, details=details)

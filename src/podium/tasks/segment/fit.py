@@ -36,6 +36,7 @@ from podium.errors import PodiumInputError
 from podium.metrics import get_metric
 from podium.metrics.masks import MASK_THRESHOLD, pair_dice
 from podium.schema import SEGMENTATION, model_key_problems, schema_field, unknown_model_keys
+from podium.stage import StageJob
 from podium.tables import write_csv, write_json, write_npy, write_parquet
 from podium.task import TaskSpec
 from podium.tasks.segment.classes import MAX_CLASSES, unpack_bits
@@ -59,7 +60,6 @@ from podium.train.fit import (
 )
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
-from podium.train.stage import ModelJob
 from podium.train.tta import TtaView, build_tta, mean_over_views
 
 log = logging.getLogger(__name__)
@@ -422,7 +422,7 @@ def predict_segment_test(
             "seconds": seconds, "device": str(runtime.device)}
 
 
-def train_segment_job(job: ModelJob) -> dict[str, Any]:
+def train_segment_job(job: StageJob) -> dict[str, Any]:
     """:func:`train_segment_fold` for one ``train_model`` job of a segmentation task (the
     entry point the segment plug-in registers)."""
     i, o = job.inputs, job.outputs
@@ -436,7 +436,7 @@ def train_segment_job(job: ModelJob) -> dict[str, Any]:
     )
 
 
-def predict_segment_job(job: ModelJob) -> dict[str, Any]:
+def predict_segment_job(job: StageJob) -> dict[str, Any]:
     """:func:`predict_segment_test` for one ``predict_test`` job of a segmentation task."""
     i, o = job.inputs, job.outputs
     return predict_segment_test(

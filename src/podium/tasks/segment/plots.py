@@ -11,8 +11,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from podium.metrics.masks import dice  # noqa: E402
+from podium.stage import StageJob  # noqa: E402
+from podium.submit.plots import (  # noqa: E402
+    plot_fold_scores,
+    plot_leaderboard,
+    plot_learning_curves,
+    read_histories,
+)
+from podium.tables import read_json  # noqa: E402
+from podium.task import TaskSpec  # noqa: E402
+from podium.tasks.segment.entries import SegmentTruth  # noqa: E402
 
 TRUTH, PREDICTED = (0.2, 0.9, 0.2), (0.95, 0.2, 0.2)
 _COLOUR_NAMES = ("blue", "orange", "green", "red", "purple", "brown", "pink", "grey")  # tab10
@@ -77,3 +88,19 @@ def plot_mask_examples(images: np.ndarray, truth: np.ndarray, maps: np.ndarray,
     fig.tight_layout(h_pad=1.5)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_job(job: StageJob) -> None:
+    """The ``plot_results`` job of a segmentation competition: the leaderboard, Dice per fold,
+    learning curves and the best entry's worst and best OOF masks."""
+    i, o = job.inputs, job.outputs
+    board = pd.read_csv(i["leaderboard"])
+    plot_leaderboard(board, o["leaderboard"])
+    plot_fold_scores([read_json(p) for p in i["cvs"]], o["folds"])
+    plot_learning_curves(read_histories(i["histories"]), "dice", o["curves"])
+    truth = SegmentTruth.load(i["folds"], i["train_index"], i["masks"], i.get("instances"))
+    best = board["name"].iloc[0]
+    maps = np.load(dict(zip(job.options["names"], i["oofs"], strict=True))[best])
+    images = np.load(i["train_array"], mmap_mode="r")[truth.rows]
+    plot_mask_examples(images, truth.class_masks(maps.shape[1]), maps, truth.ids, best,
+                       o["masks"], class_names=list(TaskSpec.load(i["task"]).classes))

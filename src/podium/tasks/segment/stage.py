@@ -1,22 +1,38 @@
-"""The segment plug-in's part in the train and predict rules: its trainer reads the packed
-masks, a fold writes float16 ``N x K x S x S`` probability maps with their ``id, row`` index,
-for its validation rows and for the test images; a model's entry holds the maps of every
-train image and the test maps averaged over folds (podium.tasks.segment.entries). In an
-instance competition the gather job also reads the packed instance labels (the rule adds
-them), which score every entry."""
+"""The segment plug-in's part in the DAG's stages: its trainer reads the packed masks, a fold
+writes float16 ``N x K x S x S`` probability maps with their ``id, row`` index, for its
+validation rows and for the test images; an entry holds the maps of every train image and
+the test maps (podium.tasks.segment.entries), which blends average and post-processors turn
+into masks or instance labels. In an instance competition the rules add the packed instance
+labels to what scores an entry. The submission run-length encodes the best entry's masks at
+each test image's size; the report draws its worst and best OOF masks."""
 
-from podium.train.stage import ModelStage
+from podium.stage import TaskStage
 
-STAGE = ModelStage(
+STAGE = TaskStage(
     train="podium.tasks.segment.fit:train_segment_job",
     predict="podium.tasks.segment.fit:predict_segment_job",
     gather="podium.tasks.segment.entries:gather_job",
     train_inputs={"masks": "preprocess/train_masks.npy"},
     fold_outputs={"oof_probs": "oof_probs.npy", "oof_index": "oof_index.parquet"},
     test_outputs={"probs": "test_probs.npy", "index": "test_index.parquet"},
-    gather_inputs={"folds": "folds.csv", "train_index": "preprocess/train_index.parquet",
-                   "masks": "preprocess/train_masks.npy",
-                   "test_index": "preprocess/test_index.parquet"},
+    truth_inputs={"folds": "folds.csv", "train_index": "preprocess/train_index.parquet",
+                  "masks": "preprocess/train_masks.npy",
+                  "test_index": "preprocess/test_index.parquet"},
     entry_outputs={"oof_probs": "oof_probs.npy", "test_probs": "test_probs.npy",
                    "oof": "oof.parquet", "test": "test.parquet", "cv": "cv.json"},
+    predictions={"oof": "oof_probs.npy", "test": "test_probs.npy"},
+    blend="podium.tasks.segment.entries:blend_job",
+    postprocess="podium.tasks.segment.entries:postprocess_job",
+    blend_methods=("mean",),
+    post_methods=("masks", "instances"),
+    submit="podium.tasks.segment.submission:submit_job",
+    score="podium.tasks.segment.submission:score_job",
+    plot="podium.tasks.segment.plots:plot_job",
+    submit_inputs={"test_index": "preprocess/test_index.parquet",
+                   "manifest": "data/test_manifest.parquet"},
+    submit_params={"mask_size": "submission.mask_size"},
+    score_inputs={"manifest": "data/test_manifest.parquet"},
+    score_params={"mask_size": "submission.mask_size"},
+    plot_inputs={"train_array": "preprocess/train.npy"},
+    plots={"masks": "masks.png"},
 )

@@ -6,6 +6,7 @@ held-out score of the embedded demo at the same size."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,17 @@ import pandas as pd
 
 from podium.errors import PodiumInputError
 from podium.metrics.masks import as_masks, mean_dice, mean_instance_average_precision
+from podium.stage import StageJob
+from podium.submit.score import write_score
+from podium.submit.submission import read_sample
+from podium.tables import write_csv
 from podium.task import TaskSpec
 from podium.tasks.segment.classes import ClassRows
 from podium.tasks.segment.instances import instance_labels, instance_rows, labels_of, resize_labels
 from podium.tasks.segment.masks import to_size
 from podium.tasks.segment.rle import DEFAULT_FORMAT, rle_decode, rle_encode
+
+log = logging.getLogger(__name__)
 
 MAX_REPORTED = 20
 
@@ -200,3 +207,44 @@ def score_instances(submission_path: str | Path, solution_path: str | Path,
         preds.append(instance_labels(predicted.get(image_id, []), shape, *codec))
     return {"metric": "instance_map", "score": mean_instance_average_precision(preds, trues),
             "n": len(trues)}
+
+
+def submit_job(job: StageJob) -> pd.DataFrame:
+    """The ``write_submission`` job of a segmentation competition: the leaderboard's best
+    entry's test masks at each image's size (or ``submission.mask_size``), run-length encoded
+    in the competition's format; every string is checked before writing."""
+    i, out = job.inputs, job.outputs["submission"]
+    spec = TaskSpec.load(i["task"])
+    mask_size = job.options["mask_size"]
+    best = pd.read_csv(i["leaderboard"])["name"].iloc[0]
+    maps = np.load(dict(zip(job.options["names"], i["tests"], strict=True))[best])
+    test_ids = pd.read_parquet(i["test_index"])["id"]
+    sizes = pd.read_parquet(i["manifest"])
+    sample = read_sample(i["sample"], job.options["encoding"])
+    if spec.instances:  # a row per instance; probability maps split by the default watershed
+        submission = instance_submission(maps, test_ids, sizes, sample, spec, mask_size)
+        described = (f"{int((submission[spec.target] != '').sum())} instances in "
+                     f"{len(test_ids)} test images")
+    else:
+        rle_of = encode_test_masks(maps, test_ids, sizes, spec.mask_order, spec.rle_format,
+                                   mask_size)
+        submission = segmentation_submission(sample, spec, rle_of, i["sample"])
+        described = (f"{sum(any(v) for v in rle_of.values())} of {len(rle_of)} test images "
+                     "with a mask")
+    check_mask_submission(submission, spec, sizes, mask_size, out)
+    write_csv(submission, out)
+    log.info("submission from %s: %s, %s RLE%s", best, described, spec.rle_format,
+             f" at {mask_size[0]}x{mask_size[1]}" if mask_size else "")
+    return submission
+
+
+def score_job(job: StageJob) -> dict:
+    """The ``score_submission`` job of an embedded segmentation demo, at the size the
+    submission was written at."""
+    i = job.inputs
+    spec = TaskSpec.load(i["task"])
+    scorer = score_instances if spec.instances else score_segmentation
+    score = scorer(i["submission"], i["solution"], pd.read_parquet(i["manifest"]), spec,
+                   job.options["mask_size"])
+    write_score(score, job.outputs["score"], "rows")
+    return score

@@ -1,0 +1,149 @@
+"""The task interface of the DAG's stages: what its one rule per stage asks of a task plug-in.
+
+The rules are the same for every task (``workflow/rules``): train {model} x {fold}, predict
+the test images, gather a model's folds into its entry, blend and stack entries, post-process
+them, rank them on the leaderboard, write, score and plot the submission. A plug-in registers
+a :class:`TaskStage` for the tasks it serves: the inputs each stage reads besides the ones
+every task has (the manifest's labels, the packed masks), the files its predictions live in,
+and the entry points that do the work, named as ``module:function`` and imported only inside
+the job. Naming them, rather than importing them here, keeps this module free of tasks and
+lets a rule's code hash cover exactly the entry point's modules: a change to the segmentation
+trainer reruns no classification job.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from podium.errors import PodiumInputError
+
+FOLD_FILES = {"weights": "model.pt", "history": "history.csv", "metrics": "metrics.json"}
+"""What every fold writes besides its task's predictions."""
+
+ENTRY_FILES = {"oof": "oof.parquet", "test": "test.parquet", "cv": "cv.json"}
+"""What every leaderboard entry holds besides its task's payload: the OOF and test index
+(with the task's predictions where they fit a table) and its CV scores."""
+
+_SKIPPED_PARAMS = ("code", "entry", "settings", "resume_dir")
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """One job as an entry point receives it: the rule's named inputs and outputs (paths; a
+    list for an input over folds or entries), the config entry it runs (a model's, a blend's,
+    a post-processor's), the name of what it makes (model, blend, stacker or
+    ``entry+post``), the fold (train and predict jobs), threads, for training the folder that
+    keeps each epoch for resuming, and the rule's other params (``options``: the entries it
+    combines, the config keys the stage asked for)."""
+
+    inputs: Mapping[str, Any]
+    outputs: Mapping[str, str]
+    settings: Mapping[str, Any]
+    name: str
+    fold: int | None = None
+    threads: int = 1
+    resume_dir: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, smk: Any) -> StageJob:
+        """The job of a running Snakemake script (its ``snakemake`` object)."""
+        params, wildcards = smk.params, dict(smk.wildcards.items())
+        fold = wildcards.get("fold")
+        if "post" in wildcards:
+            name = f"{wildcards['entry']}+{wildcards['post']}"
+        else:
+            name = next((wildcards[k] for k in ("model", "blend", "stacker") if k in wildcards),
+                        "")
+        options = {k: v for k, v in params.items() if k not in _SKIPPED_PARAMS}
+        if "entry" in wildcards:
+            options["source"] = wildcards["entry"]
+        return cls(dict(smk.input.items()), dict(smk.output.items()),
+                   getattr(params, "settings", {}), name,
+                   None if fold is None else int(fold), smk.threads,
+                   getattr(params, "resume_dir", None), options)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskStage:
+    """A task family's part in every rule after the packed images and folds. Input paths are
+    relative to the results folder; a fold's outputs to ``models/{model}/fold{k}/``; an
+    entry's files to its folder (``models/{model}/``, ``ensemble/{name}/``,
+    ``postprocess/{entry}+{post}/``). Entry points are ``module:function`` taking a
+    :class:`StageJob`."""
+
+    # models: train {model} x {fold}, predict the test images, gather the folds
+    train: str
+    predict: str
+    gather: str  # a model's folds into its entry: OOF for every train row, test, cv.json
+    train_inputs: Mapping[str, str] = field(default_factory=dict)
+    fold_outputs: Mapping[str, str] = field(default_factory=dict)
+    test_outputs: Mapping[str, str] = field(default_factory=dict)
+    # what scoring an entry against the train truth reads (gather, blends, post-processing)
+    truth_inputs: Mapping[str, str] = field(default_factory=dict)
+    # the files of an entry: ENTRY_FILES and the task's payload
+    entry_outputs: Mapping[str, str] = field(default_factory=lambda: dict(ENTRY_FILES))
+    # the entry files later stages read: {"oof": ..., "test": ...}; blend and stack jobs get
+    # them as lists over the models, ``oofs`` and ``tests``
+    predictions: Mapping[str, str] = field(
+        default_factory=lambda: {"oof": "oof.parquet", "test": "test.parquet"})
+    # entries: blends, stackers (None: the task has none), post-processors
+    blend: str
+    postprocess: str
+    stack: str | None = None
+    blend_methods: tuple[str, ...] | None = None  # None: every registered blend
+    post_methods: tuple[str, ...] | None = None  # None: every registered post-processor
+    # the submission from the leaderboard's best entry, its held-out score (embedded demos)
+    # and the report's plots; *_params name config keys ("submission.values") the job reads
+    submit: str
+    score: str
+    plot: str
+    submit_inputs: Mapping[str, str] = field(default_factory=dict)
+    submit_params: Mapping[str, str] = field(default_factory=dict)
+    score_inputs: Mapping[str, str] = field(default_factory=dict)
+    score_params: Mapping[str, str] = field(default_factory=dict)
+    plot_inputs: Mapping[str, str] = field(default_factory=dict)
+    plots: Mapping[str, str] = field(default_factory=dict)  # the task's own, in plots/
+    row_weights: bool = False  # trains on adversarial validation's weights when asked
+    pseudo_labels: bool = False  # round-2 models on confident test predictions (test.parquet)
+
+    @staticmethod
+    def module_of(entry: str) -> str:
+        """``podium.train.fit`` of ``podium.train.fit:train_fold_job``."""
+        return entry.split(":", 1)[0]
+
+    @property
+    def entry_points(self) -> dict[str, str]:
+        """Every entry point by its field's name (``stack`` only where the task has one)."""
+        names = ("train", "predict", "gather", "blend", "stack", "postprocess", "submit",
+                 "score", "plot")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+_STAGES: dict[str, TaskStage] = {}
+
+
+def register_stage(tasks: Iterable[str], stage: TaskStage) -> None:
+    """Serve ``tasks`` (``competition.task`` values) with ``stage``."""
+    for task in tasks:
+        _STAGES[task] = stage
+
+
+def task_stage(task: str) -> TaskStage:
+    """The registered stage of ``task``; import podium.tasks.stages first."""
+    try:
+        return _STAGES[task]
+    except KeyError:
+        raise PodiumInputError(
+            f"config key competition.task: no task plug-in trains models for {task!r} "
+            f"(registered: {', '.join(sorted(_STAGES)) or 'none; import podium.tasks.stages'})."
+        ) from None
+
+
+def run_entry(entry: str, job: StageJob) -> Any:
+    """Import ``module:function`` and call it with ``job``."""
+    module, _, function = entry.partition(":")
+    return getattr(importlib.import_module(module), function)(job)
