@@ -52,11 +52,6 @@ include: "workflow/rules/postprocess.smk"
 include: "workflow/rules/submit.smk"
 
 
-if SEGMENTATION:
-
-    include: "workflow/rules/segment.smk"
-
-
 # On a cluster the local rules run on the submitting node: a cluster job costs seconds of
 # queueing and start-up, more than these take. Training, test prediction and preprocessing go
 # to the cluster. Rules that exist only in some configs are local where they are defined.

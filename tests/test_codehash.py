@@ -239,7 +239,7 @@ def test_unknown_module_is_named() -> None:
 
 
 def _rule_blocks(text: str) -> list[str]:
-    return re.split(r"\n(?=(?:    )?rule \w+:)", text)
+    return re.split(r"\n(?=(?:    )*rule(?: \w+)?:)", text)
 
 
 def test_every_scripted_rule_hashes_its_own_script() -> None:
@@ -251,7 +251,7 @@ def test_every_scripted_rule_hashes_its_own_script() -> None:
             script = re.search(r'script:\s*"\.\./scripts/([\w.]+)"', block)
             if not script:
                 continue
-            rule = re.search(r"rule (\w+):", block).group(1)
+            rule = re.search(r"rule (\w+):|name:\s*(\S+)", block).group(0)
             codes = re.findall(r'code=code\("([\w.]+)"(?:, ([\w.]+))?\)', block)
             assert [name for name, _ in codes] == [script.group(1)], f"{path.name}: rule {rule}"
             # a rule that runs a task plug-in's entry point hashes that entry's module too

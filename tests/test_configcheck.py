@@ -174,6 +174,17 @@ def test_blends_stackers_and_post_processors_the_task_does_not_offer_are_refused
     assert "config key postprocess.m" in message and "'masks'" in message
 
 
+def test_a_demo_or_resize_the_task_does_not_offer_is_refused():
+    message = refused(config_with({"competition": {"embedded": "digits"},
+                                   "preprocess": {"resize": "pad"}}, shapes_config()))
+    assert "competition.embedded: a segmentation competition's demos are shapes, not " \
+           "'digits'" in message
+    assert "preprocess.resize: segmentation needs stretch" in message and "'pad'" in message
+    message = refused(config_with({"competition": {"rle_format": "siim", "mask_order": "C"}},
+                                  shapes_config()))
+    assert "RLE format 'siim' numbers pixels in order F only" in message
+
+
 @pytest.mark.parametrize(("task", "metric", "fitting"), [
     ("regression", "accuracy", "mae, rmse"), ("segmentation", "iou", "dice"),
     ("multiclass", "f1_samples", "accuracy"),

@@ -11,8 +11,9 @@ import pytest
 
 import podium.tasks.stages  # noqa: F401  (registers every task's model stage)
 from podium.errors import PodiumInputError
+from podium.glue import StageJob
 from podium.schema import load_schema
-from podium.stage import FOLD_FILES, StageJob, TaskStage, task_stage
+from podium.stage import FOLD_FILES, TaskStage, task_stage
 from podium.task import TASKS
 
 

@@ -210,7 +210,7 @@ def test_reruns_touch_exactly_what_changed(finished_tiny_run):
 def test_bad_input_stops_before_training(workflow):
     """A train row without its image fails the train side's ingest with the path named, and
     nothing trains."""
-    workflow.snakemake("--until", "make_digits_competition")
+    workflow.snakemake("--until", "make_embedded_competition")
     competition = workflow.results / "competition"
     victim = sorted((competition / "train").iterdir())[3]
     victim.unlink()
@@ -225,7 +225,7 @@ def test_bad_test_input_stops_the_test_side_and_keeps_the_models(workflow):
     """A missing test image fails the test side's ingest with its path named; the models
     train all the same (they never read a test file), so fixing the test folder reruns only
     test-side work."""
-    workflow.snakemake("--until", "make_digits_competition")
+    workflow.snakemake("--until", "make_embedded_competition")
     competition = workflow.results / "competition"
     victim = sorted((competition / "test").iterdir())[3]
     kept = victim.read_bytes()

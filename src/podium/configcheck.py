@@ -34,10 +34,13 @@ from typing import Any
 import yaml
 
 from podium.configfiles import COLLECTIONS, snakemake_config_files
+from podium.data.layout import CompetitionLayout
+from podium.data.targets import targets_for
 from podium.errors import PodiumInputError, did_you_mean
 from podium.metrics import check_metric_for_task
 from podium.schema import SCHEMA_PATH, load_schema, model_key_problems, prune_model_keys
 from podium.stage import task_stage
+from podium.tasks import plugins as _plugins  # noqa: F401  (registers every task's targets)
 from podium.tasks import stages as _stages  # noqa: F401  (registers every task's stage)
 
 MAX_REPORTED = 20
@@ -365,14 +368,32 @@ def _run_check(kind: str, key: str, value: Any) -> None:
         raise ValueError(f"no name check {kind!r}")
 
 
-def _entry_checks(config: dict) -> list[tuple[list, str]]:
-    """Blends, stackers and post-processors the task's stage does not offer (a segmentation
-    competition blends by mean, has no stackers and post-processes masks): each is refused
-    by its key rather than left out of the run unsaid."""
+def _stage_checks(config: dict) -> list[tuple[list, str]]:
+    """What the task's stage and targets do not offer, each refused by its key rather than
+    left out of the run unsaid: an embedded demo of another task, a resize that would move
+    its targets, blends, stackers and post-processors it has not (a segmentation competition
+    blends by mean, has no stackers and post-processes masks), and the competition keys its
+    targets refuse (an RLE format with the wrong pixel order)."""
     competition = config["competition"]
     task = competition["task"]
     stage = task_stage(task)
     found: list[tuple[list, str]] = []
+    embedded = competition["embedded"]
+    if embedded is not None and embedded not in stage.embedded:
+        found.append((["competition", "embedded"],
+                      f"config key competition.embedded: a {task} competition's demos are "
+                      f"{', '.join(sorted(stage.embedded)) or 'none'}, not {embedded!r}; "
+                      "pick one, or set embedded: null and competition.dir."))
+    resize = config["preprocess"]["resize"]
+    if stage.resize_modes is not None and resize not in stage.resize_modes:
+        found.append((["preprocess", "resize"],
+                      f"config key preprocess.resize: {task} needs "
+                      f"{' or '.join(stage.resize_modes)} (pad and center_crop would move or "
+                      f"cut its targets against the images), not {resize!r}."))
+    try:
+        targets_for(task).check_layout(CompetitionLayout.from_config(competition))
+    except PodiumInputError as err:
+        found.append((["competition"], str(err)))
     if stage.blend_methods is not None:
         for name, blend in sorted(config["ensemble"]["blends"].items()):
             if blend["method"] not in stage.blend_methods:
@@ -406,7 +427,7 @@ def _entry_checks(config: dict) -> list[tuple[list, str]]:
 
 def _plain_checks(config: dict) -> list[tuple[list, str]]:
     """Checks that need no registry import: ``(key path, problem)``."""
-    found: list[tuple[list, str]] = _entry_checks(config)
+    found: list[tuple[list, str]] = _stage_checks(config)
     encoding = config["competition"]["encoding"]
     try:
         codecs.lookup(encoding)

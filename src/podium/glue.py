@@ -1,17 +1,20 @@
 """The thin layer between Snakemake's ``script:`` jobs and podium's functions.
 
-A job logs to its ``log:`` file (log records, progress bars and tracebacks alike), and a
-:class:`~podium.errors.PodiumInputError` ends the job with its message alone, since the message
-already says what is wrong and what to do.
+A stage's job runs the task plug-in's entry point its rule names (:func:`run_entry`), given
+the job as a :class:`StageJob`. A job logs to its ``log:`` file (log records, progress bars
+and tracebacks alike), and a :class:`~podium.errors.PodiumInputError` ends the job with its
+message alone, since the message already says what is wrong and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +45,49 @@ def job_logging(smk: Any) -> Iterator[logging.Logger]:
     finally:
         if log_path:
             stream.close()
+
+
+_SKIPPED_PARAMS = ("code", "entry", "settings", "resume_dir")
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """One job as an entry point receives it: the rule's named inputs and outputs (paths; a
+    list for an input over folds or entries), the config entry it runs (a model's, a blend's,
+    a post-processor's), the name of what it makes (model, blend, stacker or
+    ``entry+post``), the fold (train and predict jobs), threads, for training the folder that
+    keeps each epoch for resuming, and the rule's other params (``options``: the entries it
+    combines, the config keys the stage asked for)."""
+
+    inputs: Mapping[str, Any]
+    outputs: Mapping[str, str]
+    settings: Mapping[str, Any]
+    name: str
+    fold: int | None = None
+    threads: int = 1
+    resume_dir: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, smk: Any) -> StageJob:
+        """The job of a running Snakemake script (its ``snakemake`` object)."""
+        params, wildcards = smk.params, dict(smk.wildcards.items())
+        fold = wildcards.get("fold")
+        if "post" in wildcards:
+            name = f"{wildcards['entry']}+{wildcards['post']}"
+        else:
+            name = next((wildcards[k] for k in ("model", "blend", "stacker") if k in wildcards),
+                        "")
+        options = {k: v for k, v in params.items() if k not in _SKIPPED_PARAMS}
+        if "entry" in wildcards:
+            options["source"] = wildcards["entry"]
+        return cls(dict(smk.input.items()), dict(smk.output.items()),
+                   getattr(params, "settings", {}), name,
+                   None if fold is None else int(fold), smk.threads,
+                   getattr(params, "resume_dir", None), options)
+
+
+def run_entry(entry: str, job: StageJob) -> Any:
+    """Import ``module:function`` and call it with ``job``."""
+    module, _, function = entry.partition(":")
+    return getattr(importlib.import_module(module), function)(job)

@@ -6,14 +6,14 @@ them, rank them on the leaderboard, write, score and plot the submission. A plug
 a :class:`TaskStage` for the tasks it serves: the inputs each stage reads besides the ones
 every task has (the manifest's labels, the packed masks), the files its predictions live in,
 and the entry points that do the work, named as ``module:function`` and imported only inside
-the job. Naming them, rather than importing them here, keeps this module free of tasks and
-lets a rule's code hash cover exactly the entry point's modules: a change to the segmentation
-trainer reruns no classification job.
+the job, which hands them a :class:`podium.glue.StageJob`. Naming them, rather than importing
+them here, keeps this module free of tasks and lets a rule's code hash cover exactly the entry
+point's modules: a change to the segmentation trainer reruns no classification job. The rules
+read this module at parse time only; no job imports it, so a new field reruns nothing.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,46 +27,6 @@ ENTRY_FILES = {"oof": "oof.parquet", "test": "test.parquet", "cv": "cv.json"}
 """What every leaderboard entry holds besides its task's payload: the OOF and test index
 (with the task's predictions where they fit a table) and its CV scores."""
 
-_SKIPPED_PARAMS = ("code", "entry", "settings", "resume_dir")
-
-
-@dataclass(frozen=True)
-class StageJob:
-    """One job as an entry point receives it: the rule's named inputs and outputs (paths; a
-    list for an input over folds or entries), the config entry it runs (a model's, a blend's,
-    a post-processor's), the name of what it makes (model, blend, stacker or
-    ``entry+post``), the fold (train and predict jobs), threads, for training the folder that
-    keeps each epoch for resuming, and the rule's other params (``options``: the entries it
-    combines, the config keys the stage asked for)."""
-
-    inputs: Mapping[str, Any]
-    outputs: Mapping[str, str]
-    settings: Mapping[str, Any]
-    name: str
-    fold: int | None = None
-    threads: int = 1
-    resume_dir: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, smk: Any) -> StageJob:
-        """The job of a running Snakemake script (its ``snakemake`` object)."""
-        params, wildcards = smk.params, dict(smk.wildcards.items())
-        fold = wildcards.get("fold")
-        if "post" in wildcards:
-            name = f"{wildcards['entry']}+{wildcards['post']}"
-        else:
-            name = next((wildcards[k] for k in ("model", "blend", "stacker") if k in wildcards),
-                        "")
-        options = {k: v for k, v in params.items() if k not in _SKIPPED_PARAMS}
-        if "entry" in wildcards:
-            options["source"] = wildcards["entry"]
-        return cls(dict(smk.input.items()), dict(smk.output.items()),
-                   getattr(params, "settings", {}), name,
-                   None if fold is None else int(fold), smk.threads,
-                   getattr(params, "resume_dir", None), options)
-
-
 @dataclass(frozen=True, kw_only=True)
 class TaskStage:
     """A task family's part in every rule after the packed images and folds. Input paths are
@@ -75,6 +35,15 @@ class TaskStage:
     ``postprocess/{entry}+{post}/``). Entry points are ``module:function`` taking a
     :class:`StageJob`."""
 
+    # before the models: the embedded demos it writes as a competition folder (name in
+    # competition.embedded: entry point; the job's settings are ``name``, ``max_images`` and
+    # the config keys of ``embedded_params``), the targets it packs beside the images (file in
+    # preprocess/: entry point; rule ``pack_<stem>``), and what it asks of preprocessing
+    embedded: Mapping[str, str] = field(default_factory=dict)
+    embedded_params: Mapping[str, str] = field(default_factory=dict)
+    packed: Mapping[str, str] = field(default_factory=dict)
+    resize_modes: tuple[str, ...] | None = None  # None: every preprocess.resize
+    preprocess_fixed: Mapping[str, Any] = field(default_factory=dict)  # keys it sets itself
     # models: train {model} x {fold}, predict the test images, gather the folds
     train: str
     predict: str
@@ -82,8 +51,10 @@ class TaskStage:
     train_inputs: Mapping[str, str] = field(default_factory=dict)
     fold_outputs: Mapping[str, str] = field(default_factory=dict)
     test_outputs: Mapping[str, str] = field(default_factory=dict)
-    # what scoring an entry against the train truth reads (gather, blends, post-processing)
+    # what scoring an entry against the train truth reads (gather, blends, post-processing),
+    # and what it reads besides when a config key is set ({"competition.instances": {...}})
     truth_inputs: Mapping[str, str] = field(default_factory=dict)
+    truth_when: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # the files of an entry: ENTRY_FILES and the task's payload
     entry_outputs: Mapping[str, str] = field(default_factory=lambda: dict(ENTRY_FILES))
     # the entry files later stages read: {"oof": ..., "test": ...}; blend and stack jobs get
@@ -120,7 +91,10 @@ class TaskStage:
         """Every entry point by its field's name (``stack`` only where the task has one)."""
         names = ("train", "predict", "gather", "blend", "stack", "postprocess", "submit",
                  "score", "plot")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        points = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        points.update({f"embedded {k}": v for k, v in self.embedded.items()})
+        points.update({f"pack {k}": v for k, v in self.packed.items()})
+        return points
 
 
 _STAGES: dict[str, TaskStage] = {}
@@ -141,9 +115,3 @@ def task_stage(task: str) -> TaskStage:
             f"config key competition.task: no task plug-in trains models for {task!r} "
             f"(registered: {', '.join(sorted(_STAGES)) or 'none; import podium.tasks.stages'})."
         ) from None
-
-
-def run_entry(entry: str, job: StageJob) -> Any:
-    """Import ``module:function`` and call it with ``job``."""
-    module, _, function = entry.partition(":")
-    return getattr(importlib.import_module(module), function)(job)

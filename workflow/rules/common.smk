@@ -44,15 +44,13 @@ clear_stale_locks()
 
 RESULTS = config["results"]
 COMPETITION = config["competition"]
-SEGMENTATION = COMPETITION["task"] == "segmentation"
-# The task plug-in's part in the train and predict rules (podium.stage).
+# The task plug-in's part in every rule after ingest (podium.stage); what differs between
+# tasks is there, so no rule asks which task this is.
 STAGE = task_stage(COMPETITION["task"])
-INSTANCES = SEGMENTATION and bool(COMPETITION.get("instances"))
-# The schema knows the RLE format names; this checks the pixel order against the format.
-if SEGMENTATION:
-    from podium.tasks.segment.rle import get_format
-
-    get_format(COMPETITION["rle_format"], COMPETITION["mask_order"])
+EMBEDDED = COMPETITION["embedded"] is not None
+# The task's entry point that writes the embedded demo (the config check refuses a demo the
+# task does not offer).
+EMBEDDED_ENTRY = STAGE.embedded.get(COMPETITION["embedded"]) if EMBEDDED else None
 # Every model, blend, stacker and post-processor is of a kind the competition's task offers:
 # the config check refuses the others by key (podium.configcheck, from the task's stage).
 ROUND1 = sorted(config["models"])
@@ -71,7 +69,6 @@ BASE_ENTRIES = MODELS + BLENDS + STACKERS
 POSTS = sorted(config.get("postprocess") or {})
 FOLDS = list(range(config["folds"]["n_folds"]))
 SPLITS = ["train", "test"]
-EMBEDDED = COMPETITION["embedded"] is not None
 ADVERSARIAL = config["adversarial"]
 
 
@@ -204,22 +201,24 @@ def dedup_settings():
 
 
 def stage_inputs(*paths):
-    """The task stage's inputs (name: path in the results folder) as rule inputs; in an
-    instance competition the packed instance labels, which score every entry, besides.
-    """
+    """The task stage's inputs (name: path in the results folder) as rule inputs; those scoring
+    an entry also reads when a config key is set (``truth_when``: an instance competition's
+    packed labels), besides."""
     merged = {key: res(path) for mapping in paths for key, path in mapping.items()}
-    return {**INSTANCE_LABELS, **merged}
+    return {**CONDITIONAL_TRUTH, **merged}
+
+
+def config_value(dotted):
+    """The config value at a dotted key path ("submission.mask_size")."""
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value
 
 
 def config_params(paths):
     """The config keys a task stage reads (name: dotted key path) as rule params."""
-    params = {}
-    for name, dotted in paths.items():
-        value = config
-        for part in dotted.split("."):
-            value = value[part]
-        params[name] = value
-    return params
+    return {name: config_value(dotted) for name, dotted in paths.items()}
 
 
 def model_predictions(kind):
@@ -261,10 +260,14 @@ def pseudo_inputs(wildcards):
     return {}
 
 
-# In an instance competition the packed instance labels score every entry.
-INSTANCE_LABELS = (
-    {"instances": res("preprocess/train_instances.npy")} if INSTANCES else {}
-)
+# What scoring an entry reads besides the stage's truth inputs under this config (in an
+# instance competition the packed instance labels, which score every entry).
+CONDITIONAL_TRUTH = {
+    key: res(path)
+    for dotted, files in STAGE.truth_when.items()
+    if config_value(dotted)
+    for key, path in files.items()
+}
 
 
 def fold_files(files):
@@ -295,17 +298,10 @@ def entry_files(prefix):
 
 
 def preprocess_settings():
-    """preprocess params; segmentation masks are in the stored pixel order, so images are not
-    turned by EXIF, and only stretching maps a mask back onto its image exactly."""
+    """preprocess params, with the keys the task sets itself (a segmentation competition's
+    masks are in the stored pixel order, so its images are not turned by EXIF)."""
     settings = {k: v for k, v in config["preprocess"].items() if k != "threads"}
-    if not SEGMENTATION:
-        return settings
-    if settings["resize"] != "stretch":
-        raise ValueError(
-            "config key preprocess.resize: segmentation needs stretch (pad and center_crop "
-            f"would move or cut the masks), not {settings['resize']!r}."
-        )
-    return {**settings, "exif_orientation": False}
+    return {**settings, **STAGE.preprocess_fixed}
 
 
 def final_outputs():

@@ -1,6 +1,8 @@
-if EMBEDDED and not SEGMENTATION:
+if EMBEDDED:
 
-    rule make_digits_competition:
+    # The embedded demo the config names (competition.embedded), written as a competition
+    # folder with a held-out solution by the task plug-in that offers it.
+    rule make_embedded_competition:
         output:
             train_csv=res("competition/train.csv"),
             sample_submission=res("competition/sample_submission.csv"),
@@ -8,20 +10,24 @@ if EMBEDDED and not SEGMENTATION:
             train_images=directory(res("competition/train")),
             test_images=directory(res("competition/test")),
         log:
-            res("logs/make_digits_competition/all.log"),
+            res("logs/make_embedded_competition/all.log"),
         benchmark:
-            res("benchmarks/make_digits_competition/all.tsv")
+            res("benchmarks/make_embedded_competition/all.tsv")
         localrule: True
         conda:
             "../../envs/data.yaml"
         params:
-            digits={
-                "max_images": COMPETITION["embedded_max_images"],
-                "multilabel": COMPETITION["embedded"] == "digits_multilabel",
-            },
-            code=code("make_digits.py"),
+            settings=canonical(
+                {
+                    "name": COMPETITION["embedded"],
+                    "max_images": COMPETITION["embedded_max_images"],
+                    **config_params(STAGE.embedded_params),
+                }
+            ),
+            entry=EMBEDDED_ENTRY,
+            code=code("stage.py", EMBEDDED_ENTRY),
         script:
-            "../scripts/make_digits.py"
+            "../scripts/stage.py"
 
 
 rule ingest_train:

@@ -16,3 +16,32 @@ rule preprocess_images:
         code=code("preprocess.py"),
     script:
         "../scripts/preprocess.py"
+
+
+# The task's targets packed row for row with the packed train images (a segmentation
+# competition's masks, an instance competition's labels): one rule per file the task stage
+# packs, named after it (pack_masks for train_masks.npy), run only where a later rule reads it.
+for packed, pack_entry in STAGE.packed.items():
+
+    rule:
+        name:
+            f"pack_{Path(packed).stem.removeprefix('train_')}"
+        input:
+            manifest=res("data/train_manifest.parquet"),
+            index=res("preprocess/train_index.parquet"),
+            task=res("data/task.json"),
+        output:
+            packed=res(f"preprocess/{packed}"),
+        log:
+            res(f"logs/pack_{Path(packed).stem.removeprefix('train_')}/all.log"),
+        benchmark:
+            res(f"benchmarks/pack_{Path(packed).stem.removeprefix('train_')}/all.tsv")
+        localrule: True
+        conda:
+            "../../envs/data.yaml"
+        params:
+            size=config["preprocess"]["size"],
+            entry=pack_entry,
+            code=code("stage.py", pack_entry),
+        script:
+            "../scripts/stage.py"

@@ -2,8 +2,7 @@
 this job, pinned to a GPU of its own when the machine has several: train a fold, or predict
 the test images with one."""
 
-from podium.glue import job_logging
-from podium.stage import StageJob, run_entry
+from podium.glue import StageJob, job_logging, run_entry
 from podium.train.devices import default_lock_dir, pin_gpu
 
 with job_logging(snakemake), pin_gpu(default_lock_dir()):

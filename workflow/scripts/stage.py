@@ -2,8 +2,7 @@
 stage: podium.stage) on this job: train a fold, predict the test images, gather, blend,
 stack, post-process, write, score or plot."""
 
-from podium.glue import job_logging
-from podium.stage import StageJob, run_entry
+from podium.glue import StageJob, job_logging, run_entry
 
 with job_logging(snakemake):
     run_entry(snakemake.params.entry, StageJob.of(snakemake))

@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from podium.errors import PodiumInputError
+from podium.glue import StageJob
 from podium.tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -83,3 +84,12 @@ def write_digits_competition(
               out / "solution.csv")
     log.info("wrote digits competition: %d train, %d test images to %s",
              len(train_idx), len(test_idx), out)
+
+
+def make_job(job: StageJob) -> None:
+    """The ``make_embedded_competition`` job of the digits demos (``digits``, and
+    ``digits_multilabel`` with its tags); train.csv's folder is the competition folder."""
+    settings = job.settings
+    write_digits_competition(Path(job.outputs["train_csv"]).parent,
+                             max_images=settings["max_images"],
+                             multilabel=settings["name"] == "digits_multilabel")

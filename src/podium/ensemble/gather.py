@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
+from podium.glue import StageJob
 from podium.metrics import require_finite
-from podium.stage import StageJob
 from podium.task import TaskSpec
 
 

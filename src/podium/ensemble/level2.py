@@ -12,7 +12,7 @@ from podium.ensemble.blend import blend_out_of_fold, make_blend
 from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
 from podium.ensemble.postprocess import make_postprocessor, postprocess_out_of_fold
 from podium.ensemble.stack import make_stacker, stack_features, stack_out_of_fold
-from podium.stage import StageJob
+from podium.glue import StageJob
 from podium.task import TaskSpec
 
 

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from podium.errors import PodiumInputError
+from podium.glue import StageJob
 from podium.metrics import Metric, auc_defined, get_metric, require_finite
 from podium.schema import (
     CLASSIFICATION,
@@ -33,7 +34,6 @@ from podium.schema import (
     schema_field,
     unknown_model_keys,
 )
-from podium.stage import StageJob
 from podium.tables import write_csv, write_json, write_parquet
 from podium.task import TARGET_COLUMN, TaskSpec
 from podium.train.augment import build_augmentation

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from podium.ensemble.oof import TrainTruth, aligned_proba
-from podium.stage import StageJob
+from podium.glue import StageJob
 from podium.submit.plots import (
     plot_best_entry,
     plot_fold_scores,

@@ -8,6 +8,8 @@ sizes from the merged manifest), the submission copies leaked train labels when 
 from podium.stage import TaskStage
 
 STAGE = TaskStage(
+    embedded={"digits": "podium.data.digits:make_job",
+              "digits_multilabel": "podium.data.digits:make_job"},
     train="podium.train.fit:train_fold_job",
     predict="podium.train.fit:predict_test_job",
     gather="podium.ensemble.gather:gather_job",

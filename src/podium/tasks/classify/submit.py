@@ -8,7 +8,7 @@ import logging
 
 import pandas as pd
 
-from podium.stage import StageJob
+from podium.glue import StageJob
 from podium.submit.check import check_submission
 from podium.submit.score import score_submission, write_score
 from podium.submit.submission import apply_leak_labels, format_submission, read_sample

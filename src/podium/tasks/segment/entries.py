@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from podium.glue import StageJob
 from podium.metrics import require_finite
 from podium.metrics.masks import mean_instance_average_precision, pair_dice
-from podium.stage import StageJob
 from podium.tables import write_json, write_npy, write_parquet
 from podium.tasks.segment.classes import unpack_bits
 from podium.tasks.segment.instances import (

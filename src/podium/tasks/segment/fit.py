@@ -33,10 +33,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from podium.errors import PodiumInputError
+from podium.glue import StageJob
 from podium.metrics import get_metric
 from podium.metrics.masks import MASK_THRESHOLD, pair_dice
 from podium.schema import SEGMENTATION, model_key_problems, schema_field, unknown_model_keys
-from podium.stage import StageJob
 from podium.tables import write_csv, write_json, write_npy, write_parquet
 from podium.task import TaskSpec
 from podium.tasks.segment.classes import MAX_CLASSES, unpack_bits

@@ -18,6 +18,7 @@ because dropping small instances leaves the IoUs of the others unchanged.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +27,9 @@ from scipy import ndimage as ndi
 
 from podium.ensemble.crossfit import cross_fit
 from podium.errors import PodiumInputError, did_you_mean
+from podium.glue import StageJob
 from podium.metrics.masks import DSB_THRESHOLDS
+from podium.task import TARGET_COLUMN, TaskSpec
 from podium.tasks.segment.postprocess import (
     MIN_GAIN,
     check_min_area,
@@ -60,6 +63,8 @@ given as a fraction of the image's pixels (0 to 0.5%: 0-20 px at 64x64, 0-328 px
 Instead of ``min_area_fraction`` a grid may give ``min_area`` in pixels. 5 thresholds x
 (4 + up to 4) marker rules = 37 watershed runs per image."""
 _GRID_KEYS = ("threshold", "min_distance", "core_threshold", "min_area_fraction", "min_area")
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- checks
@@ -444,3 +449,18 @@ def instance_rows_of(labels: np.ndarray, image_ids: Sequence[str], order: str,
     none, images in the order given."""
     return [row for image_id, image in zip(image_ids, labels, strict=True)
             for row in instance_rows(image, image_id, order, rle_format)]
+
+
+def pack_job(job: StageJob) -> np.ndarray:
+    """The ``pack_train_instances`` job of an instance competition: each train image's
+    instances as int32 labels, row for row with the packed train images."""
+    import pandas as pd
+
+    spec = TaskSpec.load(job.inputs["task"])
+    packed = pack_instance_labels(
+        pd.read_parquet(job.inputs["manifest"]), pd.read_parquet(job.inputs["index"]),
+        TARGET_COLUMN, spec.mask_order, job.options["size"], job.outputs["packed"],
+        rle_format=spec.rle_format)
+    log.info("packed the instances of %d train images (%d objects)", len(packed),
+             sum(len(np.unique(image)) - 1 for image in packed))
+    return packed

@@ -21,6 +21,8 @@ import pandas as pd
 from numpy.lib.format import open_memmap
 
 from podium.errors import PodiumInputError
+from podium.glue import StageJob
+from podium.task import TARGET_COLUMN, TaskSpec
 from podium.tasks.segment.classes import class_rles, pack_bits, presence_strata
 from podium.tasks.segment.rle import DEFAULT_FORMAT, INSTANCE_JOIN, rle_decode
 
@@ -125,3 +127,13 @@ def to_size(plane: np.ndarray, height: int, width: int) -> np.ndarray:
         return (area >= MASK_COVER).astype(np.uint8) if binary else area
     return cv2.resize(plane.astype(np.uint8 if binary else np.float32), (width, height),
                       interpolation=cv2.INTER_NEAREST if binary else cv2.INTER_LINEAR)
+
+
+def pack_job(job: StageJob) -> np.ndarray:
+    """The ``pack_train_masks`` job: every train image's masks decoded and packed row for row
+    with the packed train images, at ``preprocess.size``."""
+    spec = TaskSpec.load(job.inputs["task"])
+    return pack_masks(pd.read_parquet(job.inputs["manifest"]),
+                      pd.read_parquet(job.inputs["index"]), TARGET_COLUMN, spec.mask_order,
+                      job.options["size"], job.outputs["packed"], n_classes=spec.n_classes,
+                      rle_format=spec.rle_format)

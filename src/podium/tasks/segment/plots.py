@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from podium.glue import StageJob  # noqa: E402
 from podium.metrics.masks import dice  # noqa: E402
-from podium.stage import StageJob  # noqa: E402
 from podium.submit.plots import (  # noqa: E402
     plot_fold_scores,
     plot_leaderboard,

@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from podium.errors import PodiumInputError
+from podium.glue import StageJob
 from podium.tables import write_csv
 from podium.tasks.segment.classes import class_rles, join_rles
 from podium.tasks.segment.rle import DEFAULT_FORMAT, get_format, rle_encode
@@ -191,3 +192,15 @@ def _rows(image_ids: np.ndarray, cells: np.ndarray, classes: list[str] | None) -
     rows = [(image_id, name, rle) for image_id, cell in zip(image_ids, cells, strict=True)
             for name, rle in zip(classes, class_rles(cell, len(classes)), strict=True)]
     return pd.DataFrame(rows, columns=["id", "class", "rle"])
+
+
+def make_job(job: StageJob) -> None:
+    """The ``make_embedded_competition`` job of the shapes demo (240 images unless
+    ``competition.embedded_max_images`` says otherwise); train.csv's folder is the
+    competition folder."""
+    settings = job.settings
+    write_shapes_competition(Path(job.outputs["train_csv"]).parent,
+                             n_images=settings["max_images"] or 240,
+                             classes=settings["classes"],
+                             instances=bool(settings["instances"]),
+                             rle_format=settings["rle_format"])

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
+from podium.glue import StageJob
 from podium.metrics.masks import as_masks, mean_dice, mean_instance_average_precision
-from podium.stage import StageJob
 from podium.submit.score import write_score
 from podium.submit.submission import read_sample
 from podium.tables import write_csv

@@ -43,6 +43,7 @@ class MaskTargets(TaskTargets):
     """Targets of segmentation competitions: masks, several classes, instances."""
 
     def check_layout(self, layout: CompetitionLayout) -> None:
+        get_format(layout.rle_format, layout.mask_order)  # the pixel order fits the format
         if layout.label_columns:
             raise PodiumInputError(
                 "config key competition.label_columns needs task multilabel, not "
