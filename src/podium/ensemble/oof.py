@@ -6,18 +6,15 @@ then mean and standard deviation over folds. That is what the leaderboard ranks.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from podium.ensemble.entry import fold_summary, write_entry_files
 from podium.metrics import LabelSpace, get_metric, require_finite
-from podium.tables import write_json, write_parquet
 from podium.task import TARGET_COLUMN, TaskSpec
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,23 +58,9 @@ def fold_scores(truth: TrainTruth, proba: np.ndarray, metric_name: str,
 
 def cv_summary(name: str, kind: str, truth: TrainTruth, proba: np.ndarray, metric_name: str,
                space: LabelSpace | None = None) -> dict:
-    """``cv.json`` content: per-fold scores, their mean and std over the folds where the
-    metric is defined (``undefined_folds`` lists the others), and the pooled OOF score."""
-    scores = fold_scores(truth, proba, metric_name, space)
-    defined = [s for s in scores if np.isfinite(s)]
-    summary = {
-        "name": name, "kind": kind, "metric": metric_name,
-        "cv_mean": float(np.mean(defined)) if defined else float("nan"),
-        "cv_std": float(np.std(defined)) if defined else float("nan"),
-        "fold_scores": scores,
-        "oof_score": get_metric(metric_name)(truth.y, proba, space),
-    }
-    undefined = [k for k, s in enumerate(scores) if not np.isfinite(s)]
-    if undefined:
-        summary["undefined_folds"] = undefined
-        log.warning("%s %s: %s is undefined on folds %s (e.g. a fold holding one class); CV "
-                    "averages the other folds", kind, name, metric_name, undefined)
-    return summary
+    """``cv.json`` content (:func:`podium.ensemble.entry.fold_summary`) of predictions."""
+    return fold_summary(name, kind, metric_name, fold_scores(truth, proba, metric_name, space),
+                        get_metric(metric_name)(truth.y, proba, space))
 
 
 def prediction_frame(ids: pd.Series, proba: np.ndarray, columns: list[str]) -> pd.DataFrame:
@@ -96,11 +79,5 @@ def write_predictions(name: str, kind: str, spec: TaskSpec, truth: TrainTruth,
     require_finite(oof, f"{kind} {name}: OOF")
     require_finite(test, f"{kind} {name}: test")
     summary = cv_summary(name, kind, truth, oof, spec.metric, spec.label_space)
-    if details:
-        summary["details"] = details
-    write_parquet(prediction_frame(truth.ids, oof, columns), out["oof"])
-    write_parquet(prediction_frame(test_ids, test, columns), out["test"])
-    write_json(summary, out["cv"])
-    log.info("%s %s: CV %s %.4f ± %.4f", kind, name, spec.metric, summary["cv_mean"],
-             summary["cv_std"])
-    return summary
+    return write_entry_files(summary, prediction_frame(truth.ids, oof, columns),
+                             prediction_frame(test_ids, test, columns), out, details)

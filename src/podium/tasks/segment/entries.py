@@ -12,7 +12,6 @@ so one leaderboard ranks them all; in an instance competition the DSB instance m
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from podium.ensemble.entry import fold_summary, write_entry_files
 from podium.glue import StageJob
 from podium.metrics import require_finite
 from podium.metrics.masks import mean_instance_average_precision, pair_dice
-from podium.tables import write_json, write_npy, write_parquet
+from podium.tables import write_npy
 from podium.tasks.segment.classes import unpack_bits
 from podium.tasks.segment.instances import (
     apply_watershed,
@@ -35,7 +35,6 @@ from podium.tasks.segment.postprocess import (
     fit_postprocess_fold_by_fold,
 )
 
-log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SegmentTruth:
@@ -75,12 +74,11 @@ def _instance_summary(name: str, kind: str, truth: SegmentTruth,
     scores = [mean_instance_average_precision(list(labels[truth.fold == k]),
                                               list(truth.instances[truth.fold == k]))
               for k in range(truth.n_folds)]
-    return {"name": name, "kind": kind, "metric": "instance_map",
-            "cv_mean": float(np.mean(scores)), "cv_std": float(np.std(scores)),
-            "fold_scores": [float(s) for s in scores],
-            "oof_score": mean_instance_average_precision(list(labels), list(truth.instances)),
-            "oof_dice": pair_dice((labels > 0)[:, None].astype(np.uint8),
-                                  truth.class_masks(1))}
+    summary = fold_summary(name, kind, "instance_map", scores,
+                           mean_instance_average_precision(list(labels), list(truth.instances)))
+    summary["oof_dice"] = pair_dice((labels > 0)[:, None].astype(np.uint8),
+                                    truth.class_masks(1))
+    return summary
 
 
 def cv_summary(name: str, kind: str, truth: SegmentTruth, maps: np.ndarray) -> dict[str, Any]:
@@ -93,9 +91,7 @@ def cv_summary(name: str, kind: str, truth: SegmentTruth, maps: np.ndarray) -> d
     masks = truth.class_masks(maps.shape[1])
     scores = [pair_dice(maps[truth.fold == k], masks[truth.fold == k])
               for k in range(truth.n_folds)]
-    summary = {"name": name, "kind": kind, "metric": "dice", "cv_mean": float(np.mean(scores)),
-               "cv_std": float(np.std(scores)), "fold_scores": [float(s) for s in scores],
-               "oof_score": pair_dice(maps, masks)}
+    summary = fold_summary(name, kind, "dice", scores, pair_dice(maps, masks))
     if maps.shape[1] > 1:
         summary["class_scores"] = [pair_dice(maps[:, k:k + 1], masks[:, k:k + 1])
                                    for k in range(maps.shape[1])]
@@ -104,22 +100,17 @@ def cv_summary(name: str, kind: str, truth: SegmentTruth, maps: np.ndarray) -> d
 
 def write_entry(name: str, kind: str, truth: SegmentTruth, oof: np.ndarray, test: np.ndarray,
                 test_ids: np.ndarray, out: Any, details: dict | None = None) -> dict[str, Any]:
-    """Write ``oof_probs.npy``, ``test_probs.npy``, ``oof.parquet`` (id, fold),
-    ``test.parquet`` (id) and ``cv.json`` of one entry."""
+    """Write one entry: its maps (``oof_probs.npy``, ``test_probs.npy``) beside the files
+    of every entry (:mod:`podium.ensemble.entry`): ``oof.parquet`` (id, fold),
+    ``test.parquet`` (id) and ``cv.json``."""
     require_finite(oof, f"{kind} {name}: OOF maps")
     require_finite(test, f"{kind} {name}: test maps")
     summary = cv_summary(name, kind, truth, oof)
-    if details:
-        summary["details"] = details
     dtype = oof.dtype if oof.dtype in (np.uint8, np.int32) else np.float16
     write_npy(oof.astype(dtype), out["oof_probs"])
     write_npy(test.astype(dtype), out["test_probs"])
-    write_parquet(pd.DataFrame({"id": truth.ids, "fold": truth.fold}), out["oof"])
-    write_parquet(pd.DataFrame({"id": test_ids}), out["test"])
-    write_json(summary, out["cv"])
-    log.info("%s %s: CV %s %.4f ± %.4f", kind, name, summary["metric"], summary["cv_mean"],
-             summary["cv_std"])
-    return summary
+    return write_entry_files(summary, pd.DataFrame({"id": truth.ids, "fold": truth.fold}),
+                             pd.DataFrame({"id": test_ids}), out, details)
 
 
 def gather_folds(truth: SegmentTruth, fold_probs: list[str | Path],
