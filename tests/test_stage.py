@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import podium.tasks.stages  # noqa: F401  (registers every task's model stage)
+from podium.data.targets import targets_for
 from podium.errors import PodiumInputError
 from podium.glue import StageJob
 from podium.schema import load_schema
@@ -22,6 +23,8 @@ def test_every_task_has_a_stage_whose_entry_points_exist(task):
     stage = task_stage(task)
     assert {"train", "predict", "gather", "blend", "postprocess", "submit", "score",
             "plot"} <= set(stage.entry_points)
+    importlib.import_module(stage.targets)  # registers the task's targets at ingest
+    assert type(targets_for(task)).__module__ == stage.targets
     for entry in stage.entry_points.values():
         module, _, function = entry.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), entry

@@ -33,12 +33,14 @@ class TaskStage:
     relative to the results folder; a fold's outputs to ``models/{model}/fold{k}/``; an
     entry's files to its folder (``models/{model}/``, ``ensemble/{name}/``,
     ``postprocess/{entry}+{post}/``). Entry points are ``module:function`` taking a
-    :class:`StageJob`."""
+    :class:`podium.glue.StageJob`."""
 
-    # before the models: the embedded demos it writes as a competition folder (name in
-    # competition.embedded: entry point; the job's settings are ``name``, ``max_images`` and
-    # the config keys of ``embedded_params``), the targets it packs beside the images (file in
-    # preprocess/: entry point; rule ``pack_<stem>``), and what it asks of preprocessing
+    # before the models: the module registering its targets at ingest and folds, the
+    # embedded demos it writes as a competition folder (name in competition.embedded: entry
+    # point; the job's settings are ``name``, ``max_images`` and the config keys of
+    # ``embedded_params``), the targets it packs beside the images (file in preprocess/:
+    # entry point; rule ``pack_<stem>``), and what it asks of preprocessing
+    targets: str  # the module whose import registers the task's targets (ingest, folds)
     embedded: Mapping[str, str] = field(default_factory=dict)
     embedded_params: Mapping[str, str] = field(default_factory=dict)
     packed: Mapping[str, str] = field(default_factory=dict)

@@ -46,7 +46,8 @@ rule ingest_train:
     threads: config["preprocess"]["threads"]
     params:
         competition=competition_params("train"),
-        code=code("ingest_train.py"),
+        entry=STAGE.targets,
+        code=code("ingest_train.py", STAGE.targets),
     script:
         "../scripts/ingest_train.py"
 
@@ -65,7 +66,8 @@ rule ingest_test:
     threads: config["preprocess"]["threads"]
     params:
         competition=competition_params("test"),
-        code=code("ingest_test.py"),
+        entry=STAGE.targets,
+        code=code("ingest_test.py", STAGE.targets),
     script:
         "../scripts/ingest_test.py"
 
@@ -154,6 +156,7 @@ rule make_folds:
         "../../envs/data.yaml"
     params:
         folds=config["folds"],
-        code=code("folds.py"),
+        entry=STAGE.targets,
+        code=code("folds.py", STAGE.targets),
     script:
         "../scripts/folds.py"

@@ -1,5 +1,7 @@
 """Assign leak-free folds to the train images that dedup keeps."""
 
+from importlib import import_module
+
 import pandas as pd
 
 from podium.data.folds import assign_folds
@@ -7,9 +9,9 @@ from podium.data.targets import targets_for
 from podium.glue import job_logging
 from podium.tables import write_csv
 from podium.task import TARGET_COLUMN, TaskSpec
-from podium.tasks import plugins  # noqa: F401  (registers every task's targets)
 
 with job_logging(snakemake):
+    import_module(snakemake.params.entry)  # registers the task's targets (its stage names them)
     spec = TaskSpec.load(snakemake.input.task)
     manifest = pd.read_parquet(snakemake.input.manifest)
     train_labels = manifest.loc[manifest["split"] == "train", TARGET_COLUMN]

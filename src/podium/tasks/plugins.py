@@ -1,15 +1,13 @@
-"""Every task plug-in, registered: import this module before ingest (or any stage that looks
-a task up by name) runs. The workflow's scripts and ``podium check`` do; tests/conftest.py
-does for the tests.
+"""Every task plug-in's targets, registered: import this module before anything looks a
+task's targets up by name without a rule to say which (``podium check``, the config check,
+tests/conftest.py). Each targets module registers itself on import; the workflow's ingest and
+folds jobs import only their own task's (the stage's ``targets``), so their code hashes
+cover no other task's code.
 
-Adding a task is one new subpackage of podium.tasks and its registration here; no rule file
-and no module of the layers below changes (docs/architecture.md).
+Adding a task is one new subpackage of podium.tasks, imported here and in
+``podium.tasks.stages``; no rule file and no module of the layers below changes
+(docs/architecture.md).
 """
 
-from podium.data.targets import register_targets
-from podium.task import CLASSIFICATION_TASKS, SEGMENTATION, VALUE_TASKS
-from podium.tasks.classify.targets import LabelTargets
-from podium.tasks.segment.targets import MaskTargets
-
-register_targets(CLASSIFICATION_TASKS + VALUE_TASKS, LabelTargets())
-register_targets((SEGMENTATION,), MaskTargets())
+from podium.tasks.classify import targets as _classify  # noqa: F401
+from podium.tasks.segment import targets as _segment  # noqa: F401

@@ -8,6 +8,7 @@ sizes from the merged manifest), the submission copies leaked train labels when 
 from podium.stage import TaskStage
 
 STAGE = TaskStage(
+    targets="podium.tasks.classify.targets",
     embedded={"digits": "podium.data.digits:make_job",
               "digits_multilabel": "podium.data.digits:make_job"},
     train="podium.train.fit:train_fold_job",

@@ -17,10 +17,16 @@ import pandas as pd
 
 from podium.data.ingest import require_columns
 from podium.data.layout import CompetitionLayout
-from podium.data.targets import TaskTargets
+from podium.data.targets import TaskTargets, register_targets
 from podium.errors import PodiumInputError, Problems
 from podium.metrics import check_multilabel_rule
-from podium.task import LABEL_SEPARATOR, VALUE_TASKS, TaskSpec, split_labels
+from podium.task import (
+    CLASSIFICATION_TASKS,
+    LABEL_SEPARATOR,
+    VALUE_TASKS,
+    TaskSpec,
+    split_labels,
+)
 
 
 class LabelTargets(TaskTargets):
@@ -198,3 +204,6 @@ def normalized_labels(labels: pd.Series, spec_task: str, classes: tuple[str, ...
     order = {c: i for i, c in enumerate(classes)}
     return labels.map(lambda v: LABEL_SEPARATOR.join(sorted(set(split_labels(v)),
                                                             key=order.__getitem__)))
+
+
+register_targets(CLASSIFICATION_TASKS + VALUE_TASKS, LabelTargets())

@@ -11,6 +11,7 @@ are stretched and kept in their stored pixel order."""
 from podium.stage import TaskStage
 
 STAGE = TaskStage(
+    targets="podium.tasks.segment.targets",
     embedded={"shapes": "podium.tasks.segment.shapes:make_job"},
     embedded_params={"classes": "competition.classes", "instances": "competition.instances",
                      "rle_format": "competition.rle_format"},

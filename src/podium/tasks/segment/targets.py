@@ -17,9 +17,9 @@ import pandas as pd
 
 from podium.data.ingest import require_columns
 from podium.data.layout import CompetitionLayout
-from podium.data.targets import TaskTargets
+from podium.data.targets import TaskTargets, register_targets
 from podium.errors import PodiumInputError, Problems
-from podium.task import TARGET_COLUMN, TaskSpec
+from podium.task import SEGMENTATION, TARGET_COLUMN, TaskSpec
 from podium.tasks.segment.classes import (
     BINARY_CLASSES,
     ClassRows,
@@ -251,3 +251,6 @@ def _encode_mask_images(frame: pd.DataFrame, layout: CompetitionLayout,
                        join_rles([rle_encode(m, layout.mask_order, layout.rle_format)
                                   for m in masks]))
     return encoded
+
+
+register_targets((SEGMENTATION,), MaskTargets())
