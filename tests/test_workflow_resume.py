@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 def _training_job_pids(root: Path) -> list[int]:
-    """Processes running this workflow copy's train script (Snakemake runs it by path)."""
+    """Processes running this workflow copy's GPU-stage script (Snakemake runs it by path):
+    the training jobs, and a test prediction job if one runs at that moment."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -30,7 +31,7 @@ def _training_job_pids(root: Path) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if str(root) in cmdline and "train.py" in cmdline:
+        if str(root) in cmdline and "gpu_stage.py" in cmdline:
             pids.append(int(entry.name))
     return pids
 

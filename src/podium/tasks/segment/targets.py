@@ -43,6 +43,10 @@ class MaskTargets(TaskTargets):
     """Targets of segmentation competitions: masks, several classes, instances."""
 
     def check_layout(self, layout: CompetitionLayout) -> None:
+        if layout.mask_order not in ORDERS:
+            raise PodiumInputError(
+                f"config key competition.mask_order: {layout.mask_order!r} is not one of "
+                f"{', '.join(ORDERS)} (F: top to bottom first, C: left to right first).")
         get_format(layout.rle_format, layout.mask_order)  # the pixel order fits the format
         if layout.label_columns:
             raise PodiumInputError(
@@ -113,11 +117,6 @@ def _segmentation_table(train: pd.DataFrame, path: Path, layout: CompetitionLayo
     """The train table of a segmentation competition with one row per image, and its mask
     classes: ``("mask",)`` for one binary mask, else ``competition.classes`` or the classes
     the per-class rows name. Masks given as images are read once the images are inspected."""
-    if layout.mask_order not in ORDERS:
-        raise PodiumInputError(
-            f"config key competition.mask_order: {layout.mask_order!r} is not one of "
-            f"{', '.join(ORDERS)} (F: top to bottom first, C: left to right first).")
-    get_format(layout.rle_format, layout.mask_order)
     rows = ClassRows.of(layout)
     configured = tuple(str(c) for c in layout.classes) if layout.classes else None
     if layout.instances:
