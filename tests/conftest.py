@@ -48,6 +48,25 @@ def _configs_only(folder: str, names: list[str]) -> list[str]:
     return [name for name in names if not name.endswith((".yaml", ".py"))]
 
 
+CHECKED_CONFIGS: Path | None = None
+"""The config check's memory of configs whose registry names passed
+(``.snakemake/podium/checked-configs``, keyed by exactly what was checked, the library versions
+and podium's code), shared by every workflow copy of the session: a name check imports torch,
+timm and albumentations (about 5 CPU-seconds), and the copies run the same few configs over and
+over. A config with a bad name is never remembered, so every refusal is still checked in full.
+Set by the ``_shared_config_check_memory`` fixture; None keeps each copy's own."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_config_check_memory(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global CHECKED_CONFIGS
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # base is <session>/popen-gw<k>: one per session
+        base = base.parent
+    CHECKED_CONFIGS = base / "podium-checked-configs"
+    CHECKED_CONFIGS.mkdir(exist_ok=True)
+
+
 class Workflow:
     """A copy of podium's workflow in a temp folder, with its own config and results.
 
@@ -65,6 +84,9 @@ class Workflow:
                             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         shutil.copytree(TEST_CONFIGS, root / ".test", ignore=_configs_only)
         (root / "profiles").symlink_to("workflow/profiles")
+        if CHECKED_CONFIGS is not None:
+            (root / ".snakemake/podium").mkdir(parents=True)
+            (root / ".snakemake/podium/checked-configs").symlink_to(CHECKED_CONFIGS)
         self.configfile = configfile
         self.config = yaml.safe_load(self.config_path.read_text())
 
