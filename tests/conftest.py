@@ -248,8 +248,25 @@ def workflow(tmp_path: Path) -> Workflow:
 def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Workflow:
     """One complete run of .test/multiclass, shared by every test that reads it
     (tests/test_workflow.py) or changes it and puts it back (tests/test_workflow_reruns.py:
-    each case ends by checking that nothing would run)."""
+    each case ends by checking that nothing would run).
+
+    It is made as a user whose test folder lacks an image would make it: the first call
+    runs with one test image missing (the train side trains all the same, the test side
+    fails), the image is put back and the next call finishes the run. What the first call
+    did is in ``flow.missing_test_image`` (tests/test_workflow.py checks it), so that case
+    costs no training of its own."""
     flow = Workflow(tmp_path_factory.mktemp("multiclass"), dot_test_config("multiclass"))
+    flow.snakemake("--until", "make_embedded_competition")
+    victim = sorted((flow.results / "competition/test").iterdir())[3]
+    kept = victim.read_bytes()
+    victim.unlink()
+    proc = flow.snakemake(check=False)
+    flow.missing_test_image = {
+        "victim": victim, "returncode": proc.returncode, "output": proc.output,
+        "submission": (flow.results / "submission.csv").exists(),
+        "weights": sorted(flow.results.glob("models/*/fold*/model.pt"))}
+    victim.write_bytes(kept)
+    flow.missing_test_image["planned_after_fix"] = flow.planned_jobs()
     flow.snakemake()
     flow.original = copy.deepcopy(flow.config)
     return flow
