@@ -48,6 +48,25 @@ def _configs_only(folder: str, names: list[str]) -> list[str]:
     return [name for name in names if not name.endswith((".yaml", ".py"))]
 
 
+CHECKED_CONFIGS: Path | None = None
+"""The config check's memory of configs whose registry names passed
+(``.snakemake/podium/checked-configs``, keyed by exactly what was checked, the library versions
+and podium's code), shared by every workflow copy of the session: a name check imports torch,
+timm and albumentations (about 5 CPU-seconds), and the copies run the same few configs over and
+over. A config with a bad name is never remembered, so every refusal is still checked in full.
+Set by the ``_shared_config_check_memory`` fixture; None keeps each copy's own."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_config_check_memory(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global CHECKED_CONFIGS
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # base is <session>/popen-gw<k>: one per session
+        base = base.parent
+    CHECKED_CONFIGS = base / "podium-checked-configs"
+    CHECKED_CONFIGS.mkdir(exist_ok=True)
+
+
 class Workflow:
     """A copy of podium's workflow in a temp folder, with its own config and results.
 
@@ -65,6 +84,9 @@ class Workflow:
                             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         shutil.copytree(TEST_CONFIGS, root / ".test", ignore=_configs_only)
         (root / "profiles").symlink_to("workflow/profiles")
+        if CHECKED_CONFIGS is not None:
+            (root / ".snakemake/podium").mkdir(parents=True)
+            (root / ".snakemake/podium/checked-configs").symlink_to(CHECKED_CONFIGS)
         self.configfile = configfile
         self.config = yaml.safe_load(self.config_path.read_text())
 
@@ -226,8 +248,25 @@ def workflow(tmp_path: Path) -> Workflow:
 def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Workflow:
     """One complete run of .test/multiclass, shared by every test that reads it
     (tests/test_workflow.py) or changes it and puts it back (tests/test_workflow_reruns.py:
-    each case ends by checking that nothing would run)."""
+    each case ends by checking that nothing would run).
+
+    It is made as a user whose test folder lacks an image would make it: the first call
+    runs with one test image missing (the train side trains all the same, the test side
+    fails), the image is put back and the next call finishes the run. What the first call
+    did is in ``flow.missing_test_image`` (tests/test_workflow.py checks it), so that case
+    costs no training of its own."""
     flow = Workflow(tmp_path_factory.mktemp("multiclass"), dot_test_config("multiclass"))
+    flow.snakemake("--until", "make_embedded_competition")
+    victim = sorted((flow.results / "competition/test").iterdir())[3]
+    kept = victim.read_bytes()
+    victim.unlink()
+    proc = flow.snakemake(check=False)
+    flow.missing_test_image = {
+        "victim": victim, "returncode": proc.returncode, "output": proc.output,
+        "submission": (flow.results / "submission.csv").exists(),
+        "weights": sorted(flow.results.glob("models/*/fold*/model.pt"))}
+    victim.write_bytes(kept)
+    flow.missing_test_image["planned_after_fix"] = flow.planned_jobs()
     flow.snakemake()
     flow.original = copy.deepcopy(flow.config)
     return flow

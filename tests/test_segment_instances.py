@@ -3,6 +3,9 @@ synthetic OOF maps of touching discs (where one instance per connected component
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
@@ -71,6 +74,17 @@ def sharp() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def faint() -> tuple[np.ndarray, np.ndarray]:
     return _touching_discs(48, seed=2, scale=0.7, empty_every=6)
+
+
+@pytest.fixture(scope="module")
+def faint_fits(faint) -> dict[str, Any]:
+    """The default fits on ``faint``, made once (each a grid search over 48 images) for the
+    tests that read or compare with them: ``fit_watershed`` on every image and
+    ``fit_watershed_fold_by_fold`` over three folds. Tests take deep copies."""
+    probs, truth = faint
+    folds = np.arange(len(probs)) % 3
+    return {"fit": fit_watershed(probs, truth),
+            "fold_by_fold": fit_watershed_fold_by_fold(probs, truth, folds)}
 
 
 # ---------------------------------------------------------------------------- RLE rows
@@ -187,9 +201,9 @@ def test_fitted_watershed_beats_components_on_touching_discs(sharp) -> None:
     assert score > _map(components, truth) + 0.5  # one component per touching pair: ~0.1
 
 
-def test_fit_moves_off_defaults_when_they_lose_the_rims(faint) -> None:
+def test_fit_moves_off_defaults_when_they_lose_the_rims(faint, faint_fits) -> None:
     probs, truth = faint
-    fitted = fit_watershed(probs, truth)
+    fitted = copy.deepcopy(faint_fits["fit"])  # fit_watershed(probs, truth)
     assert not fitted["kept_defaults"]
     assert fitted["threshold"] < 0.5  # a 0.5 cut of a 0.7-scaled blur loses the rims
     assert fitted["min_area"] > 0  # and the specks on empty images must go
@@ -234,10 +248,10 @@ def test_defaults_are_kept_unless_beaten_by_min_gain(sharp, faint) -> None:
     assert {k: moved[k] for k in DEFAULT_WATERSHED} == {k: free[k] for k in DEFAULT_WATERSHED}
 
 
-def test_fold_by_fold_fits_each_fold_without_it(faint) -> None:
+def test_fold_by_fold_fits_each_fold_without_it(faint, faint_fits) -> None:
     probs, truth = faint
     folds = np.arange(len(probs)) % 3
-    out, report = fit_watershed_fold_by_fold(probs, truth, folds)
+    out, report = copy.deepcopy(faint_fits["fold_by_fold"])  # ...fold_by_fold(probs, truth, folds)
     assert out.dtype == np.int32 and out.shape == probs.shape
     assert [entry["fold"] for entry in report["folds"]] == [0, 1, 2]
     for entry in report["folds"]:
@@ -293,10 +307,10 @@ def test_bad_inputs_raise_podium_input_errors(sharp) -> None:
         resize_labels(truth[0], 0, 10)
 
 
-def test_fit_all_is_fit_watershed_on_every_image(faint) -> None:
+def test_fit_all_is_fit_watershed_on_every_image(faint, faint_fits) -> None:
     probs, truth = faint
     folds = np.arange(len(probs)) % 3
     out, report = fit_watershed_fold_by_fold(probs, truth, folds, fit_all=True)
-    plain_out, plain = fit_watershed_fold_by_fold(probs, truth, folds)
+    plain_out, plain = faint_fits["fold_by_fold"]  # fit_watershed_fold_by_fold(probs, truth, folds)
     np.testing.assert_array_equal(out, plain_out)
-    assert report.pop("fitted") == fit_watershed(probs, truth) and report == plain
+    assert report.pop("fitted") == faint_fits["fit"] and report == plain

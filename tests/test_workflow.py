@@ -4,7 +4,6 @@ found it."""
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -156,57 +155,6 @@ def test_level2_oof_never_sees_its_own_labels(finished_tiny_run):
     assert not np.allclose(refit[~held], original[~held])
 
 
-def test_rerun_plans_nothing(finished_tiny_run):
-    assert finished_tiny_run.planned_jobs() == {}
-
-
-def test_reruns_touch_exactly_what_changed(finished_tiny_run):
-    """Each change plans exactly what depends on it; the shared run is put back afterwards."""
-    workflow = finished_tiny_run
-    assert workflow.planned_jobs() == {}
-    fit = workflow.root / "src/podium/train/fit.py"
-    code = fit.read_text()
-    try:
-        original_lr = workflow.config["models"]["regnetx_002"]["lr"]
-        workflow.config["models"]["regnetx_002"]["lr"] = original_lr / 3
-        workflow.write_config()
-        assert workflow.planned_jobs() == {
-            "train_model": 2, "predict_test": 2, "gather_model": 1, "blend_models": 3,
-            "stack_models": 3, "postprocess_predictions": 1, "build_leaderboard": 1,
-            "write_submission": 1, "score_submission": 1, "plot_results": 1, "all": 1,
-        }
-        workflow.config["models"]["regnetx_002"]["lr"] = original_lr
-        workflow.write_config()
-        assert workflow.planned_jobs() == {}
-
-        workflow.config["ensemble"]["stackers"]["xgboost"]["params"]["n_estimators"] = 11
-        workflow.write_config()
-        assert workflow.planned_jobs() == {  # that stacker and what reads the leaderboard
-            "stack_models": 1, "build_leaderboard": 1, "write_submission": 1,
-            "score_submission": 1, "plot_results": 1, "all": 1,
-        }
-        workflow.config["ensemble"]["stackers"]["xgboost"]["params"]["n_estimators"] = 10
-        workflow.write_config()
-
-        workflow.config["preprocess"]["clahe_clip_limit"] = 3.0
-        workflow.write_config()
-        planned = workflow.planned_jobs()
-        assert planned["preprocess_images"] == 2 and planned["train_model"] == 4
-        assert "ingest_train" not in planned and "make_folds" not in planned
-        workflow.config["preprocess"]["clahe_clip_limit"] = 2.0
-        workflow.write_config()
-
-        fit.write_text(code + "\n_A_CODE_CHANGE = 1\n")
-        planned = workflow.planned_jobs()
-        assert planned["train_model"] == 4
-        assert "preprocess_images" not in planned and "ingest_train" not in planned
-    finally:
-        fit.write_text(code)
-        workflow.config = copy.deepcopy(workflow.original)
-        workflow.write_config()
-    assert workflow.planned_jobs() == {}
-
-
 def test_bad_input_stops_before_training(workflow):
     """A train row without its image fails the train side's ingest with the path named, and
     nothing trains."""
@@ -221,22 +169,17 @@ def test_bad_input_stops_before_training(workflow):
     assert (competition / "train.csv").exists()
 
 
-def test_bad_test_input_stops_the_test_side_and_keeps_the_models(workflow):
+def test_bad_test_input_stops_the_test_side_and_keeps_the_models(finished_tiny_run):
     """A missing test image fails the test side's ingest with its path named; the models
     train all the same (they never read a test file), so fixing the test folder reruns only
-    test-side work."""
-    workflow.snakemake("--until", "make_embedded_competition")
-    competition = workflow.results / "competition"
-    victim = sorted((competition / "test").iterdir())[3]
-    kept = victim.read_bytes()
-    victim.unlink()
-    proc = workflow.snakemake(check=False)
-    assert proc.returncode != 0
-    assert victim.stem in proc.output and "has no image" in proc.output
-    assert not (workflow.results / "submission.csv").exists()
-    assert len(list(workflow.results.glob("models/*/fold*/model.pt"))) == 4
-    victim.write_bytes(kept)
-    planned = workflow.planned_jobs()
+    test-side work. The shared run was made so (conftest.finished_tiny_run): its first call
+    ran without one test image, which was then put back."""
+    first = finished_tiny_run.missing_test_image
+    assert first["returncode"] != 0
+    assert first["victim"].stem in first["output"] and "has no image" in first["output"]
+    assert not first["submission"]
+    assert len(first["weights"]) == 4
+    planned = first["planned_after_fix"]
     assert planned["ingest_test"] == 1 and planned["predict_test"] == 4
     assert not {"ingest_train", "make_folds", "train_model"} & set(planned)
 
