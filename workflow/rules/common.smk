@@ -201,11 +201,15 @@ def dedup_settings():
 
 
 def stage_inputs(*paths):
-    """The task stage's inputs (name: path in the results folder) as rule inputs; those scoring
-    an entry also reads when a config key is set (``truth_when``: an instance competition's
-    packed labels), besides."""
-    merged = {key: res(path) for mapping in paths for key, path in mapping.items()}
-    return {**CONDITIONAL_TRUTH, **merged}
+    """The task stage's inputs (name: path in the results folder) as rule inputs."""
+    return {key: res(path) for mapping in paths for key, path in mapping.items()}
+
+
+def truth_inputs(*paths):
+    """What scoring an entry against the train truth reads (the stage's ``truth_inputs``, and
+    what ``truth_when`` adds under this config: an instance competition's packed labels),
+    with the stage's other ``paths``."""
+    return {**CONDITIONAL_TRUTH, **stage_inputs(STAGE.truth_inputs, *paths)}
 
 
 def config_value(dotted):

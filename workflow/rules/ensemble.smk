@@ -5,7 +5,7 @@
 
 rule blend_models:
     input:
-        **stage_inputs(STAGE.truth_inputs),
+        **truth_inputs(),
         oofs=model_predictions("oof"),
         tests=model_predictions("test"),
     output:
@@ -27,7 +27,7 @@ rule blend_models:
 
 rule stack_models:
     input:
-        **stage_inputs(STAGE.truth_inputs),
+        **truth_inputs(),
         oofs=model_predictions("oof"),
         tests=model_predictions("test"),
         images=res("data/manifest.parquet"),

@@ -64,7 +64,7 @@ rule predict_test:
 
 rule gather_model:
     input:
-        **stage_inputs(STAGE.truth_inputs),
+        **truth_inputs(),
         **{
             f"fold_{key}": expand(
                 res(f"models/{{{{model}}}}/fold{{fold}}/{name}"), fold=FOLDS

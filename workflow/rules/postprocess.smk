@@ -4,7 +4,7 @@
 
 rule postprocess_predictions:
     input:
-        **stage_inputs(STAGE.truth_inputs),
+        **truth_inputs(),
         oof=lambda wildcards: entry_prediction(wildcards.entry, "oof"),
         test=lambda wildcards: entry_prediction(wildcards.entry, "test"),
     output:

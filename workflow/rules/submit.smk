@@ -71,9 +71,7 @@ if EMBEDDED:
 
 rule plot_results:
     input:
-        **stage_inputs(
-            STAGE.truth_inputs, STAGE.plot_inputs, {"task": "data/task.json"}
-        ),
+        **truth_inputs(STAGE.plot_inputs, {"task": "data/task.json"}),
         leaderboard=res("leaderboard.csv"),
         histories=expand(
             res("models/{model}/fold{fold}/history.csv"), model=MODELS, fold=FOLDS
