@@ -22,10 +22,11 @@ rule preprocess_images:
 # competition's masks, an instance competition's labels): one rule per file the task stage
 # packs, named after it (pack_masks for train_masks.npy), run only where a later rule reads it.
 for packed, pack_entry in STAGE.packed.items():
+    pack_rule = f"pack_{Path(packed).stem.removeprefix('train_')}"
 
     rule:
         name:
-            f"pack_{Path(packed).stem.removeprefix('train_')}"
+            pack_rule
         input:
             manifest=res("data/train_manifest.parquet"),
             index=res("preprocess/train_index.parquet"),
@@ -33,9 +34,9 @@ for packed, pack_entry in STAGE.packed.items():
         output:
             packed=res(f"preprocess/{packed}"),
         log:
-            res(f"logs/pack_{Path(packed).stem.removeprefix('train_')}/all.log"),
+            res(f"logs/{pack_rule}/all.log"),
         benchmark:
-            res(f"benchmarks/pack_{Path(packed).stem.removeprefix('train_')}/all.tsv")
+            res(f"benchmarks/{pack_rule}/all.tsv")
         localrule: True
         conda:
             "../../envs/data.yaml"

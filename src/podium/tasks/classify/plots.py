@@ -7,6 +7,7 @@ import pandas as pd
 
 from podium.ensemble.oof import TrainTruth, aligned_proba
 from podium.glue import StageJob
+from podium.submit.leaderboard import best_entry
 from podium.submit.plots import (
     plot_best_entry,
     plot_fold_scores,
@@ -26,8 +27,8 @@ def plot_job(job: StageJob) -> None:
     plot_fold_scores([read_json(p) for p in i["cvs"]], o["folds"])
     spec = TaskSpec.load(i["task"])
     truth = TrainTruth.load(i["folds"], i["manifest"], spec)
-    best = board["name"].iloc[0]
-    oof = pd.read_parquet(dict(zip(job.options["names"], i["oofs"], strict=True))[best])
+    best, oof_file = best_entry(board, job.options["names"], i["oofs"])
+    oof = pd.read_parquet(oof_file)
     plot_best_entry(spec, truth.y, aligned_proba(oof, truth.ids, spec.prediction_columns),
                     best, o["best"])
     plot_learning_curves(read_histories(i["histories"]), board["metric"].iloc[0], o["curves"])

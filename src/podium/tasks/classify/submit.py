@@ -10,6 +10,7 @@ import pandas as pd
 
 from podium.glue import StageJob
 from podium.submit.check import check_submission
+from podium.submit.leaderboard import best_entry
 from podium.submit.score import score_submission, write_score
 from podium.submit.submission import apply_leak_labels, format_submission, read_sample
 from podium.tables import write_csv
@@ -18,16 +19,11 @@ from podium.task import TaskSpec
 log = logging.getLogger(__name__)
 
 
-def best_entry_file(job: StageJob) -> tuple[str, str]:
-    """The leaderboard's best entry and its test predictions' file."""
-    best = pd.read_csv(job.inputs["leaderboard"])["name"].iloc[0]
-    return best, dict(zip(job.options["names"], job.inputs["tests"], strict=True))[best]
-
-
 def submit_job(job: StageJob) -> pd.DataFrame:
     """The ``write_submission`` job of a classification competition."""
     i, options = job.inputs, job.options
-    best, test_file = best_entry_file(job)
+    best, test_file = best_entry(pd.read_csv(i["leaderboard"]), options["names"],
+                                 i["tests"])
     spec = TaskSpec.load(i["task"])
     predictions = pd.read_parquet(test_file)
     if options["leak_labels"]:

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from podium.glue import StageJob  # noqa: E402
 from podium.metrics.masks import dice  # noqa: E402
+from podium.submit.leaderboard import best_entry  # noqa: E402
 from podium.submit.plots import (  # noqa: E402
     plot_fold_scores,
     plot_leaderboard,
@@ -99,8 +100,8 @@ def plot_job(job: StageJob) -> None:
     plot_fold_scores([read_json(p) for p in i["cvs"]], o["folds"])
     plot_learning_curves(read_histories(i["histories"]), "dice", o["curves"])
     truth = SegmentTruth.load(i["folds"], i["train_index"], i["masks"], i.get("instances"))
-    best = board["name"].iloc[0]
-    maps = np.load(dict(zip(job.options["names"], i["oofs"], strict=True))[best])
+    best, oof_file = best_entry(board, job.options["names"], i["oofs"])
+    maps = np.load(oof_file)
     images = np.load(i["train_array"], mmap_mode="r")[truth.rows]
     plot_mask_examples(images, truth.class_masks(maps.shape[1]), maps, truth.ids, best,
                        o["masks"], class_names=list(TaskSpec.load(i["task"]).classes))

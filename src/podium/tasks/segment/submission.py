@@ -15,6 +15,7 @@ import pandas as pd
 from podium.errors import PodiumInputError
 from podium.glue import StageJob
 from podium.metrics.masks import as_masks, mean_dice, mean_instance_average_precision
+from podium.submit.leaderboard import best_entry
 from podium.submit.score import write_score
 from podium.submit.submission import read_sample
 from podium.tables import write_csv
@@ -216,8 +217,9 @@ def submit_job(job: StageJob) -> pd.DataFrame:
     i, out = job.inputs, job.outputs["submission"]
     spec = TaskSpec.load(i["task"])
     mask_size = job.options["mask_size"]
-    best = pd.read_csv(i["leaderboard"])["name"].iloc[0]
-    maps = np.load(dict(zip(job.options["names"], i["tests"], strict=True))[best])
+    best, test_file = best_entry(pd.read_csv(i["leaderboard"]), job.options["names"],
+                                 i["tests"])
+    maps = np.load(test_file)
     test_ids = pd.read_parquet(i["test_index"])["id"]
     sizes = pd.read_parquet(i["manifest"])
     sample = read_sample(i["sample"], job.options["encoding"])
