@@ -1,6 +1,7 @@
 """A whole run of .test/resume stopped in the middle (SIGTERM to snakemake, or SIGKILL to
 snakemake and its jobs): the next plain `snakemake` call finishes it without manual clean-up,
-keeps the folds that had finished and resumes the one that had not."""
+keeps the folds that had finished and resumes the one that had not from its last saved epoch,
+ending with the history an uninterrupted fold has."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
+import torch
 from conftest import local_env
 
 pytestmark = pytest.mark.slow
@@ -51,19 +54,33 @@ def test_the_next_call_finishes_an_interrupted_run(tmp_path, how):
     from conftest import Workflow, dot_test_config
 
     workflow = Workflow(tmp_path, dot_test_config("resume"))
+    model = workflow.config["models"]["resnet10t"]
+    epochs = model["epochs"]
+    assert model["patience"] == epochs  # no early stop: every fold runs every epoch
     finished = _interrupt_mid_training(workflow, how)
     if how == "sigkill":
         assert len(finished) == 1  # killed mid-way through the other fold
         assert list((workflow.root / ".snakemake/locks").glob("*"))  # the killed run's locks
+    models = workflow.results / "models/resnet10t"
+    saved = {}  # interrupted fold -> the epochs its resume state holds
+    for fold in {0, 1} - set(finished):
+        state = workflow.results / f"resume/resnet10t/fold{fold}/state.pt"
+        saved[fold] = torch.load(state, weights_only=False)["epochs_done"]
+        assert 1 <= saved[fold] < epochs
+        assert not (models / f"fold{fold}/oof.parquet").exists()
 
     proc = workflow.snakemake()  # no --unlock, no clean-up
 
     if how == "sigkill":
         assert "removed" in proc.output and "locks left by a killed run" in proc.output
-    models = workflow.results / "models/resnet10t"
     for fold, mtime in finished.items():  # finished folds were kept, not redone
         assert (models / f"fold{fold}/metrics.json").stat().st_mtime_ns == mtime
-    for fold in {0, 1} - set(finished):  # an interrupted fold resumed from its saved epoch
+    for fold, epoch in saved.items():  # an interrupted fold resumed from its saved epoch
+        log = (workflow.results / f"logs/train_model/resnet10t_fold{fold}.log").read_text()
+        assert f"resuming resnet10t fold {fold} from epoch {epoch} of {epochs}" in log
+        history = pd.read_csv(models / f"fold{fold}/history.csv")
+        assert list(history["epoch"]) == list(range(1, epochs + 1))
         metrics = json.loads((models / f"fold{fold}/metrics.json").read_text())
-        assert metrics["resumed_from_epoch"] >= 1
+        assert metrics["resumed_from_epoch"] == epoch
+        assert not (workflow.results / f"resume/resnet10t/fold{fold}/state.pt").exists()
     assert (workflow.results / "submission.csv").exists()

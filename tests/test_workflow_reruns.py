@@ -26,13 +26,30 @@ TRAINED_TAIL = {"train_model": 4, "predict_test": 4, "gather_model": 2, **ENSEMB
                 **REPORT_TAIL}
 
 
+def _sources(root: Path) -> dict[str, bytes]:
+    """The content of every file of a workflow copy that a case may edit (code, rules,
+    configs), not results or caches."""
+    edited = [path for folder in ("src", "workflow", ".test")
+              for path in (root / folder).rglob("*")
+              if path.is_file() and "__pycache__" not in path.parts]
+    files = [root / "Snakefile", root / "config.yaml", *edited]
+    return {str(path.relative_to(root)): path.read_bytes() for path in files}
+
+
 @pytest.fixture
 def flow(finished_tiny_run):
-    """The shared finished run (conftest), its config and code restored after each case."""
+    """The shared finished run (conftest), its config and code restored after each case.
+    A case's own finally puts back what it edits; this checks that every source file is as
+    before (test_nothing_to_do_after_a_complete_run checks that such a copy plans nothing)."""
+    finished_tiny_run.write_config()  # as the teardown writes it back
+    before = _sources(finished_tiny_run.root)
     yield finished_tiny_run
     finished_tiny_run.config = copy.deepcopy(finished_tiny_run.original)
     finished_tiny_run.write_config()
-    assert finished_tiny_run.planned_jobs() == {}, "a case left a change behind"
+    after = _sources(finished_tiny_run.root)
+    changed = sorted(name for name in before.keys() | after.keys()
+                     if before.get(name) != after.get(name))
+    assert not changed, f"a case left a change behind in {changed}"
 
 
 @contextlib.contextmanager

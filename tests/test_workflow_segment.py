@@ -133,10 +133,16 @@ def _small_run(tmp_path, name: str):
     return flow, flow.results
 
 
-def test_two_mask_classes_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def classes_run(tmp_path_factory):
+    """.test/segmentation-classes: two mask classes, written in SIIM's relative RLE format."""
+    return _small_run(tmp_path_factory.mktemp("classes"), "segmentation-classes")
+
+
+def test_two_mask_classes_end_to_end(classes_run):
     """The two-class demo on a small run: per-class rows in, a Dice per class in each entry's
     cv.json, per-class post-processing, and the sample's per-class rows filled."""
-    _, results = _small_run(tmp_path, "segmentation-classes")
+    _, results = classes_run
     board = pd.read_csv(results / "leaderboard.csv")
     assert {"unet", "mean", "unet+masks"} <= set(board["name"]) and "fpn" not in set(board["name"])
     unet = json.loads((results / "models/unet/cv.json").read_text())
@@ -152,6 +158,29 @@ def test_two_mask_classes_end_to_end(tmp_path):
     assert submission["rle"].str.len().gt(0).any()
     score = json.loads((results / "score.json").read_text())
     assert score["n"] == len(sample) and score["score"] > 0.5
+
+
+def test_siim_format_at_a_mask_size_end_to_end(classes_run):
+    """The same run's masks in SIIM-ACR's relative RLE format, ingested, packed and submitted
+    in it, the submission at a fixed 32 x 48 (submission.mask_size) and scored there."""
+    flow, results = classes_run
+    assert json.loads((results / "data/task.json").read_text())["rle_format"] == "siim"
+    submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
+    masks = [rle_decode(rle, (32, 48), "F", "siim") for rle in submission["rle"]]
+    # a row per test image and class: most images hold one of the two shapes, some both
+    images_with_a_mask = submission.loc[[m.any() for m in masks], "id"].nunique()
+    assert images_with_a_mask > submission["id"].nunique() // 2
+    refused = 0
+    for rle in submission["rle"]:
+        try:
+            rle_decode(rle, (64, 64), "F", "kaggle")
+        except ValueError:
+            refused += 1
+    assert refused > len(masks) // 3  # relative starts do not ascend
+    score = json.loads((results / "score.json").read_text())
+    assert score["metric"] == "dice" and score["score"] > 0.5
+    assert "siim RLE at 32x48" in (results / "logs/write_submission/all.log").read_text()
+    assert flow.planned_jobs() == {}
 
 
 def test_instances_end_to_end(tmp_path):
@@ -175,25 +204,4 @@ def test_instances_end_to_end(tmp_path):
     assert len(submission) > len(sample)  # several objects in some images
     score = json.loads((results / "score.json").read_text())
     assert score["metric"] == "instance_map" and score["score"] > 0.4
-    assert flow.planned_jobs() == {}
-
-
-def test_siim_format_at_a_mask_size_end_to_end(tmp_path):
-    """The demo written in SIIM-ACR's relative RLE format, ingested, packed and submitted in
-    it, the submission at a fixed 32 x 48 (submission.mask_size) and scored there."""
-    flow, results = _small_run(tmp_path, "segmentation-siim")
-    assert json.loads((results / "data/task.json").read_text())["rle_format"] == "siim"
-    submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
-    masks = [rle_decode(rle, (32, 48), "F", "siim") for rle in submission["rle"]]
-    assert sum(m.any() for m in masks) > len(masks) // 2
-    refused = 0
-    for rle in submission["rle"]:
-        try:
-            rle_decode(rle, (64, 64), "F", "kaggle")
-        except ValueError:
-            refused += 1
-    assert refused > len(masks) // 3  # relative starts do not ascend
-    score = json.loads((results / "score.json").read_text())
-    assert score["metric"] == "dice" and score["score"] > 0.5
-    assert "siim RLE at 32x48" in (results / "logs/write_submission/all.log").read_text()
     assert flow.planned_jobs() == {}

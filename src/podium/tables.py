@@ -57,6 +57,14 @@ def write_npy(array: Any, path: str | Path) -> None:
     tmp.replace(path)
 
 
+def load_packed(array_path: str | Path) -> Any:
+    """Memory-map a packed ``.npy`` array (images, masks, instance labels) read-only: workers
+    share pages instead of copies, and a job that reads a few rows reads only those."""
+    import numpy as np
+
+    return np.load(array_path, mmap_mode="r")
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text())

@@ -9,8 +9,7 @@ from podium.ensemble.adversarial import (
     split_features,
 )
 from podium.glue import job_logging
-from podium.tables import write_csv, write_json
-from podium.train.data import load_packed
+from podium.tables import load_packed, write_csv, write_json
 
 with job_logging(snakemake) as log:
     i, o, settings = snakemake.input, snakemake.output, snakemake.params.settings

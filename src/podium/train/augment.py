@@ -1,13 +1,17 @@
-"""Augmentation pipelines from albumentations' own serialised form (train and TTA)."""
+"""Augmentation pipelines from albumentations' own serialised form (train and TTA).
+
+albumentations is imported when a pipeline is built, not with this module: it costs a job
+about a CPU-second to import, and a training job without augmentation, every test-prediction
+job and the jobs that only read a model's settings never build one."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import albumentations as A
-from albumentations.core.serialization import SERIALIZABLE_REGISTRY
+from typing import TYPE_CHECKING, Any
 
 from podium.errors import PodiumInputError, did_you_mean
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 
 def _transform_names(node: Any) -> list[str]:
@@ -25,6 +29,9 @@ def build_augmentation(serialized: dict | None, seed: int,
     names the config key in errors (``models.resnet.augment``)."""
     if not serialized:
         return None
+    import albumentations as A
+    from albumentations.core.serialization import SERIALIZABLE_REGISTRY
+
     known = set(SERIALIZABLE_REGISTRY)
     for name in _transform_names(serialized):
         if name.split(".")[-1] not in known and name not in known:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, Dataset, get_worker_info
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 
 class PackedImages(Dataset):
@@ -53,11 +56,6 @@ class PackedImages(Dataset):
             # MSE expect
             return tensor, torch.as_tensor(label, dtype=torch.float32)
         return tensor, int(label)
-
-
-def load_packed(array_path: str | Path) -> np.ndarray:
-    """Memory-map a packed split read-only: workers share pages instead of copies."""
-    return np.load(array_path, mmap_mode="r")
 
 
 def normalize(batch: torch.Tensor) -> torch.Tensor:

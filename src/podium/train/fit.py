@@ -34,14 +34,13 @@ from podium.schema import (
     schema_field,
     unknown_model_keys,
 )
-from podium.tables import write_csv, write_json, write_parquet
+from podium.tables import load_packed, write_csv, write_json, write_parquet
 from podium.task import TARGET_COLUMN, TaskSpec
 from podium.train.augment import build_augmentation
 from podium.train.data import (
     BatchLoader,
     PackedImages,
     fold_rows,
-    load_packed,
     reseed_worker_augmentation,
 )
 from podium.train.epochs import NonFiniteLoss, run_epochs

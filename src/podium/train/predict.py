@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader
 
 from podium.errors import PodiumInputError
 from podium.metrics import require_finite
-from podium.tables import write_parquet
+from podium.tables import load_packed, write_parquet
 from podium.task import TaskSpec
 from podium.train.augment import build_augmentation
-from podium.train.data import BatchLoader, PackedImages, load_packed
+from podium.train.data import BatchLoader, PackedImages
 from podium.train.heads import build_classifier
 from podium.train.runtime import Runtime
 from podium.train.tta import TtaView, build_tta, check_merge, merge_views

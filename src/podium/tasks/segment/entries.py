@@ -23,7 +23,7 @@ from podium.ensemble.entry import fold_summary, write_entry_files
 from podium.glue import StageJob
 from podium.metrics import require_finite
 from podium.metrics.masks import mean_instance_average_precision, pair_dice
-from podium.tables import write_npy
+from podium.tables import load_packed, write_npy
 from podium.tasks.segment.classes import unpack_bits
 from podium.tasks.segment.instances import (
     apply_watershed,
@@ -54,9 +54,9 @@ class SegmentTruth:
             pd.read_csv(folds_csv, dtype={"id": str}), on="id", how="inner")
         index = index[index["fold"] >= 0].sort_values("row")
         rows = index["row"].to_numpy()
-        masks = np.load(masks_array, mmap_mode="r")[rows]
+        masks = load_packed(masks_array)[rows]
         instances = (None if instances_array is None
-                     else np.load(instances_array, mmap_mode="r")[rows])
+                     else load_packed(instances_array)[rows])
         return cls(index["id"].to_numpy(), rows, index["fold"].to_numpy(), masks, instances)
 
     @property

@@ -23,9 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import albumentations as A
 import numpy as np
 import pandas as pd
 import torch
@@ -37,7 +36,7 @@ from podium.glue import StageJob
 from podium.metrics import get_metric
 from podium.metrics.masks import MASK_THRESHOLD, pair_dice
 from podium.schema import SEGMENTATION, model_key_problems, schema_field, unknown_model_keys
-from podium.tables import write_csv, write_json, write_npy, write_parquet
+from podium.tables import load_packed, write_csv, write_json, write_npy, write_parquet
 from podium.task import TaskSpec
 from podium.tasks.segment.classes import MAX_CLASSES, unpack_bits
 from podium.tasks.segment.losses import build_segmentation_loss
@@ -48,7 +47,6 @@ from podium.train.data import (
     BatchLoader,
     PackedImages,
     fold_rows,
-    load_packed,
 )
 from podium.train.epochs import NonFiniteLoss, run_epochs
 from podium.train.fit import (
@@ -61,6 +59,9 @@ from podium.train.fit import (
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
 from podium.train.tta import TtaView, build_tta, mean_over_views
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,10 @@ def build_train_pipeline(settings: SegmentSettings, image_size: int, seed: int,
                          name: str, augment: bool = True) -> A.Compose | None:
     """A random ``crop`` (when smaller than the images) followed by the user's augmentations
     (unless ``augment`` is off: the crop alone, which plain epochs keep so that every epoch
-    trains at the same size), or None when there is neither."""
+    trains at the same size), or None when there is neither. albumentations is imported
+    here, as in :mod:`podium.train.augment`: a prediction job never needs it."""
+    import albumentations as A
+
     transforms: list[Any] = []
     if settings.crop is not None:
         if settings.crop > image_size:

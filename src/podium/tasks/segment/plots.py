@@ -22,7 +22,7 @@ from podium.submit.plots import (  # noqa: E402
     plot_learning_curves,
     read_histories,
 )
-from podium.tables import read_json  # noqa: E402
+from podium.tables import load_packed, read_json  # noqa: E402
 from podium.task import TaskSpec  # noqa: E402
 from podium.tasks.segment.entries import SegmentTruth  # noqa: E402
 
@@ -102,6 +102,6 @@ def plot_job(job: StageJob) -> None:
     truth = SegmentTruth.load(i["folds"], i["train_index"], i["masks"], i.get("instances"))
     best, oof_file = best_entry(board, job.options["names"], i["oofs"])
     maps = np.load(oof_file)
-    images = np.load(i["train_array"], mmap_mode="r")[truth.rows]
+    images = load_packed(i["train_array"])[truth.rows]
     plot_mask_examples(images, truth.class_masks(maps.shape[1]), maps, truth.ids, best,
                        o["masks"], class_names=list(TaskSpec.load(i["task"]).classes))
