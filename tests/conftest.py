@@ -49,11 +49,11 @@ def _configs_only(folder: str, names: list[str]) -> list[str]:
 
 
 CHECKED_CONFIGS: Path | None = None
-"""The config check's memory of configs whose registry names passed
-(``.snakemake/podium/checked-configs``, keyed by exactly what was checked, the library versions
-and podium's code), shared by every workflow copy of the session: a name check imports torch,
-timm and albumentations (about 5 CPU-seconds), and the copies run the same few configs over and
-over. A config with a bad name is never remembered, so every refusal is still checked in full.
+"""The config check's memory of registry look-ups that passed
+(``.snakemake/podium/checked-configs``, keyed by exactly what was looked up, the library
+versions and podium's code), shared by every workflow copy of the session: a look-up imports
+torch, timm or albumentations (about 5 CPU-seconds), and the copies use the same few names over
+and over. A name that failed is never remembered, so every refusal is still looked up.
 Set by the ``_shared_config_check_memory`` fixture; None keeps each copy's own."""
 
 

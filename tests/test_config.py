@@ -22,8 +22,8 @@ def _validate(config: dict) -> None:
 
 TEST_CONFIGS = sorted((REPO / ".test").glob("*/config.yaml"))
 DEMOS = ("shapes", "shapes-classes", "shapes-instances")
-"""The README's segmentation demos: the tests run .test/shapes as it is and the other two's
-variants at test size (.test/segmentation-*)."""
+"""The README's segmentation demos (a few minutes each): the tests run their variants at test
+size (.test/segmentation-*)."""
 
 
 def test_each_test_config_runs_with_one_command_into_its_own_results():

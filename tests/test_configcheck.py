@@ -220,7 +220,8 @@ def test_the_default_and_demo_configs_pass():
 def test_names_that_passed_are_not_checked_again(tmp_path, monkeypatch):
     config = validate_config(copy.deepcopy(DEFAULT))
     check_names(config, cache_dir=tmp_path)
-    assert len(list(tmp_path.iterdir())) == 1
+    remembered = {path.name for path in tmp_path.iterdir()}
+    assert remembered  # one file per look-up that passed
 
     def fail(*args):
         raise AssertionError("checked again")
@@ -229,9 +230,28 @@ def test_names_that_passed_are_not_checked_again(tmp_path, monkeypatch):
     check_names(config, cache_dir=tmp_path)  # the same names: remembered
     changed = config_with({"models": {"resnet10t": {"lr": 0.1}}}, config)
     check_names(changed, cache_dir=tmp_path)  # lr is no name: still remembered
+    # a new model whose backbone and settings were all looked up before: nothing to look up
+    copied = config_with({"models": {"second": config["models"]["resnet10t"]}}, config)
+    check_names(copied, cache_dir=tmp_path)
+    assert {path.name for path in tmp_path.iterdir()} == remembered
     renamed = config_with({"models": {"resnet10t": {"backbone": "resnet18"}}}, config)
     with pytest.raises(AssertionError, match="checked again"):
         check_names(renamed, cache_dir=tmp_path)
+
+
+def test_a_name_that_failed_is_looked_up_again_and_the_rest_is_remembered(tmp_path,
+                                                                          monkeypatch):
+    config = validate_config(copy.deepcopy(DEFAULT))
+    bad = config_with({"models": {"resnet10t": {"backbone": "resnet10"}}}, config)
+    with pytest.raises(PodiumInputError, match="models.resnet10t.backbone"):
+        check_names(bad, cache_dir=tmp_path)
+    looked_up = []
+    real = configcheck._run_check
+    monkeypatch.setattr(configcheck, "_run_check",
+                        lambda kind, key, value: looked_up.append(key) or real(kind, key, value))
+    with pytest.raises(PodiumInputError, match="models.resnet10t.backbone"):
+        check_names(bad, cache_dir=tmp_path)
+    assert looked_up == ["models.resnet10t.backbone"]
 
 
 def test_a_missing_library_skips_its_names_with_a_note(monkeypatch):

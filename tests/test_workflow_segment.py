@@ -1,6 +1,6 @@
-"""The segmentation demo end to end (.test/shapes, and its variants at test size in
-.test/segmentation-*): RLE masks in, U-Net family models per fold, a mean blend and fitted
-mask post-processing on the leaderboard, an RLE submission."""
+"""The segmentation demos' models end to end at test size (.test/segmentation-*; the demos in
+.test/shapes* are the README's, a few minutes each): RLE masks in, U-Net family models per
+fold, a mean blend and fitted mask post-processing on the leaderboard, an RLE submission."""
 
 from __future__ import annotations
 
@@ -17,90 +17,6 @@ from podium.settings import canonical
 from podium.tasks.segment.rle import rle_decode
 
 pytestmark = pytest.mark.slow
-
-@pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory):
-    """The demo exactly as the README runs it, .test/shapes (about 2 minutes on 2 cores).
-    Smaller runs of it lose OOF Dice by post-processing in some folds, which the first test
-    rules out here."""
-    from conftest import Workflow, dot_test_config
-
-    flow = Workflow(tmp_path_factory.mktemp("shapes"), dot_test_config("shapes"))
-    flow.snakemake(timeout=1200)
-    return flow
-
-
-def test_leaderboard_ranks_models_blend_and_post_processed_masks(shapes_run):
-    results = shapes_run.results
-    board = pd.read_csv(results / "leaderboard.csv")
-    assert set(board["metric"]) == {"dice"}
-    assert {"unet", "fpn", "mean", "unet+masks", "fpn+masks", "mean+masks"} == set(board["name"])
-    assert not {"resnet10t", "regnetx_002", "lightgbm"} & set(board["name"])
-    assert board["cv_mean"].between(0, 1).all()
-    gains = {}
-    for name in ("unet", "fpn", "mean"):
-        details = json.loads((results / f"postprocess/{name}+masks/cv.json").read_text())
-        gains[name] = details["details"]["dice_after"] - details["details"]["dice_before"]
-    # post-processing fitted fold by fold never costs OOF Dice here and gains where the
-    # model's threshold is off (kept defaults give exactly the entry's own Dice)
-    assert min(gains.values()) >= 0 and max(gains.values()) > 0.001, gains
-
-
-def test_submission_is_valid_rle_in_the_sample_format(shapes_run):
-    results = shapes_run.results
-    sample = pd.read_csv(results / "competition/sample_submission.csv", dtype=str,
-                         keep_default_na=False)
-    submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
-    assert list(submission.columns) == list(sample.columns)
-    assert list(submission["id"]) == list(sample["id"])
-    for rle in submission["rle"]:
-        assert rle_decode(rle, (64, 64)).shape == (64, 64)  # the demo's images are 64 x 64
-    score = json.loads((results / "score.json").read_text())
-    assert score["metric"] == "dice" and 0 <= score["score"] <= 1
-
-
-def test_fold_outputs_and_a_rerun_does_nothing(shapes_run):
-    results = shapes_run.results
-    for model in ("unet", "fpn"):
-        for k in (0, 1):
-            fold = results / f"models/{model}/fold{k}"
-            assert {"model.pt", "oof_probs.npy", "oof_index.parquet", "history.csv",
-                    "metrics.json", "test_probs.npy"} <= {p.name for p in fold.iterdir()}
-    for plot in ("leaderboard", "cv_folds", "learning_curves", "masks"):
-        png = (results / f"plots/{plot}.png").read_bytes()
-        assert png.startswith(b"\x89PNG") and len(png) > 10_000, plot
-    assert shapes_run.planned_jobs() == {}
-
-
-def test_a_plotting_change_reruns_only_the_plots(shapes_run):
-    """Code hashes cover the podium modules each rule's script imports."""
-    plots = shapes_run.root / "src/podium/tasks/segment/plots.py"
-    original = plots.read_text()
-    plots.write_text(original + "\n_A_CODE_CHANGE = 1\n")
-    try:
-        planned = shapes_run.planned_jobs()
-    finally:
-        plots.write_text(original)
-    assert planned == {"plot_results": 1, "all": 1}
-
-
-def test_the_demo_reordered_and_respelled_reruns_nothing(shapes_run):
-    """Params compare by content in the demo too (.test/shapes layered over config.yaml):
-    both files with every mapping's keys reversed and their numbers respelled plan nothing,
-    and every recorded param has sorted keys."""
-    files = [shapes_run.root / "config.yaml", shapes_run.config_path]
-    originals = [path.read_text() for path in files]
-    try:
-        for path, text in zip(files, originals, strict=True):
-            path.write_text(respelled_yaml(reversed_keys(yaml.safe_load(text))))
-        planned = shapes_run.planned_jobs()
-    finally:
-        for path, text in zip(files, originals, strict=True):
-            path.write_text(text)
-    assert planned == {}
-    for text in recorded_params(shapes_run.root):
-        assert repr(canonical(ast.literal_eval(text))) == text
-
 
 @pytest.mark.parametrize(("override", "message"), [
     ({"preprocess": {"resize": "pad"}}, "preprocess.resize: segmentation needs stretch"),
@@ -135,7 +51,8 @@ def _small_run(tmp_path, name: str):
 
 @pytest.fixture(scope="module")
 def classes_run(tmp_path_factory):
-    """.test/segmentation-classes: two mask classes, written in SIIM's relative RLE format."""
+    """.test/segmentation-classes: the shapes demo's U-Net and FPN, their mean blend and mask
+    post-processing for each, on two mask classes written in SIIM's relative RLE format."""
     return _small_run(tmp_path_factory.mktemp("classes"), "segmentation-classes")
 
 
@@ -144,7 +61,7 @@ def test_two_mask_classes_end_to_end(classes_run):
     cv.json, per-class post-processing, and the sample's per-class rows filled."""
     _, results = classes_run
     board = pd.read_csv(results / "leaderboard.csv")
-    assert {"unet", "mean", "unet+masks"} <= set(board["name"]) and "fpn" not in set(board["name"])
+    assert {"unet", "mean", "unet+masks"} <= set(board["name"])
     unet = json.loads((results / "models/unet/cv.json").read_text())
     assert len(unet["class_scores"]) == 2 and unet["cv_mean"] > 0.5
     post = json.loads((results / "postprocess/unet+masks/cv.json").read_text())
@@ -181,6 +98,67 @@ def test_siim_format_at_a_mask_size_end_to_end(classes_run):
     assert score["metric"] == "dice" and score["score"] > 0.5
     assert "siim RLE at 32x48" in (results / "logs/write_submission/all.log").read_text()
     assert flow.planned_jobs() == {}
+
+
+def test_leaderboard_ranks_models_blend_and_post_processed_masks(classes_run):
+    _, results = classes_run
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert set(board["metric"]) == {"dice"}
+    assert {"unet", "fpn", "mean", "unet+masks", "fpn+masks", "mean+masks"} == set(board["name"])
+    assert not {"resnet10t", "regnetx_002", "lightgbm"} & set(board["name"])
+    assert board["cv_mean"].between(0, 1).all()
+    gains = {}
+    for name in ("unet", "fpn", "mean"):
+        details = json.loads((results / f"postprocess/{name}+masks/cv.json").read_text())
+        gains[name] = details["details"]["dice_after"] - details["details"]["dice_before"]
+    # post-processing fitted fold by fold never costs OOF Dice here and gains where the
+    # model's threshold is off (kept defaults give exactly the entry's own Dice)
+    assert min(gains.values()) >= 0 and max(gains.values()) > 0.001, gains
+
+
+def test_fold_outputs_and_a_rerun_does_nothing(classes_run):
+    flow, results = classes_run
+    for model in ("unet", "fpn"):
+        for k in (0, 1):
+            fold = results / f"models/{model}/fold{k}"
+            assert {"model.pt", "oof_probs.npy", "oof_index.parquet", "history.csv",
+                    "metrics.json", "test_probs.npy"} <= {p.name for p in fold.iterdir()}
+    for plot in ("leaderboard", "cv_folds", "learning_curves", "masks"):
+        png = (results / f"plots/{plot}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, plot
+    assert flow.planned_jobs() == {}
+
+
+def test_a_plotting_change_reruns_only_the_plots(classes_run):
+    """Code hashes cover the podium modules each rule's script imports."""
+    flow, _ = classes_run
+    plots = flow.root / "src/podium/tasks/segment/plots.py"
+    original = plots.read_text()
+    plots.write_text(original + "\n_A_CODE_CHANGE = 1\n")
+    try:
+        planned = flow.planned_jobs()
+    finally:
+        plots.write_text(original)
+    assert planned == {"plot_results": 1, "all": 1}
+
+
+def test_the_config_reordered_and_respelled_reruns_nothing(classes_run):
+    """Params compare by content in segmentation too (.test/segmentation-classes layered over
+    config.yaml): both files with every mapping's keys reversed and their numbers respelled
+    plan nothing, and every recorded param has sorted keys."""
+    flow, _ = classes_run
+    files = [flow.root / "config.yaml", flow.config_path]
+    originals = [path.read_text() for path in files]
+    try:
+        for path, text in zip(files, originals, strict=True):
+            path.write_text(respelled_yaml(reversed_keys(yaml.safe_load(text))))
+        planned = flow.planned_jobs()
+    finally:
+        for path, text in zip(files, originals, strict=True):
+            path.write_text(text)
+    assert planned == {}
+    for text in recorded_params(flow.root):
+        assert repr(canonical(ast.literal_eval(text))) == text
 
 
 def test_instances_end_to_end(tmp_path):

@@ -14,10 +14,11 @@ Three layers, each naming the config file, line and key at fault and what to do:
   samplers, poolings, TTA views, albumentations transforms, blends, post-processors,
   segmentation losses and TTA, the CSV encoding) up with the registries' own functions.
 
-The registries live in modules that import torch, timm and albumentations (seconds), so a
-successful name check is remembered under ``.snakemake/podium/`` keyed by exactly what was
-checked, the library versions and podium's code: a dry run after a change of ``lr`` imports
-nothing, one after a change of a backbone checks again.
+The registries live in modules that import torch, timm and albumentations (seconds), so each
+look-up that passed is remembered under ``.snakemake/podium/`` keyed by exactly what was
+looked up, the library versions and podium's code: a dry run after a change of ``lr``, or
+after adding a model whose backbone and settings were seen before, imports nothing; one
+after a change of a backbone looks that backbone up again.
 """
 
 from __future__ import annotations
@@ -464,18 +465,28 @@ _COMMON_ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "latin-1", "iso-8859-1", "c
 _LIBRARIES = ("torch", "timm", "albumentations", "segmentation-models-pytorch", "scikit-learn")
 
 
-def _cache_key(plan: list, code_cache: Path | None = None) -> str:
+def _memory_salt(code_cache: Path | None = None) -> str:
+    """What every remembered name check depends on besides the name: the libraries'
+    versions and podium's code (this module and the registries it imports)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from podium.codehash import module_hash
 
-    digest = hashlib.sha1(json.dumps(plan, sort_keys=True, default=str).encode())
+    parts = []
     for library in _LIBRARIES:
         try:
-            digest.update(f"{library}={version(library)}".encode())
+            parts.append(f"{library}={version(library)}")
         except PackageNotFoundError:
-            digest.update(f"{library}=none".encode())
-    digest.update(module_hash(__name__, cache=code_cache).encode())
+            parts.append(f"{library}=none")
+    parts.append(module_hash(__name__, cache=code_cache))
+    return ";".join(parts)
+
+
+def _memory_key(kind: str, value: Any, salt: str) -> str:
+    """The file name that remembers one passed look-up: what was looked up, where (``salt``),
+    never the key path, so the same backbone under another model's name is known too."""
+    digest = hashlib.sha1(salt.encode())
+    digest.update(json.dumps([kind, value], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:20]
 
 
@@ -483,19 +494,21 @@ def check_names(config: dict, files: Iterable[str | Path] = (),
                 cache_dir: str | Path | None = None,
                 note: Callable[[str], None] | None = None) -> None:
     """Look every registry name of a validated config up; all problems at once, each with
-    its file, line and key path and the close names. With ``cache_dir`` a config whose names
-    passed before (same names, libraries and podium code) is not checked again. A library
-    missing where this runs (Snakemake's own environment with ``--sdm conda``) skips the
-    names that need it; the jobs check them when they start (``note`` is told)."""
+    its file, line and key path and the close names. With ``cache_dir`` each look-up that
+    passed before (same name, libraries and podium code) is not made again, so a config
+    whose names were all seen imports no registry. A library missing where this runs
+    (Snakemake's own environment with ``--sdm conda``) skips the names that need it; the jobs
+    check them when they start (``note`` is told)."""
     locate = _Locator(files)
     problems = [locate.line(keys) + message for keys, message in _plain_checks(config)]
-    plan = name_plan(config)
-    marker = (Path(cache_dir) / _cache_key(plan, Path(cache_dir).parent / "codehash")
-              if cache_dir is not None else None)
-    if marker is not None and marker.is_file() and not problems:
-        return
+    memory = Path(cache_dir) if cache_dir is not None else None
+    salt = _memory_salt(memory.parent / "codehash") if memory is not None else ""
     missing: set[str] = set()
-    for kind, keys, value in plan:
+    passed: list[Path] = []
+    for kind, keys, value in name_plan(config):
+        marker = memory / _memory_key(kind, value, salt) if memory is not None else None
+        if marker is not None and marker.is_file():
+            continue
         try:
             _run_check(kind, key_path(keys), value)
         except (ValueError, TypeError) as err:  # PodiumInputError is a ValueError
@@ -503,18 +516,20 @@ def check_names(config: dict, files: Iterable[str | Path] = (),
             if not message.startswith("config key"):
                 message = f"config key {key_path(keys)}: {message}"
             problems.append(locate.line(keys) + message)
+            continue
         except ImportError as err:
             missing.add(err.name or str(err))
+            continue
+        if marker is not None:
+            passed.append(marker)
+    for marker in passed:  # a name that failed is never remembered: it is checked each time
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("name checked\n")
     if problems:
         raise _problems(problems, "config check")
-    if missing:
-        if note is not None:
-            note(f"podium: config check skipped the names that need {', '.join(sorted(missing))} "
-                 "(not installed here); the jobs check them when they start.")
-        return
-    if marker is not None:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("names checked\n")
+    if missing and note is not None:
+        note(f"podium: config check skipped the names that need {', '.join(sorted(missing))} "
+             "(not installed here); the jobs check them when they start.")
 
 
 def check_config(config: dict, files: Iterable[str | Path] = (),
