@@ -300,6 +300,17 @@ def binary_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workflow, Path
     return flow, competition
 
 
+@pytest.fixture(scope="session")
+def source_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workflow, Path]:
+    """One complete run of .test/columns, its competition folder written by its prepare.py:
+    odd column names (tests/test_workflow_columns.py) and a pseudo-labelling second round
+    (tests/test_workflow_pseudo.py) in one run."""
+    flow = Workflow(tmp_path_factory.mktemp("columns"), dot_test_config("columns"))
+    competition = flow.prepare()
+    flow.snakemake()
+    return flow, competition
+
+
 @pytest.fixture(scope="module")
 def digits_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One valid digits folder (30 train, 10 test), written once per module and copied per test.

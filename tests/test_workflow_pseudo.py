@@ -1,5 +1,6 @@
-"""Pseudo-labelling as a second round in a real snakemake run: fold k's pseudo labels come
-from the round-1 fold-k models only, and the round-2 models join the leaderboard."""
+"""Pseudo-labelling as a second round in a real snakemake run (.test/columns,
+conftest.source_run): fold k's pseudo labels come from the round-1 fold-k models only, and the
+round-2 models join the leaderboard."""
 
 from __future__ import annotations
 
@@ -14,21 +15,18 @@ from podium.errors import PodiumInputError
 from podium.task import TaskSpec
 
 # Tiny one-epoch models are barely better than uniform (0.1 for ten digits), so the workflow
-# test (.test/pseudo) takes every test image; the threshold itself is tested on known values
+# test (.test/columns) takes every test image; the threshold itself is tested on known values
 # below.
 THRESHOLD = 0.01
 
 
 @pytest.mark.slow
-def test_round_two_trains_on_confident_test_predictions(tmp_path):
-    from conftest import Workflow, dot_test_config
-
-    workflow = Workflow(tmp_path, dot_test_config("pseudo"))
+def test_round_two_trains_on_confident_test_predictions(source_run):
+    workflow, competition = source_run
     assert workflow.config["pseudo_label"] == {"enabled": True, "threshold": THRESHOLD}
-    workflow.snakemake()
     results = workflow.results
     spec = TaskSpec.load(results / "data/task.json")
-    sample = pd.read_csv(results / "competition/sample_submission.csv", dtype=str)
+    sample = pd.read_csv(competition / "sample_submission.csv", dtype=str)
     for fold in (0, 1):
         pseudo = pd.read_csv(results / f"pseudo/fold{fold}.csv", dtype=str)
         assert set(pseudo["id"]) <= set(sample["id"])
