@@ -40,6 +40,8 @@ def test_tiny_pipeline_runs_through_slurm(workflow):
     if not _cluster_is_up():
         pytest.skip("no SLURM cluster on this machine: run .ci/slurm/start-cluster.sh")
     before = {j for ids in _jobs_by_rule().values() for j in ids}
+    workflow.config["models"].pop("regnetx_002")  # one model: its two folds run side by side
+    workflow.write_config()
     workflow.snakemake(
         "--workflow-profile", "workflow/profiles/slurm",
         "--set-resources", "train_model:mem_mb=1500", "predict_test:mem_mb=1500",
@@ -48,7 +50,7 @@ def test_tiny_pipeline_runs_through_slurm(workflow):
         "--slurm-init-seconds-before-status-checks", "2", timeout=600)
 
     jobs = {rule: [j for j in ids if j not in before] for rule, ids in _jobs_by_rule().items()}
-    assert len(jobs["train_model"]) == 4 and len(jobs["predict_test"]) == 4
+    assert len(jobs["train_model"]) == 2 and len(jobs["predict_test"]) == 2
     assert len(jobs["preprocess_images"]) == 2
     assert not set(jobs) - {"train_model", "predict_test", "preprocess_images"}  # rest: local
     for job in jobs["train_model"] + jobs["predict_test"]:
@@ -66,12 +68,11 @@ def test_tiny_pipeline_runs_through_slurm(workflow):
     assert devices == {"0", "1"}  # SLURM gave concurrent folds different cards
     board = pd.read_csv(results / "leaderboard.csv")
     assert list(board.columns) == ["name", "kind", "metric", "cv_mean", "cv_std"]
-    assert {"resnet10t", "regnetx_002", "mean", "lightgbm"} <= set(board["name"])
+    assert {"resnet10t", "mean", "lightgbm"} <= set(board["name"])
     sample = pd.read_csv(results / "competition/sample_submission.csv", dtype=str)
     submission = pd.read_csv(results / "submission.csv", dtype=str)
     assert list(submission.columns) == list(sample.columns)
     assert list(submission["id"]) == list(sample["id"])
     folds = pd.read_csv(results / "folds.csv", dtype={"id": str})
-    for model in ("resnet10t", "regnetx_002"):
-        oof = pd.read_parquet(results / f"models/{model}/oof.parquet")
-        assert sorted(oof["id"]) == sorted(folds["id"])
+    oof = pd.read_parquet(results / "models/resnet10t/oof.parquet")
+    assert sorted(oof["id"]) == sorted(folds["id"])
