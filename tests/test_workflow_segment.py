@@ -41,7 +41,7 @@ def test_settings_segmentation_cannot_use_are_refused_before_anything_runs(workf
 
 
 def _small_run(tmp_path, name: str):
-    """A complete run of .test/<name>: a demo variant on 80 images, 2 folds and one model."""
+    """A complete run of .test/<name>: a demo variant on 80 images and 2 folds."""
     from conftest import Workflow, dot_test_config
 
     flow = Workflow(tmp_path, dot_test_config(name))
