@@ -522,9 +522,10 @@ def check_names(config: dict, files: Iterable[str | Path] = (),
             continue
         if marker is not None:
             passed.append(marker)
-    for marker in passed:  # a name that failed is never remembered: it is checked each time
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("name checked\n")
+    if passed:  # a name that failed is never remembered: it is checked each time
+        memory.mkdir(parents=True, exist_ok=True)
+        for marker in passed:
+            marker.write_text("name checked\n")
     if problems:
         raise _problems(problems, "config check")
     if missing and note is not None:
