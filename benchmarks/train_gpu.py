@@ -37,9 +37,9 @@ import pandas as pd
 import torch
 
 from podium.task import TaskSpec
+from podium.tasks.classify.fit import FoldOutputs, TrainSettings, train_fold
+from podium.tasks.classify.models import build_classifier
 from podium.train.devices import default_lock_dir, visible_gpu_count
-from podium.train.fit import FoldOutputs, TrainSettings, train_fold
-from podium.train.heads import build_classifier
 from podium.train.runtime import Runtime
 
 OUT = Path(__file__).resolve().parent / "out"

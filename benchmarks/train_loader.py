@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from podium.preprocess.pack import pack_split
 from podium.preprocess.transforms import PreprocessSettings
+from podium.tasks.classify.models import build_classifier
 from podium.train.data import PackedImages, load_packed, normalize
-from podium.train.heads import build_classifier
 
 
 def augmentation() -> A.Compose:

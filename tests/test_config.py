@@ -139,9 +139,9 @@ def test_settings_dataclasses_take_the_schemas_defaults_and_keys():
     from podium.metrics import DEFAULT_MULTILABEL_RULE
     from podium.preprocess.transforms import PreprocessSettings
     from podium.schema import model_keys, schema_default
+    from podium.tasks.classify.fit import TrainSettings
     from podium.tasks.segment.fit import SegmentSettings
     from podium.tasks.segment.rle import DEFAULT_FORMAT
-    from podium.train.fit import TrainSettings
 
     for cls, section in ((TrainSettings, ("models",)), (SegmentSettings, ("models",)),
                          (PreprocessSettings, ("preprocess",)),

@@ -271,8 +271,8 @@ def test_schema_enums_match_the_registries():
     from podium.ensemble.blend import BLENDS
     from podium.ensemble.postprocess import POSTPROCESSORS
     from podium.ensemble.stack import STACKERS
+    from podium.tasks.classify.models import POOLINGS
     from podium.tasks.segment.models import ARCHS
-    from podium.train.heads import POOLINGS
     from podium.train.optim import OPTIMIZERS, SCHEDULES
     from podium.train.tta import MERGES
 

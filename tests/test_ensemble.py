@@ -7,14 +7,13 @@ import pandas as pd
 import pytest
 
 from podium.ensemble.blend import MeanBlend, make_blend
-from podium.ensemble.gather import gather_model
-from podium.ensemble.oof import TrainTruth, cv_summary
 from podium.ensemble.stack import STACKERS, make_stacker, stack_out_of_fold
 from podium.errors import PodiumInputError
 from podium.submit.leaderboard import build_leaderboard
 from podium.submit.submission import apply_leak_labels, format_submission
 from podium.tables import read_json, write_json
 from podium.task import TaskSpec
+from podium.tasks.classify.entries import TrainTruth, cv_summary, gather_model
 
 SPEC = TaskSpec(task="multiclass", target="label", classes=("a", "b", "c"), metric="accuracy",
                 id_column="id")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from podium.errors import PodiumInputError
-from podium.train.heads import (
+from podium.tasks.classify.models import (
     POOLINGS,
     Classifier,
     ClassifierHead,

@@ -9,9 +9,6 @@ import pytest
 from conftest import REPO
 from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
-from podium.ensemble.gather import gather_model
-from podium.ensemble.level2 import run_postprocess
-from podium.ensemble.oof import TrainTruth, cv_summary, write_predictions
 from podium.ensemble.postprocess import make_postprocessor
 from podium.errors import PodiumInputError
 from podium.metrics import (
@@ -23,7 +20,9 @@ from podium.metrics import (
 )
 from podium.submit.score import score_submission
 from podium.task import TaskSpec
-from podium.train.fit import stopping_metric
+from podium.tasks.classify.entries import TrainTruth, cv_summary, gather_model, write_predictions
+from podium.tasks.classify.fit import stopping_metric
+from podium.tasks.classify.level2 import run_postprocess
 
 MULTILABEL = TaskSpec(task="multilabel", target="tags", classes=("a", "b", "c"),
                       metric="f1_macro", id_column="id")

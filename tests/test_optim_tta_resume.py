@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from podium.errors import PodiumInputError
-from podium.train.heads import build_classifier
+from podium.tasks.classify.models import build_classifier
 from podium.train.optim import (
     LrSchedule,
     build_optimizer,

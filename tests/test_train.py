@@ -17,11 +17,11 @@ import torch
 from podium.errors import PodiumInputError
 from podium.metrics import get_metric
 from podium.task import TaskSpec
+from podium.tasks.classify.fit import FoldOutputs, TrainSettings, classifier_trainer, train_fold
+from podium.tasks.classify.models import build_classifier
+from podium.tasks.classify.predict import predict_test_fold
 from podium.train.augment import build_augmentation
 from podium.train.data import BatchLoader, PackedImages, reseed_worker_augmentation
-from podium.train.fit import FoldOutputs, TrainSettings, classifier_trainer, train_fold
-from podium.train.heads import build_classifier
-from podium.train.predict import predict_test_fold
 from podium.train.runtime import Runtime
 
 SPEC = TaskSpec(task="multiclass", target="label", classes=("0", "1", "2"), metric="accuracy",

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from conftest import local_env
 
-from podium.ensemble.oof import TrainTruth
 from podium.ensemble.stack import make_stacker, stack_features, stack_out_of_fold
 from podium.task import TaskSpec
+from podium.tasks.classify.entries import TrainTruth
 
 pytestmark = pytest.mark.slow
 

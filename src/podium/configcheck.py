@@ -322,15 +322,15 @@ def name_plan(config: dict) -> list[tuple[str, list, Any]]:
 def _run_check(kind: str, key: str, value: Any) -> None:
     """One registry look-up, through the registry's own function."""
     if kind == "backbone":
-        from podium.train.heads import check_backbone
+        from podium.tasks.classify.models import check_backbone
 
         check_backbone(value, key)
     elif kind == "encoder":
-        from podium.train.heads import check_backbone
+        from podium.tasks.classify.models import check_backbone
 
         check_backbone(str(value).removeprefix("tu-"), key)
     elif kind == "pooling":
-        from podium.train.heads import check_pooling
+        from podium.tasks.classify.models import check_pooling
 
         check_pooling(value, key)
     elif kind == "loss":

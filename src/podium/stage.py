@@ -85,7 +85,7 @@ class TaskStage:
 
     @staticmethod
     def module_of(entry: str) -> str:
-        """``podium.train.fit`` of ``podium.train.fit:train_fold_job``."""
+        """``podium.train.fit`` of ``podium.tasks.classify.fit:train_fold_job``."""
         return entry.split(":", 1)[0]
 
     @property

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from podium.ensemble.oof import TrainTruth, aligned_proba
 from podium.glue import StageJob
 from podium.submit.leaderboard import best_entry
 from podium.submit.plots import (
@@ -17,6 +16,7 @@ from podium.submit.plots import (
 )
 from podium.tables import read_json
 from podium.task import TaskSpec
+from podium.tasks.classify.entries import TrainTruth, aligned_proba
 
 
 def plot_job(job: StageJob) -> None:

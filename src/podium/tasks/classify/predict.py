@@ -22,9 +22,9 @@ from podium.errors import PodiumInputError
 from podium.metrics import require_finite
 from podium.tables import load_packed, write_parquet
 from podium.task import TaskSpec
+from podium.tasks.classify.models import build_classifier
 from podium.train.augment import build_augmentation
 from podium.train.data import BatchLoader, PackedImages
-from podium.train.heads import build_classifier
 from podium.train.runtime import Runtime
 from podium.train.tta import TtaView, build_tta, check_merge, merge_views
 
@@ -86,7 +86,7 @@ def predict_test_fold(
 ) -> dict[str, Any]:
     """Predict every test image with one fold's model and the model's TTA; writes ``id`` plus
     the prediction columns, in the packed test order. ``settings`` is the model's
-    :class:`~podium.train.fit.TrainSettings` (TTA, batch size, precision)."""
+    :class:`~podium.tasks.classify.fit.TrainSettings` (TTA, batch size, precision)."""
     name = name or settings.backbone
     views = build_tta(settings.tta, settings.tta_scales)
     check_merge(settings.tta_merge)

@@ -1,7 +1,10 @@
-"""Reading, aligning and scoring out-of-fold predictions.
+"""The classify plug-in's entries: reading, aligning and scoring out-of-fold predictions, and
+gathering a model's folds into its entry (OOF for every train row, test averaged over folds,
+CV score).
 
 Every model, blend and stacker is scored the same way: the metric on each fold's OOF rows,
-then mean and standard deviation over folds. That is what the leaderboard ranks.
+then mean and standard deviation over folds (:func:`podium.ensemble.entry.fold_summary`).
+That is what the leaderboard ranks.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from podium.ensemble.entry import fold_summary, write_entry_files
+from podium.glue import StageJob
 from podium.metrics import LabelSpace, get_metric, require_finite
 from podium.task import TARGET_COLUMN, TaskSpec
 
@@ -81,3 +85,38 @@ def write_predictions(name: str, kind: str, spec: TaskSpec, truth: TrainTruth,
     summary = cv_summary(name, kind, truth, oof, spec.metric, spec.label_space)
     return write_entry_files(summary, prediction_frame(truth.ids, oof, columns),
                              prediction_frame(test_ids, test, columns), out, details)
+
+
+def gather_model(
+    name: str,
+    spec: TaskSpec,
+    truth: TrainTruth,
+    fold_oofs: list[str | Path],
+    fold_tests: list[str | Path],
+    oof_path: str | Path,
+    test_path: str | Path,
+    cv_path: str | Path,
+) -> dict:
+    """Stack fold OOFs into train order, average fold test predictions, write cv.json."""
+    columns = spec.prediction_columns
+    oofs = [pd.read_parquet(p) for p in fold_oofs]
+    tests = [pd.read_parquet(p) for p in fold_tests]
+    for k, (fold_oof, fold_test) in enumerate(zip(oofs, tests, strict=True)):
+        require_finite(fold_oof[columns].to_numpy(), f"model {name} fold {k}: OOF")
+        require_finite(fold_test[columns].to_numpy(), f"model {name} fold {k}: test")
+    oof = pd.concat(oofs, ignore_index=True)
+    if oof["id"].duplicated().any():
+        raise ValueError(f"{name}: a train id is predicted by more than one fold")
+    oof_proba = aligned_proba(oof, truth.ids, columns)
+    test_ids = tests[0]["id"]
+    test_proba = np.mean([aligned_proba(t, test_ids, columns) for t in tests], axis=0)
+    return write_predictions(name, "model", spec, truth, test_ids, oof_proba, test_proba,
+                             {"oof": oof_path, "test": test_path, "cv": cv_path})
+
+
+def gather_job(job: StageJob) -> dict:
+    """A classification model's ``gather_model`` job."""
+    i, o = job.inputs, job.outputs
+    spec = TaskSpec.load(i["task"])
+    return gather_model(job.name, spec, TrainTruth.load(i["folds"], i["manifest"], spec),
+                        i["fold_oof"], i["fold_test"], o["oof"], o["test"], o["cv"])

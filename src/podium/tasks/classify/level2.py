@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 
 from podium.ensemble.blend import blend_out_of_fold, make_blend
-from podium.ensemble.oof import TrainTruth, aligned_proba, write_predictions
 from podium.ensemble.postprocess import make_postprocessor, postprocess_out_of_fold
 from podium.ensemble.stack import make_stacker, stack_features, stack_out_of_fold
 from podium.glue import StageJob
 from podium.task import TaskSpec
+from podium.tasks.classify.entries import TrainTruth, aligned_proba, write_predictions
 
 
 def _load(paths: dict[str, str | Path]) -> dict[str, pd.DataFrame]:
