@@ -11,13 +11,13 @@ from torchvision.ops import sigmoid_focal_loss
 from podium.errors import PodiumInputError
 from podium.schema import SCHEMA_PATH
 from podium.task import TaskSpec
+from podium.tasks.classify.losses import build_loss
 from podium.tasks.segment import losses as _pixel_losses  # noqa: F401  (registers "pixel")
 from podium.train.losses import (
     LOSSES,
     LossFactory,
     LossRegistry,
     WeightedLossSum,
-    build_loss,
     lovasz_grad,
 )
 

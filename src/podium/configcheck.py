@@ -334,7 +334,7 @@ def _run_check(kind: str, key: str, value: Any) -> None:
 
         check_pooling(value, key)
     elif kind == "loss":
-        from podium.train.losses import check_loss
+        from podium.tasks.classify.losses import check_loss
 
         check_loss(value[0], value[1], key)
     elif kind == "sampler":

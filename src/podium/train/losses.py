@@ -2,15 +2,13 @@
 mix) for whatever its task predicts.
 
 :data:`LOSSES` holds every loss podium trains with, by the kind of output it scores and name:
-``"image"`` losses score one row of logits per image (registered here), ``"pixel"`` losses one
-map per image (registered by the segment plug-in, :mod:`podium.tasks.segment.losses`); a new
-task registers its own kind. One config form serves them all: a name, ``{name, params}``, or a
-list of those, each with an optional ``weight``, summed by :class:`WeightedLossSum`; bad config
-fails here, before any training starts, naming the config key.
-
-Image logits are ``N x n_classes``; targets are class indices ``(N,)`` for binary and
-multiclass, a 0/1 float matrix ``N x n_classes`` for multilabel, and floats ``(N,)`` against
-logits ``(N, 1)`` for regression and ordinal tasks (:func:`build_loss`).
+``"image"`` losses score one row of logits per image (registered by the classify plug-in,
+:mod:`podium.tasks.classify.losses`), ``"pixel"`` losses one map per image (registered by the
+segment plug-in, :mod:`podium.tasks.segment.losses`); a new task registers its own kind. One
+config form serves them all: a name, ``{name, params}``, or a list of those, each with an
+optional ``weight``, summed by :class:`WeightedLossSum`; bad config fails here, before any
+training starts, naming the config key. The loss modules here (BCE, focal, soft F1, the one
+Lovasz hinge, MSE, smooth L1) are the building blocks the plug-ins register.
 """
 
 from __future__ import annotations
@@ -26,13 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from podium.errors import PodiumInputError, did_you_mean
-from podium.task import TaskSpec
 
 LOSS_KEY = "models.<name>.loss"
-INDEX_TASKS = ("binary", "multiclass")
-SCALAR_TASKS = ("regression", "ordinal")
-DEFAULT_LOSS = {"binary": "cross_entropy", "multiclass": "cross_entropy", "multilabel": "bce",
-                "regression": "mse", "ordinal": "mse"}
 
 
 class _ParamError(ValueError):
@@ -58,25 +51,12 @@ def _number(param: str, value: Any, low: float, high: float = float("inf"), *,
     return value
 
 
-def _per_class(param: str, value: Any, spec: TaskSpec, high: float = float("inf"),
-               scalar: bool = True) -> torch.Tensor:
-    """A number >= 0, or a list of one per class in class order, as a float tensor."""
-    if isinstance(value, list | tuple):
-        if len(value) != spec.n_classes:
-            raise _ParamError(param, f"expected {spec.n_classes} values (one per class "
-                                     f"{', '.join(spec.classes)}), got {len(value)}")
-        return torch.tensor([_number(param, v, 0.0, high, high_open=False) for v in value])
-    if not scalar:
-        raise _ParamError(param, f"expected a list of {spec.n_classes} values, one per class")
-    return torch.tensor(_number(param, value, 0.0, high, high_open=False))
-
-
 def _one_hot(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """Class-index targets as a 0/1 matrix shaped like ``logits``."""
     return F.one_hot(targets.long(), logits.shape[1]).to(logits.dtype)
 
 
-# --- classification losses -----------------------------------------------------------------
+# --- losses of class logits (the classify plug-in registers them for images) -----------
 
 
 class BCEWithLogits(nn.Module):
@@ -197,7 +177,7 @@ def lovasz_hinge(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (F.relu(errors_sorted) * grad).sum(dim=0).mean()
 
 
-# --- regression losses ---------------------------------------------------------------------
+# --- losses of values (regression, ordinal) ---------------------------------------------
 
 
 def _flat_scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -225,53 +205,6 @@ class SmoothL1Loss(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.smooth_l1_loss(*_flat_scores(logits, targets), beta=self.beta)
-
-
-# --- builders: config params -> module -----------------------------------------------------
-
-
-def _cross_entropy(spec: TaskSpec, label_smoothing: float = 0.0,
-                   weight: list[float] | None = None) -> nn.Module:
-    label_smoothing = _number("label_smoothing", label_smoothing, 0.0, 1.0)
-    weights = None if weight is None else _per_class("weight", weight, spec, scalar=False)
-    return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
-
-
-def _bce(spec: TaskSpec, pos_weight: float | list[float] | None = None,
-         label_smoothing: float = 0.0) -> nn.Module:
-    weights = None if pos_weight is None else _per_class("pos_weight", pos_weight, spec)
-    return BCEWithLogits(weights, _number("label_smoothing", label_smoothing, 0.0, 1.0),
-                         one_hot=not spec.is_multilabel)
-
-
-def _focal(spec: TaskSpec, gamma: float = 2.0,
-           alpha: float | list[float] | None = None) -> nn.Module:
-    gamma = _number("gamma", gamma, 0.0)
-    weights = None
-    if alpha is not None and spec.is_multilabel:
-        weights = _per_class("alpha", alpha, spec, 1.0)
-    elif alpha is not None and spec.task == "binary" and not isinstance(alpha, list | tuple):
-        positive = _number("alpha", alpha, 0.0, 1.0, high_open=False)  # weight of the second class
-        weights = torch.tensor([1.0 - positive, positive])
-    elif alpha is not None:
-        weights = _per_class("alpha", alpha, spec, scalar=False)
-    return FocalLoss(gamma, weights, sigmoid=spec.is_multilabel)
-
-
-def _soft_f1(spec: TaskSpec, eps: float = 1e-7) -> nn.Module:
-    return SoftF1Loss(_number("eps", eps, 0.0, low_open=True), sigmoid=spec.is_multilabel)
-
-
-def _lovasz_hinge(spec: TaskSpec) -> nn.Module:
-    return LovaszHingeLoss(index_targets=not spec.is_multilabel)
-
-
-def _mse(spec: TaskSpec) -> nn.Module:
-    return MSELoss()
-
-
-def _smooth_l1(spec: TaskSpec, beta: float = 1.0) -> nn.Module:
-    return SmoothL1Loss(_number("beta", beta, 0.0))
 
 
 @dataclass(frozen=True)
@@ -478,34 +411,4 @@ def _weight(value: Any, key: str) -> float:
 
 
 LOSSES = LossRegistry()
-"""Every loss, by kind of output and name (this module registers the ``"image"`` kind)."""
-IMAGE = "image"
-LOSSES.register(
-    IMAGE,
-    (
-        LossFactory("cross_entropy", _cross_entropy, INDEX_TASKS),
-        LossFactory("bce", _bce, (*INDEX_TASKS, "multilabel")),
-        LossFactory("focal", _focal, (*INDEX_TASKS, "multilabel")),
-        LossFactory("soft_f1", _soft_f1, (*INDEX_TASKS, "multilabel")),
-        LossFactory("lovasz_hinge", _lovasz_hinge, ("binary", "multilabel")),
-        LossFactory("mse", _mse, SCALAR_TASKS),
-        LossFactory("smooth_l1", _smooth_l1, SCALAR_TASKS),
-    ),
-    defaults=DEFAULT_LOSS,
-    subject="this competition is {task!r}",
-)
-
-
-def build_loss(config: str | Mapping[str, Any] | list | None, spec: TaskSpec,
-               key: str = LOSS_KEY) -> nn.Module:
-    """The loss an image model's config asks for (:meth:`LossRegistry.build`); ``None`` is the
-    task's default: cross_entropy for binary and multiclass, bce for multilabel, mse for
-    regression and ordinal. ``key`` names the config key in errors, e.g.
-    ``models.resnet.loss``."""
-    return LOSSES.build(config, IMAGE, spec.task, spec, key)
-
-
-def check_loss(config: str | Mapping[str, Any] | list | None, task: str,
-               key: str = LOSS_KEY) -> None:
-    """:meth:`LossRegistry.check` for an image model training ``task``."""
-    LOSSES.check(config, IMAGE, task, key)
+"""Every loss, by kind of output and name (each task plug-in registers its kinds)."""

@@ -31,6 +31,7 @@ from podium.schema import (
 )
 from podium.tables import load_packed, write_csv, write_json, write_parquet
 from podium.task import TARGET_COLUMN, TaskSpec
+from podium.tasks.classify.losses import build_loss
 from podium.tasks.classify.models import build_classifier
 from podium.tasks.classify.predict import predict_proba, predict_test_fold
 from podium.train.augment import build_augmentation
@@ -43,7 +44,6 @@ from podium.train.fit import (
     epoch_seed,
     seed_everything,
 )
-from podium.train.losses import build_loss
 from podium.train.resume import ResumeStore, resume_key
 from podium.train.runtime import Runtime
 from podium.train.samplers import build_sampler, parse_sampler
