@@ -254,6 +254,52 @@ def test_a_name_that_failed_is_looked_up_again_and_the_rest_is_remembered(tmp_pa
     assert looked_up == ["models.resnet10t.backbone"]
 
 
+def test_the_task_stage_declares_its_model_look_ups(tmp_path, monkeypatch):
+    """A model's registry names are looked up through the checks its task's stage declares
+    (``TaskStage.model_checks``): each gets the values of its keys and the first key's path,
+    its refusal is reported by that key, and a change of its module's code looks it up
+    again. So a new task brings its own look-ups and this module does not change."""
+    import dataclasses
+
+    import podium.train.tta
+    from podium.stage import register_stage
+
+    config = validate_config(copy.deepcopy(DEFAULT))
+    calls = []
+
+    def probe(tta, task, key):
+        calls.append((tta, task, key))
+        if "vflip" in tta:
+            raise PodiumInputError(f"config key {key}: no vflip here.")
+
+    monkeypatch.setattr(podium.train.tta, "probe_check", probe, raising=False)
+    stage = task_stage("multiclass")
+    declared = dataclasses.replace(
+        stage, model_checks=(("podium.train.tta:probe_check", ("tta", "task")),))
+    register_stage(("multiclass",), declared)
+    try:
+        model_kinds = [kind for kind, keys, _ in configcheck.name_plan(config)
+                       if keys[0] == "models" and kind != "augment"]
+        assert model_kinds == ["podium.train.tta:probe_check"] * len(config["models"])
+        check_names(config, cache_dir=tmp_path / "memory")
+        assert sorted(calls) == sorted(
+            (entry["tta"], "multiclass", f"models.{name}.tta")
+            for name, entry in config["models"].items())
+        check_names(config, cache_dir=tmp_path / "memory")  # remembered
+        assert len(calls) == len(config["models"])
+        real_hash = configcheck.module_hash
+        monkeypatch.setattr(configcheck, "module_hash", lambda name, cache=None: (
+            "edited" if name == "podium.train.tta" else real_hash(name, cache=cache)))
+        check_names(config, cache_dir=tmp_path / "memory")  # only its module changed
+        assert len(calls) == 2 * len(config["models"])
+        name = sorted(config["models"])[0]
+        bad = config_with({"models": {name: {"tta": ["identity", "vflip"]}}}, config)
+        with pytest.raises(PodiumInputError, match=f"models.{name}.tta: no vflip here"):
+            check_names(bad)
+    finally:
+        register_stage(("multiclass",), stage)
+
+
 def test_a_missing_library_skips_its_names_with_a_note(monkeypatch):
     def no_torch(kind, key, value):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
@@ -262,6 +308,24 @@ def test_a_missing_library_skips_its_names_with_a_note(monkeypatch):
     notes = []
     check_names(validate_config(copy.deepcopy(DEFAULT)), note=notes.append)
     assert notes and "torch" in notes[0]
+
+
+def test_every_task_names_the_kind_of_model_it_trains():
+    """competition.task's x-model-kinds (podium.schema.model_kind) lists every task once,
+    and names only kinds whose keys the schema marks, or classification, whose keys are the
+    unmarked ones and the classification-marked ones."""
+    from podium.schema import model_keys, model_kind
+
+    schema = configcheck.load_schema()
+    task = schema["properties"]["competition"]["properties"]["task"]
+    kinds = task["x-model-kinds"]
+    assert set(kinds) == set(task["enum"]) == set(TASKS)
+    marked = {node.get("x-model") for node in
+              schema["properties"]["models"]["additionalProperties"]["properties"].values()}
+    assert set(kinds.values()) == marked - {None}
+    assert model_kind("segmentation") == "segmentation" and model_kind("binary") == "classification"
+    assert "arch" in model_keys(model_kind("segmentation"))
+    assert "pooling" in model_keys(model_kind("ordinal"))
 
 
 def test_schema_enums_match_the_registries():

@@ -10,9 +10,10 @@ Three layers, each naming the config file, line and key at fault and what to do:
   was expected and the nearest valid key or value instead of jsonschema's schema dump; it
   also refuses a model key that does not apply to the competition's kind of model
   (:mod:`podium.schema`) and prunes the other kind's defaults;
-* :func:`check_names` looks every registry name the config holds (timm backbones, losses,
-  samplers, poolings, TTA views, albumentations transforms, blends, post-processors,
-  segmentation losses and TTA, the CSV encoding) up with the registries' own functions.
+* :func:`check_names` looks every registry name the config holds up with the registries' own
+  functions: the look-ups the task plug-in declares for its models
+  (``TaskStage.model_checks``: timm backbones and encoders, losses, samplers, poolings, TTA
+  views), albumentations transforms, blends, post-processors and the CSV encoding.
 
 The registries live in modules that import torch, timm and albumentations (seconds), so each
 look-up that passed is remembered under ``.snakemake/podium/`` keyed by exactly what was
@@ -26,6 +27,7 @@ from __future__ import annotations
 import codecs
 import copy
 import hashlib
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from podium.codehash import module_hash
 from podium.configfiles import COLLECTIONS, snakemake_config_files
 from podium.data.layout import CompetitionLayout
 from podium.data.targets import targets_for
@@ -288,26 +291,21 @@ def _misplaced_model_keys(config: dict, schema: dict) -> list[tuple[list, str]]:
 
 
 def name_plan(config: dict) -> list[tuple[str, list, Any]]:
-    """``(kind, key path, what to check)`` for every registry name of a validated config."""
+    """``(kind, key path, what to check)`` for every registry name of a validated config: each
+    model's augmentation, the look-ups the task's stage declares for its models
+    (``TaskStage.model_checks``, kind: the entry point), and the registries' blends and
+    post-processors where the task offers them all."""
     competition = config["competition"]
     task = competition["task"]
-    segmentation = task == "segmentation"
+    stage = task_stage(task)
     plan: list[tuple[str, list, Any]] = []
     for name, entry in sorted(config["models"].items()):
         key = ["models", name]
-        plan.append(("encoder" if segmentation else "backbone", [*key, "backbone"],
-                     entry["backbone"]))
         if entry.get("augment"):
             plan.append(("augment", [*key, "augment"], entry["augment"]))
-        if segmentation:
-            plan.append(("segment_loss", [*key, "loss"], entry["loss"]))
-            plan.append(("segment_tta", [*key, "tta"], [entry["tta"], entry["tta_scales"]]))
-            continue
-        plan.append(("pooling", [*key, "pooling"], entry["pooling"]))
-        plan.append(("loss", [*key, "loss"], [entry["loss"], task]))
-        plan.append(("sampler", [*key, "sampler"], entry["sampler"]))
-        plan.append(("tta", [*key, "tta"], [entry["tta"], entry["tta_scales"]]))
-    stage = task_stage(task)
+        for check, keys in stage.model_checks:
+            plan.append((check, [*key, keys[0]],
+                         [task if k == "task" else entry.get(k) for k in keys]))
     if stage.blend_methods is None:  # the registry's names (else _entry_checks)
         for name, blend in sorted(config["ensemble"]["blends"].items()):
             plan.append(("blend", ["ensemble", "blends", name],
@@ -320,43 +318,15 @@ def name_plan(config: dict) -> list[tuple[str, list, Any]]:
 
 
 def _run_check(kind: str, key: str, value: Any) -> None:
-    """One registry look-up, through the registry's own function."""
-    if kind == "backbone":
-        from podium.tasks.classify.models import check_backbone
-
-        check_backbone(value, key)
-    elif kind == "encoder":
-        from podium.tasks.classify.models import check_backbone
-
-        check_backbone(str(value).removeprefix("tu-"), key)
-    elif kind == "pooling":
-        from podium.tasks.classify.models import check_pooling
-
-        check_pooling(value, key)
-    elif kind == "loss":
-        from podium.tasks.classify.losses import check_loss
-
-        check_loss(value[0], value[1], key)
-    elif kind == "sampler":
-        from podium.train.samplers import check_sampler, parse_sampler
-
-        check_sampler(*parse_sampler(value, key), key)
-    elif kind == "tta":
-        from podium.train.tta import build_tta
-
-        build_tta(value[0], value[1], key)
+    """One registry look-up, through the registry's own function: a stage's model check
+    (kind ``module:function``, called with the values and the key) or a shared one."""
+    if ":" in kind:
+        module, _, function = kind.partition(":")
+        getattr(importlib.import_module(module), function)(*value, key)
     elif kind == "augment":
         from podium.train.augment import build_augmentation
 
         build_augmentation(value, 0, key)
-    elif kind == "segment_loss":
-        from podium.tasks.segment.losses import build_segmentation_loss
-
-        build_segmentation_loss(value, 1, key)  # every mask class is one binary channel
-    elif kind == "segment_tta":
-        from podium.train.tta import build_tta
-
-        build_tta(value[0], value[1], key, per_pixel=True)
     elif kind == "blend":
         from podium.ensemble.blend import make_blend
 
@@ -467,10 +437,9 @@ _LIBRARIES = ("torch", "timm", "albumentations", "segmentation-models-pytorch", 
 
 def _memory_salt(code_cache: Path | None = None) -> str:
     """What every remembered name check depends on besides the name: the libraries'
-    versions and podium's code (this module and the registries it imports)."""
+    versions and podium's code (this module and the registries it imports; a stage's model
+    check adds its own module's, see :func:`check_names`)."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from podium.codehash import module_hash
 
     parts = []
     for library in _LIBRARIES:
@@ -502,11 +471,18 @@ def check_names(config: dict, files: Iterable[str | Path] = (),
     locate = _Locator(files)
     problems = [locate.line(keys) + message for keys, message in _plain_checks(config)]
     memory = Path(cache_dir) if cache_dir is not None else None
-    salt = _memory_salt(memory.parent / "codehash") if memory is not None else ""
+    code_cache = memory.parent / "codehash" if memory is not None else None
+    salt = _memory_salt(code_cache) if memory is not None else ""
+    salts: dict[str, str] = {}  # a stage's check is keyed by its module's code too
     missing: set[str] = set()
     passed: list[Path] = []
     for kind, keys, value in name_plan(config):
-        marker = memory / _memory_key(kind, value, salt) if memory is not None else None
+        marker = None
+        if memory is not None:
+            if kind not in salts:
+                salts[kind] = salt if ":" not in kind else (
+                    f"{salt};{module_hash(kind.partition(':')[0], cache=code_cache)}")
+            marker = memory / _memory_key(kind, value, salts[kind])
         if marker is not None and marker.is_file():
             continue
         try:

@@ -5,8 +5,8 @@ config when it validates it, and the settings dataclasses take theirs from here
 (:func:`schema_field`) rather than restating them, so a default is written once and cannot
 drift (tests/test_config.py holds config.yaml's restated values to it as well).
 
-A model entry is a classification model (every task but segmentation; podium.train) or a
-segmentation model (podium.tasks.segment), as ``competition.task`` says. The schema marks the keys
+A model entry is a classification model (podium.tasks.classify) or a segmentation model
+(podium.tasks.segment), as ``competition.task``'s ``x-model-kinds`` says. The schema marks the keys
 that apply to one kind only with ``x-model: classification`` or ``x-model: segmentation``
 (JSON Schema ignores such annotations); a key of the other kind is refused by name
 (:func:`model_key_problems`) rather than silently dropped, and the defaults of the other kind
@@ -68,8 +68,9 @@ def schema_field(*path: str) -> Any:
 
 
 def model_kind(task: str) -> str:
-    """The kind of model a competition of ``task`` trains."""
-    return SEGMENTATION if task == SEGMENTATION else CLASSIFICATION
+    """The kind of model a competition of ``task`` trains (the schema's ``x-model-kinds`` of
+    ``competition.task``; a task it does not list trains classification models)."""
+    return _node(("competition", "task"))["x-model-kinds"].get(task, CLASSIFICATION)
 
 
 def _model_properties() -> dict[str, dict]:

@@ -82,6 +82,12 @@ class TaskStage:
     plots: Mapping[str, str] = field(default_factory=dict)  # the task's own, in plots/
     row_weights: bool = False  # trains on adversarial validation's weights when asked
     pseudo_labels: bool = False  # round-2 models on confident test predictions (test.parquet)
+    # the config check's look-ups of each model entry, before any job runs: (entry point,
+    # the model keys whose values it takes, "task" for the competition's); it is called with
+    # those values and the config key of the first ("models.<name>.<key>") and raises
+    # PodiumInputError naming it. A look-up that passed is remembered by entry point and
+    # values (podium.configcheck), so a config whose names were all seen imports nothing.
+    model_checks: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @staticmethod
     def module_of(entry: str) -> str:
@@ -94,6 +100,7 @@ class TaskStage:
         names = ("train", "predict", "gather", "blend", "stack", "postprocess", "submit",
                  "score", "plot")
         points = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        points.update({f"check {'+'.join(keys)}": entry for entry, keys in self.model_checks})
         points.update({f"embedded {k}": v for k, v in self.embedded.items()})
         points.update({f"pack {k}": v for k, v in self.packed.items()})
         return points

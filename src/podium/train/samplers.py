@@ -225,6 +225,11 @@ def check_sampler(name: str | None, params: dict, key: str = SAMPLER_KEY
     return cls
 
 
+def check_sampler_config(config: str | dict | None, key: str = SAMPLER_KEY) -> None:
+    """The config check's look-up of a model's ``sampler`` (a name or ``{name, params}``)."""
+    check_sampler(*parse_sampler(config, key), key)
+
+
 def build_sampler(name: str | None, labels: np.ndarray, generator: torch.Generator,
                   **params: object) -> Sampler[int] | None:
     """The configured sampler over the training rows' ``labels``, or None for plain

@@ -129,6 +129,13 @@ def build_tta(entries: list[str | dict] | str, scales: list[float] | None = None
     return views
 
 
+def check_pixel_tta(entries: list[str | dict] | str, scales: list[float] | None = None,
+                    key: str = TTA_KEY) -> None:
+    """The config check's look-up of a per-pixel model's ``tta`` and ``tta_scales``: every
+    view must turn its maps back (:func:`build_tta` with ``per_pixel``)."""
+    build_tta(entries, scales, key, per_pixel=True)
+
+
 def check_merge(how: str) -> None:
     if how not in MERGES:
         raise PodiumInputError(

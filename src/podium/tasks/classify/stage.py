@@ -31,4 +31,9 @@ STAGE = TaskStage(
     plots={"best": "best_entry.png"},
     row_weights=True,
     pseudo_labels=True,
+    model_checks=(("podium.tasks.classify.models:check_backbone", ("backbone",)),
+                  ("podium.tasks.classify.models:check_pooling", ("pooling",)),
+                  ("podium.tasks.classify.losses:check_loss", ("loss", "task")),
+                  ("podium.train.samplers:check_sampler_config", ("sampler",)),
+                  ("podium.train.tta:build_tta", ("tta", "tta_scales"))),
 )

@@ -292,3 +292,10 @@ def build_segmentation_loss(config: str | Mapping[str, Any] | list | None, n_cla
         return PerClassLoss(build_segmentation_loss(config, 1, key), n_classes)
     kind = BINARY if n_classes == 1 else MULTICLASS
     return LOSSES.build(config, PIXEL, kind, n_classes, key)
+
+
+def check_segmentation_loss(config: str | Mapping[str, Any] | list | None,
+                            key: str = LOSS_KEY) -> None:
+    """The config check's look-up of a segmentation model's ``loss``: built for one binary
+    channel, as every mask class is trained (:func:`build_segmentation_loss`)."""
+    build_segmentation_loss(config, 1, key)

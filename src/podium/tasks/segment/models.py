@@ -83,17 +83,21 @@ def _arch_name(arch: str, key: str) -> str:
 
 def _encoder_name(encoder: str, key: str) -> str:
     """The timm model name of ``encoder``, with or without smp's ``tu-`` prefix."""
+    check_encoder(encoder, f"{key}.encoder")
+    return encoder.removeprefix(TIMM_PREFIX)
+
+
+def check_encoder(encoder: str, key: str = "models.<name>.backbone") -> None:
+    """The config check's look-up of a segmentation model's encoder (its ``backbone`` key): a
+    timm model name, with or without smp's ``tu-`` prefix."""
     if not isinstance(encoder, str):
-        raise PodiumInputError(f"config key {key}.encoder: expected a timm model name, "
-                               f"got {encoder!r}.")
+        raise PodiumInputError(f"config key {key}: expected a timm model name, got {encoder!r}.")
     name = encoder.removeprefix(TIMM_PREFIX)
     if not timm.is_model(name):
         raise PodiumInputError(
-            f"config key {key}.encoder: unknown timm model {encoder!r}."
+            f"config key {key}: unknown timm model {encoder!r}."
             f"{did_you_mean(name, timm.list_models())} Any name from timm.list_models() works, "
-            f"with or without smp's 'tu-' prefix."
-        )
-    return name
+            "with or without smp's 'tu-' prefix.")
 
 
 def _positive(value: object, what: str) -> int:

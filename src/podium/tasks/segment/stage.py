@@ -49,4 +49,7 @@ STAGE = TaskStage(
     score_params={"mask_size": "submission.mask_size"},
     plot_inputs={"train_array": "preprocess/train.npy"},
     plots={"masks": "masks.png"},
+    model_checks=(("podium.tasks.segment.models:check_encoder", ("backbone",)),
+                  ("podium.tasks.segment.losses:check_segmentation_loss", ("loss",)),
+                  ("podium.train.tta:check_pixel_tta", ("tta", "tta_scales"))),
 )
