@@ -91,7 +91,7 @@ class TaskStage:
 
     @staticmethod
     def module_of(entry: str) -> str:
-        """``podium.train.fit`` of ``podium.tasks.classify.fit:train_fold_job``."""
+        """``podium.tasks.classify.fit`` of ``podium.tasks.classify.fit:train_fold_job``."""
         return entry.split(":", 1)[0]
 
     @property

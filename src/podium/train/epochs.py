@@ -1,9 +1,9 @@
 """The epoch loop every fold trainer shares: train, validate, keep the best state, stop early,
 save each completed epoch for resuming, and turn NaN or SIGTERM into clear outcomes.
 
-Classification (:mod:`podium.train.fit`) and segmentation (:mod:`podium.tasks.segment.fit`) differ
-in what an epoch trains and how it is scored; how a fold survives a kill, a NaN or a plateau
-must not differ, so it lives here once.
+Classification (:mod:`podium.tasks.classify.fit`) and segmentation
+(:mod:`podium.tasks.segment.fit`) differ in what an epoch trains and how it is scored; how a
+fold survives a kill, a NaN or a plateau must not differ, so it lives here once.
 """
 
 from __future__ import annotations

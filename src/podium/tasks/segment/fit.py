@@ -1,10 +1,10 @@
 """Train a segmentation model on one fold; predict mask probabilities for OOF and test.
 
-The segmentation counterpart of :mod:`podium.train.fit`, and built the same way so that a fold
-behaves the same under Snakemake: every random stream is reseeded from (seed, fold, epoch) at
-the start of each epoch, each completed epoch is saved outside the declared outputs (see
-:mod:`podium.train.resume`) so a killed fold resumes to the result of an uninterrupted one,
-and the outputs are written only once the fold has finished.
+The segmentation counterpart of :mod:`podium.tasks.classify.fit`, built the same way so that
+a fold behaves the same under Snakemake: every random stream is reseeded from (seed, fold,
+epoch) at the start of each epoch, each completed epoch is saved outside the declared outputs
+(see :mod:`podium.train.resume`) so a killed fold resumes to the result of an uninterrupted
+one, and the outputs are written only once the fold has finished.
 
 Each mask class is one sigmoid channel (a binary mask is one; several classes may overlap, as
 in Understanding Clouds), and packed masks hold the classes as bits (:mod:`.classes`).
