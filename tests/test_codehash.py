@@ -263,10 +263,9 @@ def test_every_scripted_rule_hashes_its_own_script() -> None:
 
 def _entry_modules() -> list[str]:
     import podium.tasks.stages  # noqa: F401  (registers every task's stage)
-    from podium.stage import TaskStage, task_stage
-    from podium.task import TASKS
+    from podium.stage import TaskStage, registered_stages, task_stage
 
-    return sorted({TaskStage.module_of(entry) for task in TASKS
+    return sorted({TaskStage.module_of(entry) for task in registered_stages()
                    for entry in (*task_stage(task).entry_points.values(),
                                  task_stage(task).targets)})
 

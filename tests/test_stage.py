@@ -14,11 +14,10 @@ from podium.data.targets import targets_for
 from podium.errors import PodiumInputError
 from podium.glue import StageJob
 from podium.schema import load_schema
-from podium.stage import FOLD_FILES, TaskStage, task_stage
-from podium.task import TASKS
+from podium.stage import FOLD_FILES, TaskStage, registered_stages, task_stage
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", registered_stages())
 def test_every_task_has_a_stage_whose_entry_points_exist(task):
     stage = task_stage(task)
     assert {"train", "predict", "gather", "blend", "postprocess", "submit", "score",

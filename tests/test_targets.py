@@ -1,5 +1,6 @@
 """The targets interface ingest and folds ask of a task (podium.data.targets): every task of
-podium.task.TASKS has a registered implementation, and each gives folds what to stratify on."""
+the schema's competition.task enum has a registered implementation, and each gives folds what
+to stratify on."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ import pytest
 
 from podium.data.targets import registered_tasks, targets_for
 from podium.errors import PodiumInputError
-from podium.task import TASKS, TaskSpec
+from podium.schema import load_schema
+from podium.task import TaskSpec
 from podium.tasks.classify.targets import LabelTargets
 from podium.tasks.segment.targets import MaskTargets
 
 
 def test_every_task_has_its_targets() -> None:
-    assert set(registered_tasks()) == set(TASKS)
+    tasks = load_schema()["properties"]["competition"]["properties"]["task"]["enum"]
+    assert set(registered_tasks()) == set(tasks)
     assert isinstance(targets_for("segmentation"), MaskTargets)
-    assert all(isinstance(targets_for(t), LabelTargets) for t in TASKS if t != "segmentation")
+    assert all(isinstance(targets_for(t), LabelTargets) for t in tasks if t != "segmentation")
 
 
 def test_an_unknown_task_is_refused_by_key() -> None:

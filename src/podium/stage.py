@@ -115,6 +115,12 @@ def register_stage(tasks: Iterable[str], stage: TaskStage) -> None:
         _STAGES[task] = stage
 
 
+def registered_stages() -> tuple[str, ...]:
+    """The ``competition.task`` values a plug-in's stage serves (the schema's enum must equal
+    them); import podium.tasks.stages first."""
+    return tuple(sorted(_STAGES))
+
+
 def task_stage(task: str) -> TaskStage:
     """The registered stage of ``task``; import podium.tasks.stages first."""
     try:

@@ -18,7 +18,6 @@ from podium.tables import read_json, write_json
 CLASSIFICATION_TASKS = ("binary", "multiclass", "multilabel")
 VALUE_TASKS = ("regression", "ordinal")  # one predicted number per image, column ``pred``
 SEGMENTATION = "segmentation"  # masks per image and class, RLE (podium.tasks.segment)
-TASKS = CLASSIFICATION_TASKS + VALUE_TASKS + (SEGMENTATION,)
 LABEL_SEPARATOR = " "  # multilabel targets: "3 7 12", Kaggle's usual form
 TARGET_COLUMN = "target"
 """The manifest's label column, whatever the competition calls its own (``TaskSpec.target``
