@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import functools
 import hashlib
 import importlib
 import json
@@ -343,8 +344,9 @@ def _stage_checks(config: dict) -> list[tuple[list, str]]:
     """What the task's stage and targets do not offer, each refused by its key rather than
     left out of the run unsaid: an embedded demo of another task, a resize that would move
     its targets, blends, stackers and post-processors it has not (a segmentation competition
-    blends by mean, has no stackers and post-processes masks), and the competition keys its
-    targets refuse (an RLE format with the wrong pixel order)."""
+    blends by mean, has no stackers and post-processes masks), a post-processor whose config
+    key is unset (``TaskStage.post_needs``: instances outside an instance competition), and
+    the competition keys its targets refuse (an RLE format with the wrong pixel order)."""
     competition = config["competition"]
     task = competition["task"]
     stage = task_stage(task)
@@ -388,11 +390,12 @@ def _stage_checks(config: dict) -> list[tuple[list, str]]:
             found.append((["postprocess", name, "method"],
                           f"config key postprocess.{name}.method: a {task} competition "
                           f"post-processes by {', '.join(stage.post_methods)}, not {method!r}."))
-        elif method == "instances" and not competition.get("instances"):
-            found.append((["postprocess", name, "method"],
-                          f"config key postprocess.{name}.method: instances splits objects "
-                          "of an instance competition; set competition.instances: true or "
-                          "use method masks."))
+        elif method in stage.post_needs:
+            needed, refusal = stage.post_needs[method]
+            if not functools.reduce(lambda node, k: (node or {}).get(k), needed.split("."),
+                                    config):
+                found.append((["postprocess", name, "method"],
+                              f"config key postprocess.{name}.method: {refusal}"))
     return found
 
 

@@ -69,6 +69,8 @@ class TaskStage:
     stack: str | None = None
     blend_methods: tuple[str, ...] | None = None  # None: every registered blend
     post_methods: tuple[str, ...] | None = None  # None: every registered post-processor
+    # a post-processor that only fits when a config key is set: {method: (key, refusal)}
+    post_needs: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     # the submission from the leaderboard's best entry, its held-out score (embedded demos)
     # and the report's plots; *_params name config keys ("submission.values") the job reads
     submit: str

@@ -39,6 +39,9 @@ STAGE = TaskStage(
     postprocess="podium.tasks.segment.entries:postprocess_job",
     blend_methods=("mean",),
     post_methods=("masks", "instances"),
+    post_needs={"instances": ("competition.instances",
+                              "instances splits objects of an instance competition; set "
+                              "competition.instances: true or use method masks.")},
     submit="podium.tasks.segment.submission:submit_job",
     score="podium.tasks.segment.submission:score_job",
     plot="podium.tasks.segment.plots:plot_job",
