@@ -28,6 +28,11 @@ def test_every_task_has_a_stage_whose_entry_points_exist(task):
         module, _, function = entry.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), entry
         assert TaskStage.module_of(entry) == module
+    # the config check's look-ups read keys this task's models have (or the task itself)
+    from podium.schema import model_keys, model_kind
+
+    for entry, keys in stage.model_checks:
+        assert set(keys) <= {*model_keys(model_kind(task)), "task"}, entry
     # a fold's files never collide: the shared ones, the task's OOF and its test predictions
     names = [*FOLD_FILES.values(), *stage.fold_outputs.values(), *stage.test_outputs.values()]
     keys = [*FOLD_FILES, *stage.fold_outputs]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import codecs
 import copy
-import functools
 import hashlib
 import importlib
 import json
@@ -38,7 +37,7 @@ from typing import Any
 import yaml
 
 from podium.codehash import module_hash
-from podium.configfiles import COLLECTIONS, snakemake_config_files
+from podium.configfiles import COLLECTIONS, snakemake_config_files, value_at
 from podium.data.layout import CompetitionLayout
 from podium.data.targets import targets_for
 from podium.errors import PodiumInputError, did_you_mean
@@ -392,8 +391,7 @@ def _stage_checks(config: dict) -> list[tuple[list, str]]:
                           f"post-processes by {', '.join(stage.post_methods)}, not {method!r}."))
         elif method in stage.post_needs:
             needed, refusal = stage.post_needs[method]
-            if not functools.reduce(lambda node, k: (node or {}).get(k), needed.split("."),
-                                    config):
+            if not value_at(config, tuple(needed.split("."))):
                 found.append((["postprocess", name, "method"],
                               f"config key postprocess.{name}.method: {refusal}"))
     return found

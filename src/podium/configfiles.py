@@ -93,7 +93,8 @@ def merge_configs(base: dict, update: Mapping) -> dict:
     return base
 
 
-def _get(config: Mapping, path: tuple[str, ...]) -> Any:
+def value_at(config: Mapping, path: tuple[str, ...]) -> Any:
+    """The value at a key path of a (nested) config, or None where the path does not exist."""
     for key in path:
         if not isinstance(config, Mapping) or key not in config:
             return None
@@ -102,7 +103,7 @@ def _get(config: Mapping, path: tuple[str, ...]) -> Any:
 
 
 def _holds(config: Mapping, path: tuple[str, ...]) -> bool:
-    parent = _get(config, path[:-1]) if len(path) > 1 else config
+    parent = value_at(config, path[:-1]) if len(path) > 1 else config
     return isinstance(parent, Mapping) and path[-1] in parent
 
 
@@ -141,14 +142,14 @@ def layer_configs(shipped: Sequence[Mapping], user: Sequence[Mapping],
         merge_configs(mine, data)
     for path in COLLECTIONS:
         if _holds(mine, path) and _holds(config, path):
-            del (_get(config, path[:-1]) if len(path) > 1 else config)[path[-1]]
+            del (value_at(config, path[:-1]) if len(path) > 1 else config)[path[-1]]
     merge_configs(config, mine)
     merge_configs(config, {key: _as_yaml_reads(value) if isinstance(value, Mapping) else value
                            for key, value in (overrides or {}).items()})
     for path in COLLECTIONS:
-        entries = _get(config, path)
+        entries = value_at(config, path)
         if _holds(config, path) and entries is None:
-            (_get(config, path[:-1]) if len(path) > 1 else config)[path[-1]] = {}
+            (value_at(config, path[:-1]) if len(path) > 1 else config)[path[-1]] = {}
         elif isinstance(entries, dict):
             for name in [n for n, entry in entries.items() if entry is None]:
                 del entries[name]
