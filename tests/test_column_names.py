@@ -143,7 +143,7 @@ def test_segmentation_class_and_target_columns_named_like_podium_columns(tmp_pat
     _rename(shapes, {"class": "source", "rle": "split"},
             ("train.csv", "sample_submission.csv", "solution.csv"))
     layout = CompetitionLayout(root=shapes, task="segmentation", metric="dice",
-                               target="split", class_column="source",
+                               target="split", options={"class_column": "source"},
                                classes=("ellipse", "box"))
     manifest = ingest_competition(layout, tmp_path / "all.parquet", tmp_path / "task.json")
     spec = TaskSpec.load(tmp_path / "task.json")

@@ -138,9 +138,10 @@ def test_settings_dataclasses_take_the_schemas_defaults_and_keys():
     from podium.data.neardup import NearDuplicateSettings
     from podium.metrics import DEFAULT_MULTILABEL_RULE
     from podium.preprocess.transforms import PreprocessSettings
-    from podium.schema import model_keys, schema_default
+    from podium.schema import model_keys, schema_default, task_keys
     from podium.tasks.classify.fit import TrainSettings
     from podium.tasks.segment.fit import SegmentSettings
+    from podium.tasks.segment.options import SegmentOptions
     from podium.tasks.segment.rle import DEFAULT_FORMAT
 
     for cls, section in ((TrainSettings, ("models",)), (SegmentSettings, ("models",)),
@@ -149,6 +150,8 @@ def test_settings_dataclasses_take_the_schemas_defaults_and_keys():
                          (CompetitionLayout, ("competition",)),
                          (ExternalSource, ("competition", "external"))):
         for field in fields(cls):
+            if field.name == "options":  # the task plug-ins' own keys: below
+                continue
             if field.default is not MISSING:
                 default = field.default
             elif field.default_factory is not MISSING:
@@ -163,6 +166,8 @@ def test_settings_dataclasses_take_the_schemas_defaults_and_keys():
     assert segment == set(model_keys("segmentation"))
     assert schema_default("competition", "rle_format") == DEFAULT_FORMAT
     assert schema_default("competition", "multilabel_rule") == DEFAULT_MULTILABEL_RULE
+    # the segment plug-in's typed view holds exactly the keys the schema gives it (x-task)
+    assert [f.name for f in fields(SegmentOptions)] == list(task_keys("segmentation"))
 
 
 def _requirement_names(requirements: list[str]) -> dict[str, str]:

@@ -184,6 +184,16 @@ def test_a_demo_or_resize_the_task_does_not_offer_is_refused():
     assert "RLE format 'siim' numbers pixels in order F only" in message
 
 
+def test_another_tasks_competition_key_is_refused_at_config_check():
+    """A segmentation key set for a classification competition would be ignored; the
+    shipped config.yaml's restated defaults of those keys are not refused."""
+    message = refused(config_with({"competition": {"instances": True, "class_column": "c"}}))
+    assert ("config key competition.instances applies to segmentation competitions, not to "
+            "task 'multiclass'; remove it.") in message
+    assert "config key competition.class_column applies to segmentation" in message
+    check_config(config_with({"competition": {"instances": False, "mask_order": "F"}}))
+
+
 @pytest.mark.parametrize(("task", "metric", "fitting"), [
     ("regression", "accuracy", "mae, rmse"), ("segmentation", "iou", "dice"),
     ("multiclass", "f1_samples", "accuracy"),

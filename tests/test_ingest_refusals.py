@@ -15,7 +15,9 @@ from conftest import REPO
 from podium import cli
 from podium.data.folds import assign_folds, thin_classes_warning
 from podium.data.ingest import CompetitionLayout, ingest_competition, ingest_train
+from podium.data.targets import targets_for
 from podium.errors import PodiumInputError
+from podium.schema import ingest_test_keys
 from podium.task import TARGET_COLUMN
 
 
@@ -73,7 +75,7 @@ def test_encoding_is_in_the_schema_and_both_sides_params():
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     encoding = schema["properties"]["competition"]["properties"]["encoding"]
     assert encoding["default"] == "utf-8" and encoding["description"]
-    assert '"encoding"' in (REPO / "workflow/rules/common.smk").read_text()  # test side too
+    assert "encoding" in ingest_test_keys()  # the test side's params too
 
 
 # ----------------------------------------------------------------- one class
@@ -160,7 +162,9 @@ def test_mask_files_beside_the_images_are_not_unlisted_images(comp):
     first = sorted((comp / "train").iterdir())[0]
     shutil.copy(first, comp / "train" / f"{first.stem}_mask.png")
     ids = pd.read_csv(comp / "train.csv", dtype=str)["id"]
-    layout = CompetitionLayout(root=comp, train_masks="train/{id}_mask.png")
-    assert unlisted_train_images(layout, ids) == []
+    layout = CompetitionLayout(root=comp, task="segmentation",
+                               options={"train_masks": "train/{id}_mask.png"})
+    side_files = targets_for("segmentation").side_files(layout)
+    assert unlisted_train_images(layout, ids, side_files=side_files) == []
     assert unlisted_train_images(CompetitionLayout(root=comp), ids) == [
         f"train/{first.stem}_mask.png"]

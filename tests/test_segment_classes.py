@@ -29,6 +29,7 @@ from podium.tasks.segment.classes import (
 from podium.tasks.segment.entries import SegmentTruth, cv_summary, postprocess_entry
 from podium.tasks.segment.losses import PerClassLoss, build_segmentation_loss
 from podium.tasks.segment.masks import pack_masks, stratification_labels
+from podium.tasks.segment.options import SegmentOptions
 from podium.tasks.segment.rle import rle_decode, rle_encode
 from podium.tasks.segment.shapes import write_shapes_competition
 from podium.tasks.segment.submission import (
@@ -39,7 +40,7 @@ from podium.tasks.segment.submission import (
 
 CLASSES = ["ellipse", "box"]
 LAYOUT = {"task": "segmentation", "target": "rle", "metric": "dice"}
-PER_CLASS = {**LAYOUT, "class_column": "class"}
+PER_CLASS = {**LAYOUT, "options": {"class_column": "class"}}
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_rows_per_class_ingest_to_one_row_per_image(shapes, tmp_path):
         CompetitionLayout(root=shapes, classes=tuple(CLASSES), **PER_CLASS),
         tmp_path / "all.parquet", tmp_path / "task.json")
     spec = TaskSpec.load(tmp_path / "task.json")
-    assert spec.classes == tuple(CLASSES) and spec.class_column == "class"
+    assert spec.classes == tuple(CLASSES) and SegmentOptions.of(spec).class_column == "class"
     table = _table(shapes)
     train = manifest[manifest["split"] == "train"].set_index("id")["target"]
     assert len(train) == table["id"].nunique() == len(table) // 2
@@ -155,7 +156,8 @@ def test_class_after_the_id_ingests_like_a_class_column(shapes, tmp_path):
         table["Image_Label"] = table["id"] + "_" + table["class"]
         table[["Image_Label", "rle"]].to_csv(shapes / name, index=False)
     by_separator = ingest_competition(
-        CompetitionLayout(root=shapes, id_column="Image_Label", class_separator="_", **LAYOUT),
+        CompetitionLayout(root=shapes, id_column="Image_Label", options={"class_separator": "_"},
+                          **LAYOUT),
         tmp_path / "sep.parquet", tmp_path / "task.json")
     assert TaskSpec.load(tmp_path / "task.json").classes == ("box", "ellipse")  # inferred
     assert by_separator["id"].is_unique and by_separator["id"].str.startswith("img").all()
@@ -184,7 +186,8 @@ def test_class_settings_that_cannot_work_are_refused(shapes, tmp_path):
         ingest_train(CompetitionLayout(root=shapes, classes=tuple("abcdefghi"), **PER_CLASS),
                      *out)
     with pytest.raises(PodiumInputError, match=r"\{class\}.*list the classes"):
-        ingest_train(CompetitionLayout(root=shapes, train_masks="m/{id}_{class}.png", **LAYOUT),
+        ingest_train(CompetitionLayout(root=shapes, options={"train_masks": "m/{id}_{class}.png"},
+                                       **LAYOUT),
                      *out)
 
 
@@ -210,7 +213,8 @@ def test_mask_images_per_class_or_by_value(shapes, tmp_path, per_class):
     table = _mask_images(shapes, per_class)
     pattern = "masks/{id}_{class}.png" if per_class else "masks/{id}.png"
     manifest = ingest_train(
-        CompetitionLayout(root=shapes, train_masks=pattern, classes=tuple(CLASSES), **LAYOUT),
+        CompetitionLayout(root=shapes, options={"train_masks": pattern}, classes=tuple(CLASSES),
+                          **LAYOUT),
         tmp_path / "train.parquet", tmp_path / "task.json")
     cells = manifest.set_index("id")["target"]
     for image_id, rows in table.groupby("id"):
@@ -227,7 +231,7 @@ def test_a_mask_value_beyond_the_classes_is_named(shapes, tmp_path):
     cv2.imwrite(str(shapes / f"masks/{first}.png"), np.full((40, 40), 3, dtype=np.uint8))
     with pytest.raises(PodiumInputError, match=rf"{first}.png: mask holds pixel value 3 but "
                                                "there are 2 classes"):
-        ingest_train(CompetitionLayout(root=shapes, train_masks="masks/{id}.png",
+        ingest_train(CompetitionLayout(root=shapes, options={"train_masks": "masks/{id}.png"},
                                        classes=tuple(CLASSES), **LAYOUT),
                      tmp_path / "train.parquet", tmp_path / "task.json")
 
@@ -302,6 +306,6 @@ def test_submission_fills_the_sample_rows_of_each_class(shapes, tmp_path):
     with pytest.raises(PodiumInputError, match="sample.csv line 3: class 'circle'"):
         segmentation_submission(sample, spec, rle_of, "sample.csv")
     one_row_each = sample.drop_duplicates("id").drop(columns="class")
-    plain = TaskSpec(**{**spec.__dict__, "class_column": None})
+    plain = TaskSpec(**{**spec.__dict__, "options": {**spec.options, "class_column": None}})
     with pytest.raises(PodiumInputError, match="one row per image, but there are 2 mask"):
         segmentation_submission(one_row_each, plain, rle_of, "sample.csv")

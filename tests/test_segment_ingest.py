@@ -15,6 +15,7 @@ from podium.preprocess.pack import pack_split
 from podium.preprocess.transforms import PreprocessSettings
 from podium.task import TaskSpec
 from podium.tasks.segment.masks import pack_masks, rle_area, stratification_labels
+from podium.tasks.segment.options import SegmentOptions
 from podium.tasks.segment.rle import rle_decode
 from podium.tasks.segment.shapes import write_shapes_competition
 
@@ -32,7 +33,8 @@ def test_segmentation_train_side_ingests_rle_masks(shapes, tmp_path):
     manifest = ingest_train(CompetitionLayout(root=shapes, **LAYOUT),
                             tmp_path / "train.parquet", tmp_path / "task.json")
     spec = TaskSpec.load(tmp_path / "task.json")
-    assert spec.is_segmentation and spec.mask_order == "F" and spec.classes == ("mask",)
+    assert spec.task == "segmentation" and SegmentOptions.of(spec).mask_order == "F"
+    assert spec.classes == ("mask",)
     table = pd.read_csv(shapes / "train.csv", dtype=str, keep_default_na=False)
     assert sorted(manifest["id"]) == sorted(table["id"])
     assert (manifest["target"] == "").sum() == (table["rle"] == "").sum() > 0
@@ -54,7 +56,7 @@ def test_a_mask_outside_its_image_is_named_by_line(shapes, tmp_path):
 
 def test_an_unknown_mask_order_names_the_key(shapes, tmp_path):
     with pytest.raises(PodiumInputError, match="competition.mask_order: 'X'"):
-        ingest_train(CompetitionLayout(root=shapes, mask_order="X", **LAYOUT),
+        ingest_train(CompetitionLayout(root=shapes, options={"mask_order": "X"}, **LAYOUT),
                      tmp_path / "train.parquet", tmp_path / "task.json")
 
 
@@ -102,7 +104,8 @@ def _masks_as_images(shapes: Path) -> pd.DataFrame:
 def test_mask_images_become_the_same_rle_strings(shapes, tmp_path):
     table = _masks_as_images(shapes)
     manifest = ingest_train(
-        CompetitionLayout(root=shapes, train_masks="train_masks/{id}_mask.png", **LAYOUT),
+        CompetitionLayout(root=shapes, options={"train_masks": "train_masks/{id}_mask.png"},
+                          **LAYOUT),
         tmp_path / "train.parquet", tmp_path / "task.json")
     by_id = manifest.set_index("id")["target"]
     assert all(by_id[i] == rle for i, rle in zip(table["id"], table["rle"], strict=True))
@@ -117,7 +120,8 @@ def test_missing_or_misfit_mask_images_are_named(shapes, tmp_path):
                 np.zeros((20, 40), dtype=np.uint8))
     with pytest.raises(PodiumInputError) as info:
         ingest_train(
-            CompetitionLayout(root=shapes, train_masks="train_masks/{id}_mask.png", **LAYOUT),
+            CompetitionLayout(root=shapes, options={"train_masks": "train_masks/{id}_mask.png"},
+                          **LAYOUT),
             tmp_path / "train.parquet", tmp_path / "task.json")
     message = str(info.value)
     assert f"{table['id'][0]}_mask.png: mask of train image" in message
@@ -142,8 +146,15 @@ def test_instances_are_refused_outside_segmentation(shapes, tmp_path):
     with pytest.raises(PodiumInputError, match="competition.instances applies to "
                                                "segmentation competitions"):
         ingest_train(CompetitionLayout(root=shapes, task="binary", target="rle",
-                                       metric="auc", instances=True),
+                                       metric="auc", options={"instances": True}),
                      tmp_path / "train.parquet", tmp_path / "task.json")
+    section = {"task": "binary", "target": "rle", "metric": "auc", "instances": True}
+    with pytest.raises(PodiumInputError, match=r"competition\.instances applies to "
+                                               "segmentation competitions, not to task "
+                                               "'binary'; remove it"):
+        CompetitionLayout.from_config(section, shapes)
+    section["instances"] = False  # the default, as the shipped config.yaml restates it
+    assert CompetitionLayout.from_config(section, shapes).options == {}
 
 
 def test_an_unknown_task_lists_the_registered_ones(shapes, tmp_path):

@@ -19,11 +19,13 @@ from podium.tasks.segment.classes import collapse_instance_rows, pack_bits
 from podium.tasks.segment.entries import SegmentTruth, cv_summary, instance_entry
 from podium.tasks.segment.instances import instance_labels, labels_of, pack_instance_labels
 from podium.tasks.segment.masks import rle_area
+from podium.tasks.segment.options import SegmentOptions
 from podium.tasks.segment.rle import rle_decode, rle_encode
 from podium.tasks.segment.shapes import write_shapes_competition
 from podium.tasks.segment.submission import instance_submission, score_instances
 
-LAYOUT = {"task": "segmentation", "target": "rle", "metric": "instance_map", "instances": True}
+LAYOUT = {"task": "segmentation", "target": "rle", "metric": "instance_map",
+          "options": {"instances": True}}
 
 
 @pytest.fixture
@@ -57,7 +59,8 @@ def test_instance_rows_ingest_and_pack_as_labels(shapes, tmp_path):
     manifest = ingest_competition(CompetitionLayout(root=shapes, **LAYOUT),
                                   tmp_path / "all.parquet", tmp_path / "task.json")
     spec = TaskSpec.load(tmp_path / "task.json")
-    assert spec.instances and spec.metric == "instance_map" and spec.classes == ("mask",)
+    assert SegmentOptions.of(spec).instances and spec.metric == "instance_map"
+    assert spec.classes == ("mask",)
     rows = _read(shapes / "train.csv")
     train = manifest[manifest["split"] == "train"]
     assert train["id"].is_unique and set(train["id"]) == set(rows["id"])
@@ -78,9 +81,11 @@ def test_instance_settings_that_cannot_work_are_refused(shapes, tmp_path):
     with pytest.raises(PodiumInputError, match="competition.metric and competition.instances"):
         ingest_train(CompetitionLayout(root=shapes, **{**LAYOUT, "metric": "dice"}), *out)
     with pytest.raises(PodiumInputError, match="competition.metric and competition.instances"):
-        ingest_train(CompetitionLayout(root=shapes, **{**LAYOUT, "instances": False}), *out)
+        ingest_train(CompetitionLayout(root=shapes, **{**LAYOUT, "options": {"instances": False}}),
+                     *out)
     with pytest.raises(PodiumInputError, match="instances needs one mask class"):
-        ingest_train(CompetitionLayout(root=shapes, class_column="class", **LAYOUT), *out)
+        ingest_train(CompetitionLayout(root=shapes, **{**LAYOUT, "options": {
+            "instances": True, "class_column": "class"}}), *out)
 
 
 def _blobs(n: int, size: int = 24) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +124,7 @@ def test_instance_submission_has_a_row_per_object_and_scores_against_the_solutio
     ids = pd.Series(["a", "b", "c"])
     sizes = pd.DataFrame({"id": ids, "height": 48, "width": 48})  # twice the packed size
     spec = TaskSpec("segmentation", "EncodedPixels", ("mask",), "instance_map", "ImageId",
-                    instances=True)
+                    options={"instances": True})
     sample = pd.DataFrame({"ImageId": ["c", "a", "b"], "EncodedPixels": "1 1"})
     submission = instance_submission(probs[:, None], ids, sizes, sample, spec)
     assert list(submission.columns) == ["ImageId", "EncodedPixels"]

@@ -19,9 +19,11 @@ from podium.data.ingest import CompetitionLayout, ingest_competition, ingest_tra
 from podium.errors import PodiumInputError
 from podium.preprocess.pack import pack_split
 from podium.preprocess.transforms import PreprocessSettings
+from podium.schema import task_options
 from podium.task import TARGET_COLUMN, TaskSpec
 from podium.tasks.segment.instances import instance_labels, instance_rows
 from podium.tasks.segment.masks import MASK_COVER, pack_masks, to_size
+from podium.tasks.segment.options import SegmentOptions
 from podium.tasks.segment.rle import RLE_FORMATS, get_format, rle_decode, rle_encode
 from podium.tasks.segment.shapes import write_shapes_competition
 from podium.tasks.segment.submission import (
@@ -68,8 +70,9 @@ def _config(**competition) -> dict:
 def test_schema_enum_is_the_registry():
     formats = SCHEMA["properties"]["competition"]["properties"]["rle_format"]
     assert formats["enum"] == list(RLE_FORMATS) and formats["default"] == "kaggle"
-    assert formats["default"] == TaskSpec.__dataclass_fields__["rle_format"].default
-    assert CompetitionLayout.__dataclass_fields__["rle_format"].default == "kaggle"
+    unset = TaskSpec("segmentation", "rle", ("mask",), "dice", "id")
+    assert formats["default"] == SegmentOptions.of(unset).rle_format
+    assert SegmentOptions.of(CompetitionLayout(root=Path("."))).rle_format == "kaggle"
 
 
 def test_schema_refuses_an_unknown_format_and_a_bad_mask_size():
@@ -99,10 +102,12 @@ def test_unknown_format_and_wrong_order_are_named():
 def test_an_unknown_format_stops_ingest_with_a_suggestion(kaggle_shapes, tmp_path):
     with pytest.raises(PodiumInputError, match="competition.rle_format: unknown RLE format "
                                                "'siim_acr'.*Did you mean siim"):
-        ingest_train(CompetitionLayout(root=kaggle_shapes, rle_format="siim_acr", **LAYOUT),
+        ingest_train(CompetitionLayout(root=kaggle_shapes, options={"rle_format": "siim_acr"},
+                                       **LAYOUT),
                      tmp_path / "train.parquet", tmp_path / "task.json")
     with pytest.raises(PodiumInputError, match="numbers pixels in order F only"):
-        ingest_train(CompetitionLayout(root=kaggle_shapes, rle_format="siim", mask_order="C",
+        ingest_train(CompetitionLayout(root=kaggle_shapes, options={"rle_format": "siim",
+                                                                    "mask_order": "C"},
                                        **LAYOUT), tmp_path / "train.parquet",
                      tmp_path / "task.json")
     assert not (tmp_path / "train.parquet").exists()
@@ -118,27 +123,30 @@ def test_siim_masks_ingest_and_pack_like_the_same_kaggle_masks(siim_shapes, kagg
     for name, root in (("siim", siim_shapes), ("kaggle", kaggle_shapes)):
         out = tmp_path / f"out_{name}"
         out.mkdir()
-        manifest = ingest_train(CompetitionLayout(root=root, rle_format=name, **LAYOUT),
-                                out / "train.parquet", out / "task.json")
+        manifest = ingest_train(
+            CompetitionLayout(root=root, options={"rle_format": name}, **LAYOUT),
+            out / "train.parquet", out / "task.json")
         spec = TaskSpec.load(out / "task.json")
-        assert spec.rle_format == name and spec.mask_order == "F"
+        options = SegmentOptions.of(spec)
+        assert options.rle_format == name and options.mask_order == "F"
         by_id = manifest.set_index("id")[TARGET_COLUMN]
         assert all(by_id[i] == r for i, r in _table(root, "train.csv")[["id", "rle"]].values)
         settings = PreprocessSettings(size=20, channels=1, clahe=False, exif_orientation=False)
         pack_split(manifest, "train", settings, out / "train.npy", out / "index.parquet")
         packed[name] = np.asarray(pack_masks(manifest, pd.read_parquet(out / "index.parquet"),
                                              TARGET_COLUMN, "F", 20, out / "masks.npy",
-                                             rle_format=spec.rle_format))
+                                             rle_format=options.rle_format))
     assert packed["siim"].any() and np.array_equal(packed["siim"], packed["kaggle"])
 
 
 def test_an_old_task_spec_without_a_format_reads_as_kaggle(tmp_path):
-    spec = TaskSpec("segmentation", "rle", ("mask",), "dice", "id")
+    spec = TaskSpec("segmentation", "rle", ("mask",), "dice", "id",
+                    options=task_options("segmentation", {"mask_order": "F"}))
     spec.save(tmp_path / "task.json")
     data = json.loads((tmp_path / "task.json").read_text())
-    del data["rle_format"]
+    del data["options"]["rle_format"]
     (tmp_path / "task.json").write_text(json.dumps(data))
-    assert TaskSpec.load(tmp_path / "task.json").rle_format == "kaggle"
+    assert SegmentOptions.of(TaskSpec.load(tmp_path / "task.json")).rle_format == "kaggle"
 
 
 def test_siim_strings_given_as_kaggle_are_refused_by_line(siim_shapes, tmp_path):
@@ -163,7 +171,8 @@ def test_kaggle_strings_given_as_siim_are_refused_where_they_run_past_the_image(
     bad = [i for i, rle in enumerate(table["rle"]) if rle and _fails(rle, "siim")]
     assert bad  # objects away from the image's left edge add up past its 1600 pixels
     with pytest.raises(PodiumInputError) as info:
-        ingest_train(CompetitionLayout(root=kaggle_shapes, rle_format="siim", **LAYOUT),
+        ingest_train(CompetitionLayout(root=kaggle_shapes, options={"rle_format": "siim"},
+                                       **LAYOUT),
                      tmp_path / "train.parquet", tmp_path / "task.json")
     message = str(info.value)
     assert f"train.csv line {bad[0] + 2}: id {table['id'][bad[0]]!r}: rle is not a siim" in message
@@ -185,7 +194,7 @@ def test_class_rows_name_the_class_of_a_wrong_format_string(tmp_path):
                              rle_format="siim")
     with pytest.raises(PodiumInputError, match=r"line \d+: id '\w+' class '(ellipse|box)': "
                                                "rle is not a kaggle encoding"):
-        ingest_train(CompetitionLayout(root=root, class_column="class", **LAYOUT),
+        ingest_train(CompetitionLayout(root=root, options={"class_column": "class"}, **LAYOUT),
                      tmp_path / "train.parquet", tmp_path / "task.json")
 
 
@@ -223,7 +232,7 @@ def test_to_size_averages_areas_when_shrinking():
 
 
 def _ingested(root: Path, tmp_path: Path, fmt: str) -> tuple[TaskSpec, pd.DataFrame]:
-    ingest_competition(CompetitionLayout(root=root, rle_format=fmt, **LAYOUT),
+    ingest_competition(CompetitionLayout(root=root, options={"rle_format": fmt}, **LAYOUT),
                        tmp_path / "all.parquet", tmp_path / "task.json")
     return TaskSpec.load(tmp_path / "task.json"), pd.read_parquet(tmp_path / "all.parquet")
 
@@ -282,7 +291,7 @@ def test_the_submission_check_names_line_column_and_id(kaggle_shapes, tmp_path):
         assert (f"submission.csv line {row + 2}, column 'rle', id {submission['id'][row]!r}: "
                 "not a kaggle encoding (mask_order F) of a 40x40 mask") in message
         assert why in message
-    siim_spec = TaskSpec(**{**spec.__dict__, "rle_format": "siim"})
+    siim_spec = TaskSpec(**{**spec.__dict__, "options": {**spec.options, "rle_format": "siim"}})
     with pytest.raises(PodiumInputError, match="not a siim encoding"):
         check_mask_submission(_table(kaggle_shapes, "solution.csv"), siim_spec, manifest)
 
@@ -298,7 +307,7 @@ def test_instances_at_a_mask_size(fmt, tmp_path):
     probs = (discs > 0).astype(np.float32)[None, None]
     sizes = pd.DataFrame({"id": ["a"], "height": [48], "width": [72]})
     spec = TaskSpec("segmentation", "EncodedPixels", ("mask",), "instance_map", "ImageId",
-                    instances=True, rle_format=fmt)
+                    options={"instances": True, "rle_format": fmt})
     sample = pd.DataFrame({"ImageId": ["a"], "EncodedPixels": ""})
     submission = instance_submission(probs, pd.Series(["a"]), sizes, sample, spec, [12, 18])
     assert len(submission) == 2

@@ -81,7 +81,7 @@ def test_siim_format_at_a_mask_size_end_to_end(classes_run):
     """The same run's masks in SIIM-ACR's relative RLE format, ingested, packed and submitted
     in it, the submission at a fixed 32 x 48 (submission.mask_size) and scored there."""
     flow, results = classes_run
-    assert json.loads((results / "data/task.json").read_text())["rle_format"] == "siim"
+    assert json.loads((results / "data/task.json").read_text())["options"]["rle_format"] == "siim"
     submission = pd.read_csv(results / "submission.csv", dtype=str, keep_default_na=False)
     masks = [rle_decode(rle, (32, 48), "F", "siim") for rle in submission["rle"]]
     # a row per test image and class: most images hold one of the two shapes, some both

@@ -67,6 +67,38 @@ def schema_field(*path: str) -> Any:
     return dataclasses.field(default=value)
 
 
+def _competition_properties() -> dict[str, dict]:
+    return _node(("competition",))["properties"]
+
+
+def ingest_test_keys() -> tuple[str, ...]:
+    """The competition keys the test side's ingest reads (``x-test-side``); every other key
+    is the train side's alone, so changing it reruns no test-side job."""
+    return tuple(k for k, p in _competition_properties().items() if p.get("x-test-side"))
+
+
+def task_keys(task: str) -> tuple[str, ...]:
+    """The competition keys that belong to ``task``'s plug-in (``x-task``), in schema order."""
+    return tuple(k for k, p in _competition_properties().items() if p.get("x-task") == task)
+
+
+def task_options(task: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``task``'s own competition keys: the values ``given`` sets, the schema's defaults for
+    the rest (a plug-in's settings read from an older task.json get the new keys' defaults)."""
+    return {k: given[k] if k in given else schema_default("competition", k)
+            for k in task_keys(task)}
+
+
+def foreign_task_key_problems(section: Mapping[str, Any], task: str) -> list[str]:
+    """Messages for keys of another task's plug-in that ``section`` (the config's
+    ``competition``) sets to anything but their default: such a key would be ignored."""
+    return [f"config key competition.{key} applies to {p['x-task']} competitions, not to "
+            f"task {task!r}; remove it."
+            for key, p in _competition_properties().items()
+            if p.get("x-task") not in (None, task) and key in section
+            and section[key] != p.get("default")]
+
+
 def model_kind(task: str) -> str:
     """The kind of model a competition of ``task`` trains (the schema's ``x-model-kinds`` of
     ``competition.task``; a task it does not list trains classification models)."""

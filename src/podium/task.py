@@ -6,8 +6,10 @@ re-deriving classes from labels, so all stages agree on class order and column n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,6 @@ from podium.tables import read_json, write_json
 
 CLASSIFICATION_TASKS = ("binary", "multiclass", "multilabel")
 VALUE_TASKS = ("regression", "ordinal")  # one predicted number per image, column ``pred``
-SEGMENTATION = "segmentation"  # masks per image and class, RLE (podium.tasks.segment)
 LABEL_SEPARATOR = " "  # multilabel targets: "3 7 12", Kaggle's usual form
 TARGET_COLUMN = "target"
 """The manifest's label column, whatever the competition calls its own (``TaskSpec.target``
@@ -39,16 +40,11 @@ class TaskSpec:
     classes: tuple[str, ...]
     metric: str
     id_column: str
-    mask_order: str = "F"  # segmentation: RLE pixel order, F (column-major) or C (row-major)
-    rle_format: str = "kaggle"  # segmentation: RLE format name (segment.rle.RLE_FORMATS)
-    class_column: str | None = None  # segmentation: CSV rows per (image, class), see
-    class_separator: str | None = None  # podium.tasks.segment.classes.ClassRows
-    instances: bool = False  # segmentation: train.csv rows are objects, scored by instance mAP
     multilabel_rule: str = DEFAULT_MULTILABEL_RULE  # how label sets are decided (metrics)
-
-    @property
-    def is_segmentation(self) -> bool:
-        return self.task == SEGMENTATION
+    # the task plug-in's own competition keys as ingest resolved them (podium.schema.task_keys:
+    # a segmentation competition's RLE format and pixel order, class rows, instances); the
+    # plug-in reads them through its own typed view
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def predicts_value(self) -> bool:
@@ -127,7 +123,8 @@ class TaskSpec:
         return [LABEL_SEPARATOR.join(classes[row.astype(bool)]) for row in self.decide(proba)]
 
     def save(self, path: str | Path) -> None:
-        write_json({**asdict(self), "classes": list(self.classes)}, path)
+        write_json({**asdict(self), "classes": list(self.classes),
+                    "options": dict(self.options)}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> TaskSpec:

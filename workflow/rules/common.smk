@@ -4,6 +4,7 @@ from pathlib import Path
 
 # The Snakefile has put the podium next to it first on sys.path and the jobs' PYTHONPATH.
 from podium.codehash import module_hash, script_hash
+from podium.schema import ingest_test_keys
 from podium.settings import canonical
 import podium.tasks.stages  # registers every task plug-in's model stage
 from podium.stage import FOLD_FILES, task_stage
@@ -148,21 +149,10 @@ def competition_dir():
     return COMPETITION["dir"]
 
 
-TEST_SIDE_KEYS = (
-    "dir",
-    "id_column",
-    "train_csv",
-    "sample_submission",
-    "test_images",
-    "task",
-    "class_column",
-    "class_separator",
-    "train_masks",
-    "encoding",
-)
-"""The competition keys the test side reads (train_csv only for its ids, which test ids must
-not repeat; in segmentation the class keys say how rows name images); every other key is the
-train side's alone."""
+TEST_SIDE_KEYS = ingest_test_keys()
+"""The competition keys the test side reads, as the schema marks them (x-test-side: train_csv
+only for its ids, which test ids must not repeat; in segmentation the class keys say how rows
+name images); every other key is the train side's alone."""
 
 
 def competition_inputs(side):

@@ -26,6 +26,7 @@ from podium.data.layout import CompetitionLayout, ExternalSource
 from podium.data.targets import TaskTargets, targets_for
 from podium.errors import MAX_REPORTED, PodiumInputError, Problems
 from podium.metrics import check_metric_for_task
+from podium.schema import task_options
 from podium.tables import write_csv, write_parquet
 from podium.task import TARGET_COLUMN, TaskSpec
 
@@ -156,12 +157,13 @@ def _template_regex(template: str) -> re.Pattern:
 
 
 def unlisted_train_images(layout: CompetitionLayout, listed_ids: Iterable[str],
-                          listed_paths: Iterable[Path] = ()) -> list[str]:
+                          listed_paths: Iterable[Path] = (),
+                          side_files: Iterable[str] = ()) -> list[str]:
     """Files beside the train images that train.csv does not list (relative to the
     competition folder, sorted): what the train template matches without a row, or with
-    ``image_column`` the files in the listed images' folders with their suffixes. Mask files
-    (``train_masks``) are not images."""
-    masks = _template_regex(layout.train_masks) if layout.train_masks else None
+    ``image_column`` the files in the listed images' folders with their suffixes. Files the
+    task reads besides (``side_files``: its :meth:`TaskTargets.side_files`) are not images."""
+    others = [_template_regex(template) for template in side_files]
     if layout.image_column is None:
         on_disk = _ids_on_disk(layout, layout.train_images)
         if on_disk is None:
@@ -175,12 +177,12 @@ def unlisted_train_images(layout: CompetitionLayout, listed_ids: Iterable[str],
                        for folder in folders if folder.is_dir() for f in folder.iterdir()
                        if f.is_file() and f.suffix.lower() in suffixes and f not in listed
                        and f.is_relative_to(layout.root.resolve()))
-    return [f for f in found if masks is None or not masks.fullmatch(f)]
+    return [f for f in found if not any(other.fullmatch(f) for other in others)]
 
 
 def _note_unlisted(layout: CompetitionLayout, listed_ids: pd.Series, paths: list[Path],
-                   train_path: Path) -> None:
-    unlisted = unlisted_train_images(layout, listed_ids, paths)
+                   train_path: Path, side_files: tuple[str, ...]) -> None:
+    unlisted = unlisted_train_images(layout, listed_ids, paths, side_files)
     if unlisted:
         log.warning("%d image file%s in %s %s no row in %s and %s not used (e.g. %s)",
                     len(unlisted), "s" if len(unlisted) > 1 else "", layout.root,
@@ -316,11 +318,14 @@ def _check_layout(layout: CompetitionLayout) -> TaskTargets:
 
 
 def _check_distinct_columns(layout: CompetitionLayout) -> None:
-    """The id, target, image, group and class columns are different columns of train.csv
-    (whatever their names: podium's tables keep its own columns apart from them)."""
+    """The id, target, image and group columns, and the task plug-in's own ``*_column`` keys
+    (segmentation's class column), are different columns of train.csv (whatever their names:
+    podium's tables keep its own columns apart from them)."""
     key_of: dict[str, str] = {}
-    for key in ("id_column", "target", "image_column", "group_column", "class_column"):
-        column = getattr(layout, key)
+    named = {key: getattr(layout, key)
+             for key in ("id_column", "target", "image_column", "group_column")}
+    named.update((k, v) for k, v in layout.options.items() if k.endswith("_column"))
+    for key, column in named.items():
         if column is None:
             continue
         if column in key_of:
@@ -372,7 +377,7 @@ def _validate_train(layout: CompetitionLayout, targets: TaskTargets,
                 for e in layout.external]
     paths = _image_paths(layout.root, train, layout.id_column, layout.image_column,
                          layout.train_images)
-    _note_unlisted(layout, train_ids, paths, train_path)
+    _note_unlisted(layout, train_ids, paths, train_path, targets.side_files(layout))
     parts = [("train", train_ids, train[layout.target], paths, "competition", False),
              *external]
     return _TrainSide(layout, train, classes, parts, targets)
@@ -454,12 +459,8 @@ def _write_train_side(layout: CompetitionLayout, classes: tuple[str, ...],
                       task_path: str | Path, skipped: list[dict],
                       skipped_path: str | Path | None) -> None:
     TaskSpec(task=layout.task, target=layout.target, classes=classes, metric=layout.metric,
-             id_column=layout.id_column, mask_order=layout.mask_order,
-             rle_format=layout.rle_format,
-             class_column=layout.class_column,
-             class_separator=layout.class_separator,
-             instances=layout.instances,
-             multilabel_rule=layout.multilabel_rule).save(task_path)
+             id_column=layout.id_column, multilabel_rule=layout.multilabel_rule,
+             options=task_options(layout.task, layout.options)).save(task_path)
     if skipped_path is not None:
         write_csv(pd.DataFrame(skipped, columns=["id", "path", "problem"]), skipped_path)
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from podium.schema import schema_field
+from podium.errors import PodiumInputError
+from podium.schema import foreign_task_key_problems, schema_default, schema_field, task_keys
 
 
 @dataclass(frozen=True)
@@ -38,28 +41,31 @@ class CompetitionLayout:
     label_columns: tuple[str, ...] | None = None
     bad_train_images: str = schema_field("competition", "bad_train_images")
     external: tuple[ExternalSource, ...] = ()
-    mask_order: str = schema_field("competition", "mask_order")
-    # segmentation: the RLE format (podium.tasks.segment.rle), mask images per train id
-    # ("masks/{id}.png"), rows per (image, class) named by a column or after the image id
-    # ("<id>_<class>"), a train.csv row per object (DSB 2018)
-    rle_format: str = schema_field("competition", "rle_format")
-    train_masks: str | None = schema_field("competition", "train_masks")
-    class_column: str | None = schema_field("competition", "class_column")
-    class_separator: str | None = schema_field("competition", "class_separator")
-    instances: bool = schema_field("competition", "instances")
+    # the task plug-in's own keys (the schema's x-task: a segmentation competition's RLE
+    # format, mask images, class rows, instances), as set; the plug-in reads them with their
+    # defaults (podium.schema.task_options)
+    options: Mapping[str, Any] = field(default_factory=dict)
     multilabel_rule: str = schema_field("competition", "multilabel_rule")
     encoding: str = schema_field("competition", "encoding")  # of train.csv, sample_submission
+
+    def __post_init__(self) -> None:
+        _refuse_foreign_keys(self.options, self.task)
 
     @classmethod
     def from_config(cls, section: dict, root: str | Path | None = None) -> CompetitionLayout:
         """The layout the config's ``competition`` section describes; ``root`` overrides its
-        ``dir`` (the embedded dataset lives in the results folder)."""
-        fields = set(cls.__dataclass_fields__) - {"root", "classes", "external", "label_columns"}
+        ``dir`` (the embedded dataset lives in the results folder). A key of another task's
+        plug-in, set, is refused: it would be ignored."""
+        fields = set(cls.__dataclass_fields__) - {"root", "classes", "external", "label_columns",
+                                                   "options"}
+        task = section.get("task", schema_default("competition", "task"))
+        _refuse_foreign_keys(section, task)
         label_columns = section.get("label_columns")
         classes = section.get("classes")
         return cls(
             root=Path(root if root is not None else section.get("dir") or "."),
             **{k: v for k, v in section.items() if k in fields},
+            options={k: section[k] for k in task_keys(task) if k in section},
             classes=tuple(str(c) for c in classes) if classes is not None else None,
             label_columns=tuple(label_columns) if label_columns else None,
             external=tuple(ExternalSource(**{**e, "dir": Path(e["dir"])})
@@ -71,3 +77,10 @@ class CompetitionLayout:
     task: str = schema_field("competition", "task")
     metric: str = schema_field("competition", "metric")
     classes: tuple[str, ...] | None = None
+
+
+def _refuse_foreign_keys(values: Mapping[str, Any], task: str) -> None:
+    """A key of another task's plug-in, set, would be ignored: refuse it by name."""
+    problems = foreign_task_key_problems(values, task)
+    if problems:
+        raise PodiumInputError("\n".join(problems))

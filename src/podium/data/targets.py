@@ -64,6 +64,11 @@ class TaskTargets:
         """Check the targets of an external source against the competition's classes."""
         raise NotImplementedError
 
+    def side_files(self, layout: CompetitionLayout) -> tuple[str, ...]:
+        """Path templates (relative to the competition folder, with ``{id}``) of the files
+        the task reads beside the train images, such as mask images: no unlisted images."""
+        return ()
+
     def finish_train(self, frame: pd.DataFrame, ids: pd.Series, source: str,
                      layout: CompetitionLayout, classes: tuple[str, ...],
                      problems: Problems) -> None:

@@ -6,9 +6,10 @@ hash does not cover the model stages: a change to what a fold writes reruns no i
 """
 
 from podium.stage import register_stage
-from podium.task import CLASSIFICATION_TASKS, SEGMENTATION, VALUE_TASKS
+from podium.task import CLASSIFICATION_TASKS, VALUE_TASKS
+from podium.tasks import segment
 from podium.tasks.classify.stage import STAGE as CLASSIFY
 from podium.tasks.segment.stage import STAGE as SEGMENT
 
 register_stage(CLASSIFICATION_TASKS + VALUE_TASKS, CLASSIFY)
-register_stage((SEGMENTATION,), SEGMENT)
+register_stage((segment.TASK,), SEGMENT)

@@ -34,10 +34,6 @@ class LabelTargets(TaskTargets):
 
     def check_layout(self, layout: CompetitionLayout) -> None:
         check_multilabel_rule(layout.multilabel_rule)
-        if layout.instances:
-            raise PodiumInputError(
-                "config key competition.instances applies to segmentation competitions "
-                f"(objects as masks), not to task {layout.task!r}; remove it.")
 
     def train_table(self, train: pd.DataFrame, path: Path, layout: CompetitionLayout,
                     problems: Problems

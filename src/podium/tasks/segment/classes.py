@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from podium.errors import PodiumInputError
+from podium.tasks.segment.options import SegmentOptions
 from podium.tasks.segment.rle import INSTANCE_JOIN, is_empty
 
 CLASS_JOIN = "|"
@@ -50,9 +51,10 @@ class ClassRows:
 
     @classmethod
     def of(cls, source: Any) -> ClassRows:
-        """The class rows of a competition layout or task spec (anything with ``id_column``,
-        ``class_column`` and ``class_separator``)."""
-        return cls(source.id_column, source.class_column, source.class_separator)
+        """The class rows of a competition layout or task spec (its ``id_column`` and the
+        plug-in's ``class_column`` and ``class_separator`` options)."""
+        options = SegmentOptions.of(source)
+        return cls(source.id_column, options.class_column, options.class_separator)
 
     @property
     def per_class(self) -> bool:

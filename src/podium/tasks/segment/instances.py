@@ -30,6 +30,7 @@ from podium.errors import PodiumInputError, did_you_mean
 from podium.glue import StageJob
 from podium.metrics.masks import DSB_THRESHOLDS
 from podium.task import TARGET_COLUMN, TaskSpec
+from podium.tasks.segment.options import SegmentOptions
 from podium.tasks.segment.postprocess import (
     MIN_GAIN,
     check_min_area,
@@ -457,10 +458,11 @@ def pack_job(job: StageJob) -> np.ndarray:
     import pandas as pd
 
     spec = TaskSpec.load(job.inputs["task"])
+    options = SegmentOptions.of(spec)
     packed = pack_instance_labels(
         pd.read_parquet(job.inputs["manifest"]), pd.read_parquet(job.inputs["index"]),
-        TARGET_COLUMN, spec.mask_order, job.options["size"], job.outputs["packed"],
-        rle_format=spec.rle_format)
+        TARGET_COLUMN, options.mask_order, job.options["size"], job.outputs["packed"],
+        rle_format=options.rle_format)
     log.info("packed the instances of %d train images (%d objects)", len(packed),
              sum(len(np.unique(image)) - 1 for image in packed))
     return packed

@@ -24,6 +24,7 @@ from podium.errors import PodiumInputError
 from podium.glue import StageJob
 from podium.task import TARGET_COLUMN, TaskSpec
 from podium.tasks.segment.classes import class_rles, pack_bits, presence_strata
+from podium.tasks.segment.options import SegmentOptions
 from podium.tasks.segment.rle import DEFAULT_FORMAT, INSTANCE_JOIN, rle_decode
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,8 @@ def pack_job(job: StageJob) -> np.ndarray:
     """The ``pack_train_masks`` job: every train image's masks decoded and packed row for row
     with the packed train images, at ``preprocess.size``."""
     spec = TaskSpec.load(job.inputs["task"])
+    options = SegmentOptions.of(spec)
     return pack_masks(pd.read_parquet(job.inputs["manifest"]),
-                      pd.read_parquet(job.inputs["index"]), TARGET_COLUMN, spec.mask_order,
+                      pd.read_parquet(job.inputs["index"]), TARGET_COLUMN, options.mask_order,
                       job.options["size"], job.outputs["packed"], n_classes=spec.n_classes,
-                      rle_format=spec.rle_format)
+                      rle_format=options.rle_format)

@@ -23,6 +23,7 @@ from podium.task import TaskSpec
 from podium.tasks.segment.classes import ClassRows
 from podium.tasks.segment.instances import instance_labels, instance_rows, labels_of, resize_labels
 from podium.tasks.segment.masks import to_size
+from podium.tasks.segment.options import SegmentOptions
 from podium.tasks.segment.rle import DEFAULT_FORMAT, rle_decode, rle_encode
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def check_mask_submission(submission: pd.DataFrame, spec: TaskSpec, sizes: pd.Da
     line (the header is line 1), the column and the id."""
     size_of = scored_sizes(sizes, mask_size)
     images, _ = ClassRows.of(spec).split(submission, path)
+    options = SegmentOptions.of(spec)
     problems = []
     for row, (image_id, rle) in enumerate(zip(images, submission[spec.target], strict=True)):
         where = (f"{path} line {row + 2}, column {spec.target!r}, "
@@ -93,10 +95,10 @@ def check_mask_submission(submission: pd.DataFrame, spec: TaskSpec, sizes: pd.Da
             continue
         shape = tuple(int(v) for v in size_of.loc[image_id])
         try:
-            rle_decode(rle, shape, spec.mask_order, spec.rle_format)
+            rle_decode(rle, shape, *options.codec)
         except ValueError as err:
-            problems.append(f"{where}: not a {spec.rle_format} encoding (mask_order "
-                            f"{spec.mask_order}) of a {shape[0]}x{shape[1]} mask: {err}")
+            problems.append(f"{where}: not a {options.rle_format} encoding (mask_order "
+                            f"{options.mask_order}) of a {shape[0]}x{shape[1]} mask: {err}")
     if problems:
         more = (f"\n  ... and {len(problems) - MAX_REPORTED} more"
                 if len(problems) > MAX_REPORTED else "")
@@ -146,13 +148,14 @@ def score_segmentation(submission_path: str | Path, solution_path: str | Path,
     resized to it the way the submission's masks are
     (:func:`~podium.tasks.segment.masks.to_size`)."""
     read = {"dtype": str, "keep_default_na": False}
-    keys = [spec.id_column] + ([spec.class_column] if spec.class_column else [])
+    options = SegmentOptions.of(spec)
+    keys = [spec.id_column] + ([options.class_column] if options.class_column else [])
     merged = pd.read_csv(solution_path, **read).merge(
         pd.read_csv(submission_path, **read), on=keys, suffixes=("_true", "_pred"),
         validate="one_to_one")
     images, _ = ClassRows.of(spec).split(merged, solution_path)
     own, scored = scored_sizes(sizes), scored_sizes(sizes, mask_size)
-    codec = (spec.mask_order, spec.rle_format)
+    codec = options.codec
     scores = []
     for image_id, true, pred in zip(images, merged[f"{spec.target}_true"],
                                     merged[f"{spec.target}_pred"], strict=True):
@@ -174,7 +177,7 @@ def instance_submission(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFra
     for image_id, packed in zip(test_ids, labels, strict=True):
         height, width = (int(v) for v in size_of.loc[image_id])
         rows_of[image_id] = instance_rows(resize_labels(packed, height, width), image_id,
-                                          spec.mask_order, spec.rle_format)
+                                          *SegmentOptions.of(spec).codec)
     missing = sorted(set(sample[spec.id_column]) - set(rows_of))
     if missing:
         raise ValueError(f"no prediction for {len(missing)} sample ids, e.g. {missing[:3]}")
@@ -199,7 +202,7 @@ def score_instances(submission_path: str | Path, solution_path: str | Path,
     submitted = pd.read_csv(submission_path, **read).groupby(spec.id_column)[spec.target]
     predicted = {image_id: list(rles) for image_id, rles in submitted}
     own, scored = scored_sizes(sizes), scored_sizes(sizes, mask_size)
-    codec = (spec.mask_order, spec.rle_format)
+    codec = SegmentOptions.of(spec).codec
     preds, trues = [], []
     for image_id, rles in truth:
         shape = tuple(int(v) for v in scored.loc[image_id])
@@ -223,19 +226,19 @@ def submit_job(job: StageJob) -> pd.DataFrame:
     test_ids = pd.read_parquet(i["test_index"])["id"]
     sizes = pd.read_parquet(i["manifest"])
     sample = read_sample(i["sample"], job.options["encoding"])
-    if spec.instances:  # a row per instance; probability maps split by the default watershed
+    options = SegmentOptions.of(spec)
+    if options.instances:  # a row per instance; probability maps split by the default watershed
         submission = instance_submission(maps, test_ids, sizes, sample, spec, mask_size)
         described = (f"{int((submission[spec.target] != '').sum())} instances in "
                      f"{len(test_ids)} test images")
     else:
-        rle_of = encode_test_masks(maps, test_ids, sizes, spec.mask_order, spec.rle_format,
-                                   mask_size)
+        rle_of = encode_test_masks(maps, test_ids, sizes, *options.codec, mask_size)
         submission = segmentation_submission(sample, spec, rle_of, i["sample"])
         described = (f"{sum(any(v) for v in rle_of.values())} of {len(rle_of)} test images "
                      "with a mask")
     check_mask_submission(submission, spec, sizes, mask_size, out)
     write_csv(submission, out)
-    log.info("submission from %s: %s, %s RLE%s", best, described, spec.rle_format,
+    log.info("submission from %s: %s, %s RLE%s", best, described, options.rle_format,
              f" at {mask_size[0]}x{mask_size[1]}" if mask_size else "")
     return submission
 
@@ -245,7 +248,7 @@ def score_job(job: StageJob) -> dict:
     submission was written at."""
     i = job.inputs
     spec = TaskSpec.load(i["task"])
-    scorer = score_instances if spec.instances else score_segmentation
+    scorer = score_instances if SegmentOptions.of(spec).instances else score_segmentation
     score = scorer(i["submission"], i["solution"], pd.read_parquet(i["manifest"]), spec,
                    job.options["mask_size"])
     write_score(score, job.outputs["score"], "rows")

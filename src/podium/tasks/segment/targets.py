@@ -19,7 +19,8 @@ from podium.data.ingest import require_columns
 from podium.data.layout import CompetitionLayout
 from podium.data.targets import TaskTargets, register_targets
 from podium.errors import PodiumInputError, Problems
-from podium.task import SEGMENTATION, TARGET_COLUMN, TaskSpec
+from podium.task import TARGET_COLUMN, TaskSpec
+from podium.tasks.segment import TASK
 from podium.tasks.segment.classes import (
     BINARY_CLASSES,
     ClassRows,
@@ -30,6 +31,7 @@ from podium.tasks.segment.classes import (
     join_rles,
 )
 from podium.tasks.segment.masks import stratification_labels
+from podium.tasks.segment.options import SegmentOptions
 from podium.tasks.segment.rle import (
     ORDERS,
     decodes_as,
@@ -43,21 +45,22 @@ class MaskTargets(TaskTargets):
     """Targets of segmentation competitions: masks, several classes, instances."""
 
     def check_layout(self, layout: CompetitionLayout) -> None:
-        if layout.mask_order not in ORDERS:
+        options = SegmentOptions.of(layout)
+        if options.mask_order not in ORDERS:
             raise PodiumInputError(
-                f"config key competition.mask_order: {layout.mask_order!r} is not one of "
+                f"config key competition.mask_order: {options.mask_order!r} is not one of "
                 f"{', '.join(ORDERS)} (F: top to bottom first, C: left to right first).")
-        get_format(layout.rle_format, layout.mask_order)  # the pixel order fits the format
+        get_format(options.rle_format, options.mask_order)  # the pixel order fits the format
         if layout.label_columns:
             raise PodiumInputError(
                 "config key competition.label_columns needs task multilabel, not "
                 f"{layout.task!r}.")
-        if (layout.metric == "instance_map") != bool(layout.instances):
+        if (layout.metric == "instance_map") != bool(options.instances):
             raise PodiumInputError(
                 "config keys competition.metric and competition.instances disagree: "
                 "instance_map scores instances, so set metric: instance_map together with "
                 "instances: true (a train.csv row per object), not metric "
-                f"{layout.metric!r} with instances {str(bool(layout.instances)).lower()}.")
+                f"{layout.metric!r} with instances {str(bool(options.instances)).lower()}.")
 
     def train_table(self, train: pd.DataFrame, path: Path, layout: CompetitionLayout,
                     problems: Problems
@@ -67,7 +70,8 @@ class MaskTargets(TaskTargets):
 
     def image_ids(self, table: pd.DataFrame, path: Path, layout: CompetitionLayout,
                   listed: bool = False) -> pd.Series:
-        if listed and layout.train_masks:  # train.csv has a row per image
+        options = SegmentOptions.of(layout)
+        if listed and options.train_masks:  # train.csv has a row per image
             return table[layout.id_column]
         return ClassRows.of(layout).image_ids(table, path)
 
@@ -90,12 +94,18 @@ class MaskTargets(TaskTargets):
         holds), as the SIIM and Airbus solutions stratify."""
         return stratification_labels(labels, spec.n_classes), None
 
+    def side_files(self, layout: CompetitionLayout) -> tuple[str, ...]:
+        """Mask images (``competition.train_masks``) are no unlisted train images."""
+        train_masks = SegmentOptions.of(layout).train_masks
+        return (train_masks,) if train_masks else ()
+
     def finish_train(self, frame: pd.DataFrame, ids: pd.Series, source: str,
                      layout: CompetitionLayout, classes: tuple[str, ...],
                      problems: Problems) -> None:
         """Encode mask images once (they have the image's own size: nothing to check
         again), or decode every encoding against its image's size."""
-        if layout.train_masks and source == "competition":
+        options = SegmentOptions.of(layout)
+        if options.train_masks and source == "competition":
             frame[TARGET_COLUMN] = _encode_mask_images(frame, layout, classes, problems)
             return
         line_of = {image_id: int(row) + 2 for row, image_id in ids.items()}
@@ -117,17 +127,18 @@ def _segmentation_table(train: pd.DataFrame, path: Path, layout: CompetitionLayo
     """The train table of a segmentation competition with one row per image, and its mask
     classes: ``("mask",)`` for one binary mask, else ``competition.classes`` or the classes
     the per-class rows name. Masks given as images are read once the images are inspected."""
+    options = SegmentOptions.of(layout)
     rows = ClassRows.of(layout)
     configured = tuple(str(c) for c in layout.classes) if layout.classes else None
-    if layout.instances:
+    if options.instances:
         return _instance_table(train, path, layout, rows.per_class or bool(configured)
                                and len(configured) > 1), configured or BINARY_CLASSES
     if configured is not None:
         check_class_count(configured)
-    if layout.train_masks:  # train.csv has a row per image; class rows are the sample's
-        if "{class}" in layout.train_masks and configured is None:
+    if options.train_masks:  # train.csv has a row per image; class rows are the sample's
+        if "{class}" in options.train_masks and configured is None:
             raise PodiumInputError(
-                f"config key competition.train_masks: {layout.train_masks!r} has one file per "
+                f"config key competition.train_masks: {options.train_masks!r} has one file per "
                 "class ({class}); list the classes in competition.classes.")
         return train.assign(**{layout.target: ""}), configured or BINARY_CLASSES
     if rows.per_class:
@@ -150,7 +161,7 @@ def _instance_table(train: pd.DataFrame, path: Path, layout: CompetitionLayout,
                     several_classes: bool) -> pd.DataFrame:
     """A train.csv with one row per object, collapsed to one row per image (its instances
     joined by ``;``). Instances are one binary class given as encodings."""
-    if several_classes or layout.train_masks:
+    if several_classes or SegmentOptions.of(layout).train_masks:
         raise PodiumInputError(
             "config key competition.instances needs one mask class given as run-length "
             "encoded rows (one per object); unset competition.class_column, class_separator, "
@@ -165,6 +176,7 @@ def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
                  problems: Problems) -> None:
     """Every run-length encoding must decode inside its image (named by line, id and, with
     several classes, the class)."""
+    options = SegmentOptions.of(layout)
     for image_id, cell, height, width in zip(frame["id"], frame[TARGET_COLUMN],
                                              frame["height"], frame["width"], strict=True):
         where = f"{path} line {line_of.get(image_id, '?')}: id {image_id!r}"
@@ -177,10 +189,10 @@ def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
         for name, rle in zip(classes, rles, strict=True):
             shape = (int(height), int(width))
             try:
-                rle_decode(rle, shape, layout.mask_order, layout.rle_format)
+                rle_decode(rle, shape, options.mask_order, options.rle_format)
             except ValueError as err:
                 label = f" class {name!r}" if len(classes) > 1 else ""
-                problems.add(f"{where}{label}: {layout.target} is not a {layout.rle_format} "
+                problems.add(f"{where}{label}: {layout.target} is not a {options.rle_format} "
                              f"encoding of a mask of the {height}x{width} image ({err}); "
                              f"{_format_hint(rle, shape, layout)}")
 
@@ -188,10 +200,11 @@ def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
 def _format_hint(rle: object, shape: tuple[int, int], layout: CompetitionLayout) -> str:
     """What to check when a mask string fails: the formats it does decode under, if any
     (still a problem: a string valid in two formats is read in the configured one)."""
-    current = (layout.rle_format, layout.mask_order)
+    options = SegmentOptions.of(layout)
+    current = (options.rle_format, options.mask_order)
     other = decodes_as(rle, shape, exclude=current)
-    setting = (f"competition.rle_format {layout.rle_format!r} and mask_order "
-               f"{layout.mask_order!r}")
+    setting = (f"competition.rle_format {options.rle_format!r} and mask_order "
+               f"{options.mask_order!r}")
     if not other:
         return f"check {setting}"
     names = " or ".join(f"rle_format {f!r} with mask_order {o!r}" for f, o in other)
@@ -221,7 +234,7 @@ def _class_masks(layout: CompetitionLayout, classes: tuple[str, ...], image_id: 
     """Each class's 0/1 mask of one train image: one file per class when the pattern holds
     ``{class}`` (nonzero pixels: the class), else one file whose nonzero pixels are the object
     (binary) or whose pixel value k is the k-th class (several classes, 0: background)."""
-    pattern = layout.train_masks
+    pattern = SegmentOptions.of(layout).train_masks
     if "{class}" in pattern:
         masks = [_read_mask_image(layout.root / pattern.format(id=image_id, **{"class": c}),
                                   image_id, height, width, problems) for c in classes]
@@ -242,14 +255,15 @@ def _encode_mask_images(frame: pd.DataFrame, layout: CompetitionLayout,
                         classes: tuple[str, ...], problems: Problems) -> list[str]:
     """Each train image's mask images (``competition.train_masks``) as its manifest cell:
     missing, unreadable or differently sized masks are problems named by path."""
+    options = SegmentOptions.of(layout)
     encoded = []
     for image_id, height, width in zip(frame["id"], frame["height"], frame["width"],
                                        strict=True):
         masks = _class_masks(layout, classes, image_id, int(height), int(width), problems)
         encoded.append("" if masks is None else
-                       join_rles([rle_encode(m, layout.mask_order, layout.rle_format)
+                       join_rles([rle_encode(m, options.mask_order, options.rle_format)
                                   for m in masks]))
     return encoded
 
 
-register_targets((SEGMENTATION,), MaskTargets())
+register_targets((TASK,), MaskTargets())
