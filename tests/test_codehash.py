@@ -267,7 +267,8 @@ def _entry_modules() -> list[str]:
 
     return sorted({TaskStage.module_of(entry) for task in registered_stages()
                    for entry in (*task_stage(task).entry_points.values(),
-                                 task_stage(task).targets)})
+                                 task_stage(task).targets, task_stage(task).metrics)
+                   if entry is not None})
 
 
 def test_editing_each_module_changes_exactly_the_stage_entries_that_reach_it(

@@ -5,6 +5,8 @@ is refused by its config key."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -28,6 +30,17 @@ def test_every_task_has_a_stage_whose_entry_points_exist(task):
         module, _, function = entry.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), entry
         assert TaskStage.module_of(entry) == module
+    # the shared leaderboard job knows the task's metrics from the metric core and the
+    # stage's metrics module alone (a fresh interpreter that imports nothing else)
+    from podium.metrics import METRICS
+
+    scoring = sorted(name for name, metric in METRICS.items() if task in metric.tasks)
+    assert scoring, task
+    register = f"import {stage.metrics}; " if stage.metrics else ""
+    probe = (f"import sys; from podium import metrics; {register}"
+             f"sys.exit(sorted(set({scoring!r}) - set(metrics.METRICS)) or 0)")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert run.returncode == 0, (task, run.stdout, run.stderr)
     # the config check's look-ups read keys this task's models have (or the task itself)
     from podium.schema import model_keys, model_kind
 

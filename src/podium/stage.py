@@ -41,6 +41,10 @@ class TaskStage:
     # ``embedded_params``), the targets it packs beside the images (file in preprocess/:
     # entry point; rule ``pack_<stem>``), and what it asks of preprocessing
     targets: str  # the module whose import registers the task's targets (ingest, folds)
+    # the module whose import registers the task's own metrics (podium.metrics.register_metric;
+    # None: the metric core's label metrics), for the jobs that run shared code only (the
+    # leaderboard); the plug-in's own modules register them by importing its package
+    metrics: str | None = None
     embedded: Mapping[str, str] = field(default_factory=dict)
     embedded_params: Mapping[str, str] = field(default_factory=dict)
     packed: Mapping[str, str] = field(default_factory=dict)

@@ -14,7 +14,8 @@ rule build_leaderboard:
     conda:
         "../../envs/ensemble.yaml"
     params:
-        code=code("leaderboard.py"),
+        entry=STAGE.metrics,
+        code=code("leaderboard.py", STAGE.metrics),
     script:
         "../scripts/leaderboard.py"
 

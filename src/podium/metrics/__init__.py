@@ -143,11 +143,12 @@ class Metric:
     tasks: tuple[str, ...]
     probabilistic: bool = False
     scores_decisions: bool = True
+    as_float64: bool = True  # False: predictions scored as given (float16 masks, label maps)
 
     def __call__(self, y_true: np.ndarray, proba: np.ndarray,
                  space: LabelSpace | None = None) -> float:
         y = np.asarray(y_true)
-        p = np.asarray(proba) if _is_mask_metric(self.name) else np.asarray(proba, np.float64)
+        p = np.asarray(proba, np.float64) if self.as_float64 else np.asarray(proba)
         if len(y) != len(p):
             raise ValueError(f"{self.name}: {len(y)} true rows but {len(p)} predicted rows")
         if p.dtype.kind == "f" and not np.isfinite(p).all():
@@ -301,38 +302,7 @@ def _mae(y: np.ndarray, p: np.ndarray, space: LabelSpace) -> float:
     return float(np.mean(np.abs(p[:, 0] - y)))
 
 
-def _mask_metric(name: str) -> Callable[[np.ndarray, np.ndarray, LabelSpace], float]:
-    """Mean Dice or IoU over (image, class) pairs of ``N x H x W`` or ``N x K x H x W`` maps
-    (probabilities at 0.5, or 0/1 masks) against 0/1 truth; a pair empty in both scores 1.
-    Dice: SIIM-ACR Pneumothorax, Severstal, Understanding Clouds; IoU: Airbus-style. Reference:
-    the competitions' published per-image definitions (podium.metrics.masks, imported late:
-    it imports scipy, and the config check imports this module)."""
-    def score(y: np.ndarray, p: np.ndarray, space: LabelSpace) -> float:
-        from podium.metrics import masks
-
-        return getattr(masks, f"pair_{name}")(p, y)
-
-    return score
-
-
-def _instance_map(y: np.ndarray, p: np.ndarray, space: LabelSpace) -> float:
-    """DSB 2018's mean average precision over IoU thresholds 0.5-0.95 of ``N x H x W``
-    instance label maps, per image then averaged (the registry hands predictions over as
-    floats, so they are rounded back to labels). Reference: DSB 2018's published metric."""
-    from podium.metrics.masks import mean_instance_average_precision
-
-    return mean_instance_average_precision(list(np.rint(p).astype(np.int64)), list(y))
-
-
-_MASKS = ("dice", "iou", "instance_map")
-
-
-def _is_mask_metric(name: str) -> bool:
-    return name in _MASKS
-
-
 _CLASSES = ("binary", "multiclass", "multilabel")
-_SEGMENTATION = ("segmentation",)
 
 METRICS: dict[str, Metric] = {
     m.name: m
@@ -350,14 +320,22 @@ METRICS: dict[str, Metric] = {
         Metric("qwk", _qwk, True, ("binary", "multiclass", "ordinal")),
         Metric("rmse", _rmse, False, ("regression", "ordinal"), scores_decisions=False),
         Metric("mae", _mae, False, ("regression", "ordinal"), scores_decisions=False),
-        Metric("dice", _mask_metric("dice"), True, _SEGMENTATION),
-        # Not a competition metric yet: segmentation entries, post-processing and early
-        # stopping are fitted and ranked by Dice, so a competition scored by IoU would be
-        # ranked by another metric than its own (check_metric_for_task refuses it).
-        Metric("iou", _mask_metric("iou"), True, ()),
-        Metric("instance_map", _instance_map, True, _SEGMENTATION),
     )
 }
+"""The label metrics every task of labels and values shares (blends, stackers and label
+post-processing score with them); a task plug-in registers its own (:func:`register_metric`:
+the segment plug-in's Dice and instance mAP)."""
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add a task plug-in's metric to the registry (the plug-in's package does it on import,
+    so every job that runs the plug-in's code can look it up by name); the name must be new."""
+    known = METRICS.get(metric.name)
+    if known is not None and known.func.__module__ != metric.func.__module__:
+        raise ValueError(f"metric {metric.name!r} is already registered by "
+                         f"{known.func.__module__}")
+    METRICS[metric.name] = metric
+    return metric
 
 
 def check_metric_for_task(name: str, task: str) -> None:

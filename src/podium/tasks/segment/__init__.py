@@ -3,3 +3,7 @@ losses, tiled inference with D4 TTA, and the post-processing fitted on out-of-fo
 
 TASK = "segmentation"
 """The ``competition.task`` this plug-in serves."""
+
+# Every job that runs this plug-in's code can look its metrics up by name (after TASK: the
+# module reads it).
+from podium.tasks.segment import metrics as _metrics  # noqa: E402,F401

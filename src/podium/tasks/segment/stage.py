@@ -12,6 +12,7 @@ from podium.stage import TaskStage
 
 STAGE = TaskStage(
     targets="podium.tasks.segment.targets",
+    metrics="podium.tasks.segment.metrics",
     embedded={"shapes": "podium.tasks.segment.shapes:make_job"},
     embedded_params={"classes": "competition.classes", "instances": "competition.instances",
                      "rle_format": "competition.rle_format"},
