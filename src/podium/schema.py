@@ -27,7 +27,10 @@ import yaml
 from podium.errors import did_you_mean
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"
-CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
+CLASSIFICATION = "classification"
+"""The kind of model a task trains unless ``x-model-kinds`` says otherwise; its own keys are
+marked ``x-model: classification``, and they are refused by name in a model of another kind
+("does not apply to ..."), while another kind's keys are refused as "applies to ... only"."""
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -116,27 +119,27 @@ def model_keys(kind: str) -> tuple[str, ...]:
 
 def model_key_problems(entry: Mapping, name: str, task: str | None = None
                        ) -> list[tuple[str, str]]:
-    """``(key, message)`` for each key of a model entry that belongs to the other kind of
-    model, and for the ``arch`` a segmentation model lacks. ``task`` is the competition's
-    (None: a classification model of any task but segmentation)."""
+    """``(key, message)`` for each key of a model entry that belongs to another kind of model,
+    and for each key its kind requires (``x-required``: what it names) that it lacks. ``task``
+    is the competition's (None: a classification model)."""
     kind = model_kind(task or "")
+    where = f" (competition.task is {task})" if task else ""
     problems = []
     for key in entry:
         owner = _model_properties().get(key, {}).get("x-model", kind)
         if owner == kind:
             continue
-        if kind == SEGMENTATION:
-            problems.append((key, f"config key models.{name}.{key}: does not apply to "
-                                  "segmentation models (competition.task is segmentation); "
-                                  f"they take {', '.join(model_keys(SEGMENTATION))}."))
+        if owner == CLASSIFICATION:
+            problems.append((key, f"config key models.{name}.{key}: does not apply to {kind} "
+                                  f"models{where}; they take {', '.join(model_keys(kind))}."))
         else:
-            where = f" (competition.task is {task})" if task else ""
-            problems.append((key, f"config key models.{name}.{key}: applies to segmentation "
+            problems.append((key, f"config key models.{name}.{key}: applies to {owner} "
                                   f"models only{where}; remove it."))
-    if kind == SEGMENTATION and entry.get("arch") is None:
-        archs = ", ".join(_model_properties()["arch"]["enum"])
-        problems.append(("arch", f"config key models.{name}.arch: missing; a segmentation "
-                                 f"model names its decoder: {archs}."))
+    for key, spec in _model_properties().items():
+        if spec.get("x-model") == kind and "x-required" in spec and entry.get(key) is None:
+            problems.append((key, f"config key models.{name}.{key}: missing; a {kind} model "
+                                  f"names its {spec['x-required']}: "
+                                  f"{', '.join(map(str, spec['enum']))}."))
     return problems
 
 

@@ -35,9 +35,10 @@ from podium.errors import PodiumInputError
 from podium.glue import StageJob
 from podium.metrics import get_metric
 from podium.metrics.masks import MASK_THRESHOLD, pair_dice
-from podium.schema import SEGMENTATION, model_key_problems, schema_field, unknown_model_keys
+from podium.schema import model_key_problems, model_kind, schema_field, unknown_model_keys
 from podium.tables import load_packed, write_csv, write_json, write_npy, write_parquet
 from podium.task import TaskSpec
+from podium.tasks.segment import TASK
 from podium.tasks.segment.classes import MAX_CLASSES, unpack_bits
 from podium.tasks.segment.losses import build_segmentation_loss
 from podium.tasks.segment.models import Segmenter, build_segmenter
@@ -82,8 +83,8 @@ class SegmentSettings(FitSettings):
         """Settings from a config entry as the schema spells it (``backbone``, ``arch``); a
         classification model's key, an unknown key or a missing arch is refused by name
         rather than ignored."""
-        problems = unknown_model_keys(entry, name, SEGMENTATION) + [
-            message for _, message in model_key_problems(entry, name, SEGMENTATION)]
+        problems = unknown_model_keys(entry, name, model_kind(TASK)) + [
+            message for _, message in model_key_problems(entry, name, TASK)]
         if "backbone" not in entry:
             problems.append(f"config key models.{name}.backbone: missing; name a timm model "
                             "as the encoder.")
