@@ -66,7 +66,8 @@ class TaskTargets:
 
     def side_files(self, layout: CompetitionLayout) -> tuple[str, ...]:
         """Path templates (relative to the competition folder, with ``{id}``) of the files
-        the task reads beside the train images, such as mask images: no unlisted images."""
+        the task reads beside the train images, such as mask images, which ingest therefore
+        does not count as unlisted train images."""
         return ()
 
     def finish_train(self, frame: pd.DataFrame, ids: pd.Series, source: str,
