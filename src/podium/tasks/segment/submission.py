@@ -173,11 +173,12 @@ def instance_submission(maps: np.ndarray, test_ids: pd.Series, sizes: pd.DataFra
     images in the sample submission's order, its columns kept."""
     labels = labels_of(maps)
     size_of = scored_sizes(sizes, mask_size)
+    codec = SegmentOptions.of(spec).codec
     rows_of = {}
     for image_id, packed in zip(test_ids, labels, strict=True):
         height, width = (int(v) for v in size_of.loc[image_id])
         rows_of[image_id] = instance_rows(resize_labels(packed, height, width), image_id,
-                                          *SegmentOptions.of(spec).codec)
+                                          *codec)
     missing = sorted(set(sample[spec.id_column]) - set(rows_of))
     if missing:
         raise ValueError(f"no prediction for {len(missing)} sample ids, e.g. {missing[:3]}")

@@ -189,18 +189,17 @@ def _check_masks(frame: pd.DataFrame, line_of: dict[str, int], path: Path,
         for name, rle in zip(classes, rles, strict=True):
             shape = (int(height), int(width))
             try:
-                rle_decode(rle, shape, options.mask_order, options.rle_format)
+                rle_decode(rle, shape, *options.codec)
             except ValueError as err:
                 label = f" class {name!r}" if len(classes) > 1 else ""
                 problems.add(f"{where}{label}: {layout.target} is not a {options.rle_format} "
                              f"encoding of a mask of the {height}x{width} image ({err}); "
-                             f"{_format_hint(rle, shape, layout)}")
+                             f"{_format_hint(rle, shape, options)}")
 
 
-def _format_hint(rle: object, shape: tuple[int, int], layout: CompetitionLayout) -> str:
+def _format_hint(rle: object, shape: tuple[int, int], options: SegmentOptions) -> str:
     """What to check when a mask string fails: the formats it does decode under, if any
     (still a problem: a string valid in two formats is read in the configured one)."""
-    options = SegmentOptions.of(layout)
     current = (options.rle_format, options.mask_order)
     other = decodes_as(rle, shape, exclude=current)
     setting = (f"competition.rle_format {options.rle_format!r} and mask_order "
@@ -229,12 +228,13 @@ def _read_mask_image(path: Path, image_id: str, height: int, width: int,
     return mask
 
 
-def _class_masks(layout: CompetitionLayout, classes: tuple[str, ...], image_id: str,
-                 height: int, width: int, problems: Problems) -> list[np.ndarray] | None:
-    """Each class's 0/1 mask of one train image: one file per class when the pattern holds
-    ``{class}`` (nonzero pixels: the class), else one file whose nonzero pixels are the object
-    (binary) or whose pixel value k is the k-th class (several classes, 0: background)."""
-    pattern = SegmentOptions.of(layout).train_masks
+def _class_masks(layout: CompetitionLayout, pattern: str, classes: tuple[str, ...],
+                 image_id: str, height: int, width: int, problems: Problems
+                 ) -> list[np.ndarray] | None:
+    """Each class's 0/1 mask of one train image: one file per class when the pattern
+    (``competition.train_masks``) holds ``{class}`` (nonzero pixels: the class), else one file
+    whose nonzero pixels are the object (binary) or whose pixel value k is the k-th class
+    (several classes, 0: background)."""
     if "{class}" in pattern:
         masks = [_read_mask_image(layout.root / pattern.format(id=image_id, **{"class": c}),
                                   image_id, height, width, problems) for c in classes]
@@ -259,10 +259,10 @@ def _encode_mask_images(frame: pd.DataFrame, layout: CompetitionLayout,
     encoded = []
     for image_id, height, width in zip(frame["id"], frame["height"], frame["width"],
                                        strict=True):
-        masks = _class_masks(layout, classes, image_id, int(height), int(width), problems)
+        masks = _class_masks(layout, options.train_masks, classes, image_id, int(height),
+                             int(width), problems)
         encoded.append("" if masks is None else
-                       join_rles([rle_encode(m, options.mask_order, options.rle_format)
-                                  for m in masks]))
+                       join_rles([rle_encode(m, *options.codec) for m in masks]))
     return encoded
 
 
