@@ -314,7 +314,8 @@ def main() -> None:
     parser.add_argument("--fold-size", type=int, default=128)
     parser.add_argument("--fold-crop", type=int, default=96, help="train crop of the folds")
     parser.add_argument("--fold-epochs", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1),
+                        help="torch CPU threads, for the steps as for the folds")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start nothing new after this share of it has passed (default: "
                              "120 on a GPU, none on the CPU)")
@@ -326,6 +327,7 @@ def main() -> None:
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     cuda = torch.cuda.is_available()
     torch.backends.cudnn.benchmark = True
+    torch.set_num_threads(args.threads)  # what the folds' trainer sets, from the first step
     budget = args.budget_s if args.budget_s is not None else (120.0 if cuda and not args.smoke
                                                               else math.inf)
     if args.smoke or not cuda:

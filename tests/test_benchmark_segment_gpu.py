@@ -20,8 +20,9 @@ def test_segment_gpu_smoke_writes_every_part(tmp_path):
     # the checkout's own podium first, whichever copy is installed
     env = os.environ | {"PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
+    # one thread, as each job of the suite gets one core
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "segment_gpu.py"),
-                           "--smoke", "--out", str(out)], cwd=tmp_path, env=env,
+                           "--smoke", "--threads", "1", "--out", str(out)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(out.read_text())
