@@ -3,7 +3,10 @@
 A stage's job runs the task plug-in's entry point its rule names (:func:`run_entry`), given
 the job as a :class:`StageJob`. A job logs to its ``log:`` file (log records, progress bars
 and tracebacks alike), and a :class:`~podium.errors.PodiumInputError` ends the job with its
-message alone, since the message already says what is wrong and what to do.
+message alone, since the message already says what is wrong and what to do. A job is a
+short-lived process: it imports its entry point with the garbage collector paused and freezes
+its objects when its work is done (:func:`load_entry`, :func:`job_logging`), so that neither
+the imports nor the interpreter's teardown collect over what torch and timm made.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from podium.errors import PodiumInputError
 
 @contextlib.contextmanager
 def job_logging(smk: Any) -> Iterator[logging.Logger]:
-    """Send logging and stderr to the job's log file; keep errors visible on the console."""
+    """Send logging and stderr to the job's log file; keep errors visible on the console.
+    Meant for a job's process: on leaving, it freezes the process's objects for its exit."""
     log_path = Path(smk.log[0]) if len(smk.log) else None
     stream = open(log_path, "w", buffering=1) if log_path else sys.stderr  # noqa: SIM115
     console = sys.__stderr__
